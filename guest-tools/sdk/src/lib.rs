@@ -1,0 +1,210 @@
+//! SDK for mcp-ssh-session tool components.
+//!
+//! Owns the guest side of the `mcp-ssh:tools` WIT world: the generated
+//! bindings, a typed [`Tool`] trait whose JSON input schema is derived from
+//! the argument struct, and [`export_tools!`], which turns a list of tools
+//! into the component's `tool` export. A tool crate holds only its logic:
+//!
+//! ```ignore
+//! use mcp_ssh_guest::{JsonSchema, Deserialize, Output, Tool, export_tools};
+//!
+//! #[derive(Deserialize, JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct Args {
+//!     /// Host to ask.
+//!     host: String,
+//! }
+//!
+//! struct Uptime;
+//! impl Tool for Uptime {
+//!     type Args = Args;
+//!     const NAME: &'static str = "uptime";
+//!     const DESCRIPTION: &'static str = "How long a host has been up.";
+//!     fn call(args: Args) -> Output { /* mcp_ssh_guest::ssh::exec(..) */ Output::text("") }
+//! }
+//!
+//! export_tools!(Uptime);
+//! ```
+
+/// The generated bindings for the `tool-component` world.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tool-component",
+        pub_export_macro: true,
+        default_bindings_module: "mcp_ssh_guest::bindings",
+    });
+}
+
+pub use bindings::exports::mcp_ssh::tools::tool::{
+    Annotations, CallError, CallResult, Content, ToolInfo,
+};
+pub use bindings::mcp_ssh::tools::log;
+pub use bindings::mcp_ssh::tools::ssh;
+pub use bindings::mcp_ssh::tools::types::{Credentials, SshError, Target};
+pub use schemars::{self, JsonSchema};
+pub use serde::{self, Deserialize, Serialize, de::DeserializeOwned};
+pub use serde_json::{self, Value, json};
+
+/// One MCP tool. Its arguments arrive already validated against the schema
+/// derived from [`Tool::Args`], so `call` only sees well-formed input.
+pub trait Tool {
+    /// The arguments, deserialized from the call's JSON object. Doc comments
+    /// on its fields become the schema's descriptions.
+    type Args: DeserializeOwned + JsonSchema;
+    /// Unique across every component the host loads.
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+
+    fn annotations() -> Option<Annotations> {
+        None
+    }
+
+    /// The JSON Schema of [`Output::structured`], if the tool returns one.
+    fn output_schema() -> Option<Value> {
+        None
+    }
+
+    fn call(args: Self::Args) -> Output;
+}
+
+/// Arguments of a tool that takes none.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// What a tool returns: text for people (and models), optional structured
+/// JSON for programs, and whether the tool failed.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub text: String,
+    pub structured: Option<Value>,
+    pub is_error: bool,
+}
+
+impl Output {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A tool that ran and failed: the client sees `isError: true`.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            is_error: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_structured(mut self, value: Value) -> Self {
+        self.structured = Some(value);
+        self
+    }
+}
+
+impl From<SshError> for Output {
+    fn from(e: SshError) -> Self {
+        Output::error(describe(&e))
+    }
+}
+
+/// A readable sentence for an [`SshError`], prefixed with what kind it is.
+pub fn describe(e: &SshError) -> String {
+    let (what, msg) = match e {
+        SshError::InvalidArgument(m) => ("Invalid argument", m),
+        SshError::Connect(m) => ("Connection failed", m),
+        SshError::Auth(m) => ("Authentication failed", m),
+        SshError::HostKey(m) => ("Host key rejected", m),
+        SshError::Timeout(m) => ("Timed out", m),
+        SshError::Channel(m) => ("Channel error", m),
+        SshError::ConnectionLost(m) => ("Connection lost", m),
+        SshError::Denied(m) => ("Denied", m),
+        SshError::Other(m) => ("Error", m),
+    };
+    format!("{what}: {msg}")
+}
+
+/// Decodes captured output for display: head, an omission notice, tail.
+///
+/// The host cuts truncated streams on UTF-8 boundaries, so valid UTF-8 stays
+/// valid; anything else is replaced with U+FFFD rather than failing.
+pub fn stream_text(s: &ssh::StreamOutput) -> String {
+    let head = String::from_utf8_lossy(&s.head);
+    if !s.truncated {
+        return head.into_owned();
+    }
+    let kept = (s.head.len() + s.tail.len()) as u64;
+    let omitted = s.total_bytes.saturating_sub(kept);
+    let tail = String::from_utf8_lossy(&s.tail);
+    format!("{head}\n[... {omitted} bytes omitted ...]\n{tail}")
+}
+
+/// Logs into the host's log, tagged with this component.
+pub fn log(level: log::Level, message: impl AsRef<str>) {
+    log::log(level, message.as_ref());
+}
+
+fn schema_json<T: JsonSchema>() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        // MCP clients differ in how well they follow $ref; inline everything.
+        s.inline_subschemas = true;
+    });
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+#[doc(hidden)]
+pub fn __info<T: Tool>() -> ToolInfo {
+    ToolInfo {
+        name: T::NAME.to_string(),
+        description: T::DESCRIPTION.to_string(),
+        input_schema: schema_json::<T::Args>().to_string(),
+        output_schema: T::output_schema().map(|v| v.to_string()),
+        annotations: T::annotations(),
+    }
+}
+
+#[doc(hidden)]
+pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
+    let args: T::Args = serde_json::from_str(arguments)
+        .map_err(|e| CallError::InvalidArguments(format!("{}: {e}", T::NAME)))?;
+    let out = T::call(args);
+    Ok(CallResult {
+        content: vec![Content::Text(out.text)],
+        structured_content: out.structured.map(|v| v.to_string()),
+        is_error: out.is_error,
+    })
+}
+
+/// Exports the listed [`Tool`]s as this component's `tool` interface.
+#[macro_export]
+macro_rules! export_tools {
+    ($($tool:ty),+ $(,)?) => {
+        struct __McpSshTools;
+
+        impl $crate::bindings::exports::mcp_ssh::tools::tool::Guest for __McpSshTools {
+            fn list_tools() -> ::std::vec::Vec<$crate::ToolInfo> {
+                ::std::vec![$($crate::__info::<$tool>()),+]
+            }
+
+            fn call_tool(
+                name: ::std::string::String,
+                arguments: ::std::string::String,
+            ) -> ::std::result::Result<$crate::CallResult, $crate::CallError> {
+                $(
+                    if name == <$tool as $crate::Tool>::NAME {
+                        return $crate::__call::<$tool>(&arguments);
+                    }
+                )+
+                ::std::result::Result::Err($crate::CallError::UnknownTool(name))
+            }
+        }
+
+        $crate::bindings::export!(__McpSshTools with_types_in $crate::bindings);
+    };
+}

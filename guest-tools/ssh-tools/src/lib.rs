@@ -1,0 +1,320 @@
+//! The built-in session tools, with the seed's names, arguments and text
+//! layout: `execute_command`, `list_sessions`, `close_session` and
+//! `close_all_sessions`. Each is a thin translation between MCP arguments and
+//! the host's `ssh` interface; the host owns connections, limits and policy.
+
+use mcp_ssh_guest::{
+    Annotations, Credentials, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value,
+    export_tools, json, ssh, stream_text,
+};
+
+/// Arguments every tool uses to name a session.
+fn target(host: String, username: String, port: Option<u16>) -> Target {
+    Target {
+        host,
+        username: Some(username),
+        port,
+        credentials: None,
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ExecuteCommandArgs {
+    /// Hostname or IP address of the SSH server.
+    host: String,
+    /// User to log in as.
+    username: String,
+    /// Command line to run, interpreted by the remote user's shell. Stdin is
+    /// closed, so commands that read it see end-of-file at once.
+    command: String,
+    /// Password for password authentication. Omit to reuse the open session,
+    /// or to use ssh-agent and the default keys.
+    #[serde(default)]
+    password: Option<String>,
+    /// Path of a private key file on the machine running this server.
+    #[serde(default)]
+    key_filename: Option<String>,
+    /// Passphrase of an encrypted `key_filename`.
+    #[serde(default)]
+    passphrase: Option<String>,
+    /// SSH port (default 22).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
+    port: Option<u16>,
+    /// Seconds to wait for the command. When it expires the output so far is
+    /// returned, marked as timed out. Default set by the server (60 s).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    timeout: Option<f64>,
+    /// Bytes kept of each of stdout and stderr; beyond it the head and tail
+    /// are kept with a notice of how much was left out. Default set by the
+    /// server (1 MiB).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    max_output_bytes: Option<u64>,
+}
+
+struct ExecuteCommand;
+
+impl Tool for ExecuteCommand {
+    type Args = ExecuteCommandArgs;
+    const NAME: &'static str = "execute_command";
+    const DESCRIPTION: &'static str = "Run a command on an SSH host over a persistent session \
+        (opened on first use, then reused). Returns the exit status, stdout and stderr. A non-zero \
+        exit status is a normal result; connection, authentication and host-key failures are errors.";
+
+    fn annotations() -> Option<Annotations> {
+        Some(Annotations {
+            title: Some("Execute SSH command".into()),
+            read_only: Some(false),
+            destructive: Some(true),
+            idempotent: Some(false),
+            open_world: Some(true),
+        })
+    }
+
+    fn output_schema() -> Option<Value> {
+        let stream_flag = json!({"type": "boolean"});
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "session": {"type": "string", "description": "username@host:port"},
+                "exit_status": {"type": ["integer", "null"]},
+                "exit_signal": {"type": ["string", "null"]},
+                "stdout": {"type": "string"},
+                "stderr": {"type": "string"},
+                "stdout_truncated": stream_flag,
+                "stderr_truncated": stream_flag,
+                "stdout_bytes": {"type": "integer", "description": "total bytes the command wrote"},
+                "stderr_bytes": {"type": "integer", "description": "total bytes the command wrote"},
+                "duration_ms": {"type": "integer"},
+                "timed_out": {"type": "boolean"}
+            },
+            "required": ["session", "exit_status", "exit_signal", "stdout", "stderr",
+                         "stdout_truncated", "stderr_truncated", "duration_ms", "timed_out"]
+        }))
+    }
+
+    fn call(a: ExecuteCommandArgs) -> Output {
+        let credentials =
+            (a.password.is_some() || a.key_filename.is_some()).then_some(Credentials {
+                password: a.password,
+                key_file: a.key_filename,
+                passphrase: a.passphrase,
+            });
+        let target = Target {
+            credentials,
+            ..target(a.host, a.username, a.port)
+        };
+        let request = ssh::ExecRequest {
+            command: a.command,
+            timeout_ms: a.timeout.map(|s| (s * 1000.0).round() as u64),
+            max_output_bytes: a.max_output_bytes,
+        };
+        match ssh::exec(&target, &request) {
+            Ok(out) => render_exec(&out),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+fn render_exec(out: &ssh::ExecOutput) -> Output {
+    let stdout = stream_text(&out.stdout);
+    let stderr = stream_text(&out.stderr);
+    let mut text = match (out.exit_status, &out.exit_signal) {
+        (Some(code), _) => format!("Exit Status: {code}\n"),
+        (None, Some(sig)) => format!("Exit Status: none (killed by signal {sig})\n"),
+        (None, None) => "Exit Status: none\n".to_string(),
+    };
+    if out.timed_out {
+        text.push_str(&format!(
+            "Timed out after {:.1} s: the command was stopped and the output so far follows.\n",
+            out.duration_ms as f64 / 1000.0
+        ));
+    }
+    text.push('\n');
+    if !stdout.is_empty() {
+        text.push_str(&format!("STDOUT:\n{stdout}\n"));
+    }
+    if !stderr.is_empty() {
+        text.push_str(&format!("STDERR:\n{stderr}\n"));
+    }
+    Output::text(text).with_structured(json!({
+        "session": out.session,
+        "exit_status": out.exit_status,
+        "exit_signal": out.exit_signal,
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_truncated": out.stdout.truncated,
+        "stderr_truncated": out.stderr.truncated,
+        "stdout_bytes": out.stdout.total_bytes,
+        "stderr_bytes": out.stderr.total_bytes,
+        "duration_ms": out.duration_ms,
+        "timed_out": out.timed_out,
+    }))
+}
+
+struct ListSessions;
+
+impl Tool for ListSessions {
+    type Args = NoArgs;
+    const NAME: &'static str = "list_sessions";
+    const DESCRIPTION: &'static str =
+        "List the open persistent SSH sessions, as username@host:port.";
+
+    fn annotations() -> Option<Annotations> {
+        Some(Annotations {
+            title: Some("List SSH sessions".into()),
+            read_only: Some(true),
+            destructive: Some(false),
+            idempotent: Some(true),
+            open_world: Some(false),
+        })
+    }
+
+    fn output_schema() -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "sessions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "session": {"type": "string"},
+                            "username": {"type": "string"},
+                            "host": {"type": "string"},
+                            "port": {"type": "integer"},
+                            "active_commands": {"type": "integer"},
+                            "age_ms": {"type": "integer"},
+                            "idle_ms": {"type": "integer"}
+                        },
+                        "required": ["session", "username", "host", "port"]
+                    }
+                }
+            },
+            "required": ["sessions"]
+        }))
+    }
+
+    fn call(_: NoArgs) -> Output {
+        let sessions = ssh::list_sessions();
+        let text = if sessions.is_empty() {
+            "No active SSH sessions".to_string()
+        } else {
+            let lines: Vec<String> = sessions.iter().map(|s| format!("- {}", s.key)).collect();
+            format!("Active SSH Sessions:\n{}", lines.join("\n"))
+        };
+        let list: Vec<Value> = sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "session": s.key,
+                    "username": s.username,
+                    "host": s.host,
+                    "port": s.port,
+                    "active_commands": s.active_commands,
+                    "age_ms": s.age_ms,
+                    "idle_ms": s.idle_ms,
+                })
+            })
+            .collect();
+        Output::text(text).with_structured(json!({ "sessions": list }))
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CloseSessionArgs {
+    /// Hostname or IP address the session was opened to.
+    host: String,
+    /// User the session logged in as.
+    username: String,
+    /// SSH port (default 22).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
+    port: Option<u16>,
+}
+
+struct CloseSession;
+
+impl Tool for CloseSession {
+    type Args = CloseSessionArgs;
+    const NAME: &'static str = "close_session";
+    const DESCRIPTION: &'static str = "Close the persistent SSH session to username@host:port. \
+        Commands still running on it finish first.";
+
+    fn annotations() -> Option<Annotations> {
+        Some(Annotations {
+            title: Some("Close SSH session".into()),
+            read_only: Some(false),
+            destructive: Some(false),
+            idempotent: Some(true),
+            open_world: Some(false),
+        })
+    }
+
+    fn output_schema() -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "session": {"type": "string"},
+                "closed": {"type": "boolean", "description": "whether a session was open"}
+            },
+            "required": ["session", "closed"]
+        }))
+    }
+
+    fn call(a: CloseSessionArgs) -> Output {
+        let port = a.port.unwrap_or(22);
+        let key = format!("{}@{}:{port}", a.username, a.host);
+        match ssh::close_session(&target(a.host, a.username, Some(port))) {
+            Ok(closed) => {
+                let text = if closed {
+                    format!("Closed session: {key}")
+                } else {
+                    format!("No open session: {key}")
+                };
+                Output::text(text).with_structured(json!({"session": key, "closed": closed}))
+            }
+            Err(e) => e.into(),
+        }
+    }
+}
+
+struct CloseAllSessions;
+
+impl Tool for CloseAllSessions {
+    type Args = NoArgs;
+    const NAME: &'static str = "close_all_sessions";
+    const DESCRIPTION: &'static str = "Close every persistent SSH session.";
+
+    fn annotations() -> Option<Annotations> {
+        Some(Annotations {
+            title: Some("Close all SSH sessions".into()),
+            read_only: Some(false),
+            destructive: Some(false),
+            idempotent: Some(true),
+            open_world: Some(false),
+        })
+    }
+
+    fn output_schema() -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {"closed": {"type": "integer"}},
+            "required": ["closed"]
+        }))
+    }
+
+    fn call(_: NoArgs) -> Output {
+        match ssh::close_all_sessions() {
+            Ok(n) => Output::text(format!("All SSH sessions closed ({n})"))
+                .with_structured(json!({ "closed": n })),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+export_tools!(ExecuteCommand, ListSessions, CloseSession, CloseAllSessions);

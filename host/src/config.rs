@@ -1,0 +1,149 @@
+//! Command-line and environment configuration, validated into the typed
+//! configs of the SSH core and the plugin host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+
+use crate::plugins::{PluginConfig, default_plugin_dir};
+use crate::ssh::{HostKeyPolicy, SshConfig};
+
+/// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
+/// Every tool is a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-ssh-session", version, about)]
+pub struct Cli {
+    /// Directory of extra tool components (every *.wasm in it)
+    /// [default: ~/.config/mcp-ssh-session/plugins, if it exists]
+    #[arg(long, env = "MCP_SSH_PLUGINS", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+
+    /// Load only the built-in tools.
+    #[arg(long, conflicts_with = "plugins")]
+    pub no_plugins: bool,
+
+    /// known_hosts file to check server keys against [default: ~/.ssh/known_hosts]
+    #[arg(long, env = "MCP_SSH_KNOWN_HOSTS", value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// What to do with server keys known_hosts does not list: record them
+    /// (accept-new), refuse them (strict), or skip checking (off). A changed
+    /// key is always refused unless off.
+    #[arg(long, env = "MCP_SSH_HOST_KEY_POLICY", value_enum, default_value_t = HostKeyPolicy::AcceptNew)]
+    pub host_key_policy: HostKeyPolicy,
+
+    /// Default timeout of execute_command, in seconds.
+    #[arg(
+        long,
+        env = "MCP_SSH_COMMAND_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECS"
+    )]
+    pub command_timeout: f64,
+
+    /// Timeout for connecting and authenticating, in seconds.
+    #[arg(
+        long,
+        env = "MCP_SSH_CONNECT_TIMEOUT",
+        default_value_t = 15.0,
+        value_name = "SECS"
+    )]
+    pub connect_timeout: f64,
+
+    /// Default bytes kept of each of stdout and stderr (head and tail).
+    #[arg(long, env = "MCP_SSH_MAX_OUTPUT_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_output_bytes: u64,
+
+    /// Concurrent commands per SSH connection; more calls queue. Keep it
+    /// below the server's MaxSessions (OpenSSH: 10).
+    #[arg(
+        long,
+        env = "MCP_SSH_CHANNELS_PER_SESSION",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    pub channels_per_session: usize,
+
+    /// Do not use ssh-agent (SSH_AUTH_SOCK) for calls without credentials.
+    #[arg(long)]
+    pub no_agent: bool,
+
+    /// Compile cache directory [default: ~/.cache/mcp-ssh-session/components]
+    #[arg(long, env = "MCP_SSH_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile components on every start instead of caching them.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Guest CPU time allowed per tool call, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub guest_cpu_limit: f64,
+
+    /// Guest memory allowed per tool call, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub guest_memory_limit: usize,
+
+    /// Log filter (tracing EnvFilter syntax); logs go to stderr.
+    #[arg(
+        long,
+        env = "MCP_SSH_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ssh: SshConfig,
+    pub plugins: PluginConfig,
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if !v.is_finite() || v <= 0.0 || v > 7.0 * 24.0 * 3600.0 {
+        bail!("--{name} must be a positive number of seconds (at most a week), not {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Cli {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut ssh = SshConfig::default();
+        if let Some(path) = self.known_hosts {
+            ssh.known_hosts = path;
+        }
+        ssh.host_key_policy = self.host_key_policy;
+        ssh.default_command_timeout = seconds("command-timeout", self.command_timeout)?;
+        ssh.connect_timeout = seconds("connect-timeout", self.connect_timeout)?;
+        ssh.default_max_output = self.max_output_bytes;
+        ssh.max_output_cap = ssh.max_output_cap.max(self.max_output_bytes);
+        if self.channels_per_session == 0 {
+            bail!("--channels-per-session must be at least 1");
+        }
+        ssh.channels_per_connection = self.channels_per_session;
+        ssh.use_agent = !self.no_agent;
+
+        let mut plugins = PluginConfig::default();
+        plugins.plugin_dir_required = self.plugins.is_some();
+        plugins.plugin_dir = match (self.no_plugins, self.plugins) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir),
+            (false, None) => default_plugin_dir(),
+        };
+        if self.no_cache {
+            plugins.cache_dir = None;
+        } else if let Some(dir) = self.cache_dir {
+            plugins.cache_dir = Some(dir);
+        }
+        plugins.cpu_limit = seconds("guest-cpu-limit", self.guest_cpu_limit)?;
+        if self.guest_memory_limit < 16 {
+            bail!("--guest-memory-limit must be at least 16 MiB");
+        }
+        plugins.memory_limit = self.guest_memory_limit << 20;
+        Ok(Config { ssh, plugins })
+    }
+}

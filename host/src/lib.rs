@@ -1,0 +1,36 @@
+//! mcp-ssh-session: an MCP server giving AI agents persistent, safe SSH
+//! sessions, whose tools are sandboxed WebAssembly components.
+//!
+//! Dependencies run one way: [`mcp`] serves the tools of [`plugins`], whose
+//! components reach SSH only through the host's [`ssh`] core; [`config`]
+//! builds the settings of both.
+
+pub mod config;
+mod fsutil;
+pub mod mcp;
+pub mod plugins;
+pub mod ssh;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+
+pub use config::{Cli, Config};
+
+/// Loads the tools and serves MCP on stdin/stdout until the client leaves.
+pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
+    let sessions = ssh::SessionManager::new(config.ssh);
+    let plugins = plugins::PluginHost::load(config.plugins, sessions.clone())
+        .await
+        .context("loading tool components")?;
+    let server = mcp::McpServer::new(Arc::new(plugins));
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("MCP initialization failed")?;
+    let reason = running.waiting().await?;
+    tracing::info!(?reason, "client disconnected");
+    sessions.close_all();
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The MCP face of the server: an rmcp `ServerHandler` whose tools are the
+//! plugin registry's, and the one place where call outcomes become MCP
+//! results.
+//!
+//! A tool that ran, even one that failed, is a `CallToolResult` (failures
+//! with `isError: true`); a call that cannot be routed or whose arguments do
+//! not match the schema is a JSON-RPC invalid-params error.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+
+use crate::plugins::{CallError, PluginHost, ToolOutput, ToolSpec};
+
+const INSTRUCTIONS: &str = "Runs commands on SSH hosts over persistent sessions. \
+execute_command opens a session on first use (password, key_filename, or the operator's \
+ssh-agent and default keys) and reuses it afterwards: later calls need only host, username \
+and command. Sessions are keyed by username@host:port; see list_sessions.";
+
+/// The MCP server. Cheap to clone: clones share the plugin host.
+#[derive(Clone)]
+pub struct McpServer {
+    plugins: Arc<PluginHost>,
+    tools: Arc<Vec<Tool>>,
+}
+
+impl McpServer {
+    pub fn new(plugins: Arc<PluginHost>) -> Self {
+        let tools = plugins.tools().map(to_mcp_tool).collect();
+        Self {
+            plugins,
+            tools: Arc::new(tools),
+        }
+    }
+}
+
+fn to_mcp_tool(spec: &ToolSpec) -> Tool {
+    let mut tool = Tool::new(
+        spec.name.clone(),
+        spec.description.clone(),
+        Arc::new(spec.input_schema.clone()),
+    );
+    if let Some(schema) = &spec.output_schema {
+        tool = tool.with_raw_output_schema(Arc::new(schema.clone()));
+    }
+    if let Some(a) = &spec.annotations {
+        tool = tool.with_annotations(ToolAnnotations::from_raw(
+            a.title.clone(),
+            a.read_only,
+            a.destructive,
+            a.idempotent,
+            a.open_world,
+        ));
+    }
+    tool
+}
+
+/// The one mapping from a call's outcome to what the client sees.
+pub fn to_mcp_result(outcome: Result<ToolOutput, CallError>) -> Result<CallToolResult, McpError> {
+    match outcome {
+        Ok(out) => {
+            let content = out.text.into_iter().map(ContentBlock::text).collect();
+            let mut result = if out.is_error {
+                CallToolResult::error(content)
+            } else {
+                CallToolResult::success(content)
+            };
+            result.structured_content = out.structured;
+            Ok(result)
+        }
+        Err(e @ CallError::UnknownTool(_)) => Err(McpError::invalid_params(e.to_string(), None)),
+        Err(e @ CallError::InvalidArguments { .. }) => {
+            Err(McpError::invalid_params(e.to_string(), None))
+        }
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "mcp-ssh-session",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.unwrap_or_default();
+        let outcome = self.plugins.call(&request.name, arguments).await;
+        // The reason is not logged: it may quote argument values.
+        match &outcome {
+            Err(CallError::UnknownTool(_)) => tracing::info!(tool = %request.name, "unknown tool"),
+            Err(CallError::InvalidArguments { .. }) => {
+                tracing::info!(tool = %request.name, "invalid arguments")
+            }
+            Ok(_) => {}
+        }
+        to_mcp_result(outcome).map(Into::into)
+    }
+}

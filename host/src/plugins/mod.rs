@@ -1,0 +1,494 @@
+//! The plugin host: one wasmtime engine, the tool components it loaded, and
+//! the registry of the tools they export.
+//!
+//! Components are compiled (or loaded from the compile cache) off the async
+//! threads at startup, and asked once for their tools. Each call then gets
+//! a fresh store from the component's cached pre-instance, so a trap
+//! poisons only that call. Guests get no WASI capability: no files, no
+//! environment, no sockets, no stdout; their stderr goes to the log.
+
+mod bindings;
+mod cache;
+pub mod grants;
+mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use bindings::{ToolComponent, ToolComponentPre, tool};
+pub use grants::Grant;
+use state::StoreState;
+
+use crate::ssh::SessionManager;
+
+/// The components compiled into this binary by `build.rs`.
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_components.rs"));
+}
+
+/// How often the epoch ticks; the unit of the CPU budget.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Bytes of guest stderr kept per call.
+const STDERR_CAPACITY: usize = 64 << 10;
+/// A component must answer `list-tools` within this much guest CPU time.
+const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Extra components: every `*.wasm` in it. `None`: built-ins only.
+    pub plugin_dir: Option<PathBuf>,
+    /// Whether a missing `plugin_dir` is an error (it was asked for).
+    pub plugin_dir_required: bool,
+    /// Compiled components; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Guest CPU time per call.
+    pub cpu_limit: Duration,
+    /// Bytes per linear memory.
+    pub memory_limit: usize,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            plugin_dir: default_plugin_dir(),
+            plugin_dir_required: false,
+            cache_dir: dirs::cache_dir().map(|d| d.join("mcp-ssh-session").join("components")),
+            cpu_limit: Duration::from_secs(10),
+            memory_limit: 256 << 20,
+        }
+    }
+}
+
+/// `~/.config/mcp-ssh-session/plugins` (or the platform's equivalent).
+pub fn default_plugin_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("mcp-ssh-session").join("plugins"))
+}
+
+/// A tool as the registry knows it.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub input_schema: Map<String, Value>,
+    pub output_schema: Option<Map<String, Value>>,
+    pub annotations: Option<Annotations>,
+    /// The component that exports it.
+    pub component: Arc<str>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    pub title: Option<String>,
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+/// A tool that ran: its result, failed or not.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub text: Vec<String>,
+    pub structured: Option<Value>,
+    pub is_error: bool,
+}
+
+/// A call that did not produce a tool result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("unknown tool: {0}")]
+    UnknownTool(String),
+    #[error("invalid arguments for {tool}: {message}")]
+    InvalidArguments { tool: String, message: String },
+}
+
+struct Loaded {
+    name: Arc<str>,
+    pre: ToolComponentPre<StoreState>,
+    grant: Arc<Grant>,
+}
+
+struct Registered {
+    spec: ToolSpec,
+    validator: jsonschema::Validator,
+    component: usize,
+}
+
+/// Every loaded component and its tools. Shared by all calls.
+pub struct PluginHost {
+    engine: Engine,
+    sessions: SessionManager,
+    config: PluginConfig,
+    components: Vec<Loaded>,
+    tools: Vec<Registered>,
+    by_name: HashMap<String, usize>,
+}
+
+impl PluginHost {
+    /// Loads the built-in components and those in the plugin directory.
+    pub async fn load(config: PluginConfig, sessions: SessionManager) -> anyhow::Result<Self> {
+        let mut wasm_config = wasmtime::Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .wasm_component_model(true);
+        let engine = Engine::new(&wasm_config)?;
+        spawn_epoch_ticker(&engine);
+
+        let mut sources: Vec<(String, Vec<u8>, Grant)> = builtin::COMPONENTS
+            .iter()
+            .map(|(name, bytes)| (format!("built-in:{name}"), bytes.to_vec(), Grant::full()))
+            .collect();
+        if let Some(dir) = &config.plugin_dir {
+            for path in plugin_files(dir, config.plugin_dir_required)? {
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                sources.push((path.display().to_string(), bytes, Grant::plugin_default()));
+            }
+        }
+
+        let cache = Arc::new(cache::CompileCache::new(&engine, config.cache_dir.clone()));
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        ToolComponent::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
+
+        // Compile in parallel, off the async threads.
+        let compiles: Vec<_> = sources
+            .into_iter()
+            .map(|(name, bytes, grant)| {
+                let (engine, cache) = (engine.clone(), cache.clone());
+                tokio::task::spawn_blocking(move || {
+                    let component = cache.load(&engine, &name, &bytes);
+                    (name, grant, component)
+                })
+            })
+            .collect();
+
+        let mut host = Self {
+            engine,
+            sessions,
+            config,
+            components: Vec::new(),
+            tools: Vec::new(),
+            by_name: HashMap::new(),
+        };
+        for task in compiles {
+            let (name, grant, component) = task.await?;
+            let builtin = name.starts_with("built-in:");
+            let loaded = component
+                .and_then(|c| Ok(ToolComponentPre::new(linker.instantiate_pre(&c)?)?))
+                .map_err(|e| anyhow::anyhow!("{name}: not a usable tool component: {e:#}"));
+            let pre = match loaded {
+                Ok(pre) => pre,
+                Err(e) if builtin => return Err(e),
+                Err(e) => {
+                    tracing::error!("skipping plugin: {e}");
+                    continue;
+                }
+            };
+            let name: Arc<str> = name.into();
+            let index = host.components.len();
+            host.components.push(Loaded {
+                name: name.clone(),
+                pre,
+                grant: Arc::new(grant),
+            });
+            match host.list_component_tools(index).await {
+                Ok(tools) => host.register(index, tools)?,
+                Err(e) if builtin => return Err(e),
+                Err(e) => tracing::error!("skipping plugin: {e:#}"),
+            }
+        }
+        tracing::info!(
+            components = host.components.len(),
+            tools = host.tools.len(),
+            "plugins loaded"
+        );
+        Ok(host)
+    }
+
+    pub fn sessions(&self) -> &SessionManager {
+        &self.sessions
+    }
+
+    /// Every tool, in load order.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolSpec> {
+        self.tools.iter().map(|t| &t.spec)
+    }
+
+    /// Validates `arguments` and runs the tool in a fresh instance.
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<ToolOutput, CallError> {
+        let &index = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
+        let tool = &self.tools[index];
+        let arguments = Value::Object(arguments);
+        if let Some(err) = tool.validator.iter_errors(&arguments).next() {
+            // Masked: the message is logged along the way, and the value may
+            // be a password.
+            let path = err.instance_path().to_string();
+            let message = if path.is_empty() {
+                err.masked().to_string()
+            } else {
+                format!(
+                    "{}: {}",
+                    path.trim_start_matches('/'),
+                    err.masked_with("the value")
+                )
+            };
+            return Err(CallError::InvalidArguments {
+                tool: name.to_string(),
+                message,
+            });
+        }
+        let component = &self.components[tool.component];
+        let args = arguments.to_string();
+        let result = self
+            .with_instance(
+                tool.component,
+                self.config.cpu_limit,
+                async |store, instance| instance.call_call_tool(store, name, &args).await,
+            )
+            .await;
+        match result {
+            Ok(Ok(r)) => Ok(ToolOutput {
+                text: r
+                    .content
+                    .into_iter()
+                    .map(|tool::Content::Text(t)| t)
+                    .collect(),
+                structured: match r.structured_content.map(|s| serde_json::from_str(&s)) {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(e)) => {
+                        return Ok(guest_failure(
+                            &component.name,
+                            &format!("invalid structured content: {e}"),
+                        ));
+                    }
+                },
+                is_error: r.is_error,
+            }),
+            Ok(Err(tool::CallError::UnknownTool(_))) => {
+                Err(CallError::UnknownTool(name.to_string()))
+            }
+            Ok(Err(tool::CallError::InvalidArguments(message))) => {
+                Err(CallError::InvalidArguments {
+                    tool: name.to_string(),
+                    message,
+                })
+            }
+            Err(e) => Ok(guest_failure(&component.name, &format!("{e:#}"))),
+        }
+    }
+
+    /// Runs `f` against a fresh instance of component `index`, within the
+    /// CPU budget `cpu`. Guest stderr is logged afterwards.
+    async fn with_instance<R>(
+        &self,
+        index: usize,
+        cpu: Duration,
+        f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        let component = &self.components[index];
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = StoreState {
+            wasi,
+            table: Default::default(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            component: component.name.clone(),
+            grant: component.grant.clone(),
+            sessions: self.sessions.clone(),
+            cpu_ticks: 0,
+            cpu_budget_ticks: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+            stderr: stderr.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        // Epochs advance only by wall clock; counting the deadlines reached
+        // while guest code runs approximates its CPU time. Yielding each
+        // tick keeps a busy guest from starving the other tasks.
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            s.cpu_ticks += 1;
+            if s.cpu_ticks > s.cpu_budget_ticks {
+                wasmtime::bail!(
+                    "component {} exceeded its CPU time limit of {} ms",
+                    s.component,
+                    s.cpu_budget_ticks * EPOCH_TICK.as_millis() as u64
+                );
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let result = async {
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            f(&mut store, instance.mcp_ssh_tools_tool()).await
+        }
+        .await;
+        log_guest_stderr(&component.name, &store.data().stderr);
+        result.map_err(|e| anyhow::anyhow!("{e:?}"))
+    }
+
+    async fn list_component_tools(&self, index: usize) -> anyhow::Result<Vec<tool::ToolInfo>> {
+        let name = self.components[index].name.clone();
+        self.with_instance(index, LIST_TOOLS_CPU, async |store, instance| {
+            instance.call_list_tools(store).await
+        })
+        .await
+        .with_context(|| format!("{name}: list-tools failed"))
+    }
+
+    fn register(&mut self, index: usize, tools: Vec<tool::ToolInfo>) -> anyhow::Result<()> {
+        let component = self.components[index].name.clone();
+        let mut specs = Vec::with_capacity(tools.len());
+        for info in tools {
+            specs.push(tool_spec(&component, info)?);
+        }
+        for (spec, validator) in specs {
+            if let Some(&other) = self.by_name.get(&spec.name) {
+                bail!(
+                    "tool name clash: {:?} is exported by both {} and {}; remove one of them",
+                    spec.name,
+                    self.tools[other].spec.component,
+                    component
+                );
+            }
+            self.by_name.insert(spec.name.clone(), self.tools.len());
+            self.tools.push(Registered {
+                spec,
+                validator,
+                component: index,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn guest_failure(component: &str, detail: &str) -> ToolOutput {
+    tracing::warn!(component, "tool call failed in the component: {detail}");
+    ToolOutput {
+        text: vec![format!("The tool component {component} failed: {detail}")],
+        structured: None,
+        is_error: true,
+    }
+}
+
+fn tool_spec(
+    component: &Arc<str>,
+    info: tool::ToolInfo,
+) -> anyhow::Result<(ToolSpec, jsonschema::Validator)> {
+    let name = info.name;
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid_name {
+        bail!("{component}: invalid tool name {name:?} (1-64 of A-Z a-z 0-9 _ - .)");
+    }
+    let object = |what: &str, text: &str| -> anyhow::Result<Map<String, Value>> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => bail!("{component}: the {what} of tool {name} is not a JSON object"),
+            Err(e) => bail!("{component}: the {what} of tool {name} is not JSON: {e}"),
+        }
+    };
+    let input_schema = object("input schema", &info.input_schema)?;
+    if input_schema.get("type").and_then(Value::as_str) != Some("object") {
+        bail!("{component}: the input schema of tool {name} must have \"type\": \"object\"");
+    }
+    let validator =
+        jsonschema::validator_for(&Value::Object(input_schema.clone())).map_err(|e| {
+            anyhow::anyhow!("{component}: the input schema of tool {name} is invalid: {e}")
+        })?;
+    let output_schema = info
+        .output_schema
+        .map(|s| object("output schema", &s))
+        .transpose()?;
+    let annotations = info.annotations.map(|a| Annotations {
+        title: a.title,
+        read_only: a.read_only,
+        destructive: a.destructive,
+        idempotent: a.idempotent,
+        open_world: a.open_world,
+    });
+    Ok((
+        ToolSpec {
+            name,
+            description: info.description,
+            input_schema,
+            output_schema,
+            annotations,
+            component: component.clone(),
+        },
+        validator,
+    ))
+}
+
+fn plugin_files(dir: &std::path::Path, required: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("plugin directory {}", dir.display())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn log_guest_stderr(component: &str, pipe: &MemoryOutputPipe) {
+    let bytes = pipe.contents();
+    if bytes.is_empty() {
+        return;
+    }
+    for line in String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        tracing::info!(component, "guest stderr: {line}");
+    }
+}
+
+/// Advances the engine's epoch forever, from a plain thread so that a busy
+/// async runtime cannot delay the deadlines that keep guests in check.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch thread; guest CPU limits are off: {e}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Running one command on one exec channel, with bounded output.
+//!
+//! Stdin is closed at once, so a command that reads it sees end-of-file
+//! instead of hanging. Each stream keeps at most `limit` bytes: the first
+//! half and the last half, with the count of what was dropped between.
+//! Cuts land on UTF-8 character boundaries so valid text stays valid.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg, Sig};
+
+/// What to run and how much of it to keep.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub command: String,
+    pub timeout: Option<Duration>,
+    pub max_output_bytes: Option<u64>,
+}
+
+/// One captured stream: all of it, or its head and tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamOutput {
+    pub head: Vec<u8>,
+    /// Empty unless `truncated`.
+    pub tail: Vec<u8>,
+    pub total_bytes: u64,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    /// The `username@host:port` that ran it.
+    pub session: String,
+    pub exit_status: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub stdout: StreamOutput,
+    pub stderr: StreamOutput,
+    pub duration: Duration,
+    pub timed_out: bool,
+}
+
+/// How a run ended short of an exit status.
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The exec request never reached the server: safe to retry elsewhere.
+    NotStarted(String),
+    /// The server refused to start the command.
+    Refused(String),
+    /// The channel ended with neither exit status nor signal: the
+    /// connection died, and the command may or may not have run.
+    Lost { output: Box<ExecOutput> },
+}
+
+/// Head-and-tail capture of one stream.
+pub(crate) struct Capture {
+    head_cap: usize,
+    tail_cap: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: u64,
+}
+
+impl Capture {
+    pub(crate) fn new(limit: usize) -> Self {
+        let head_cap = limit.div_ceil(2);
+        Self {
+            head_cap,
+            tail_cap: limit - head_cap,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = self.head_cap - self.head.len();
+        if room > 0 {
+            let n = room.min(data.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        if data.is_empty() || self.tail_cap == 0 {
+            return;
+        }
+        if data.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - self.tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(data);
+        }
+    }
+
+    pub(crate) fn finish(self) -> StreamOutput {
+        let mut head = self.head;
+        let mut tail: Vec<u8> = self.tail.into();
+        let truncated = self.total > (head.len() + tail.len()) as u64;
+        if !truncated {
+            head.append(&mut tail);
+            return StreamOutput {
+                head,
+                tail,
+                total_bytes: self.total,
+                truncated,
+            };
+        }
+        head.truncate(utf8_floor(&head));
+        let skip = tail
+            .iter()
+            .take(3)
+            .take_while(|&&b| is_continuation(b))
+            .count();
+        tail.drain(..skip);
+        StreamOutput {
+            head,
+            tail,
+            total_bytes: self.total,
+            truncated,
+        }
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
+}
+
+/// The length of the longest prefix of `b` that does not end inside a
+/// multi-byte UTF-8 character.
+fn utf8_floor(b: &[u8]) -> usize {
+    let n = b.len();
+    for back in 1..=4.min(n) {
+        let lead = b[n - back];
+        if is_continuation(lead) {
+            continue;
+        }
+        let width = match lead {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        };
+        return if width > back { n - back } else { n };
+    }
+    n
+}
+
+pub(crate) fn signal_name(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(s) => s.as_str(),
+    }
+    .to_string()
+}
+
+/// Runs `command` on a freshly opened session channel.
+pub(crate) async fn run(
+    mut channel: Channel<Msg>,
+    session: String,
+    command: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<ExecOutput, RunError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    channel
+        .exec(true, command)
+        .await
+        .map_err(|e| RunError::NotStarted(e.to_string()))?;
+    // Closing stdin now is what makes `cat` return.
+    let _ = channel.eof().await;
+
+    let (mut stdout, mut stderr) = (Capture::new(limit), Capture::new(limit));
+    let mut out = ExecOutput {
+        session,
+        ..ExecOutput::default()
+    };
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, channel.wait()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => {
+                out.timed_out = true;
+                // OpenSSH >= 7.9 delivers this to the process sshd started.
+                let _ = channel.signal(Sig::KILL).await;
+                let _ = channel.close().await;
+                break;
+            }
+        };
+        match msg {
+            ChannelMsg::Data { data } => stdout.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => stderr.push(&data),
+            // Keep reading after ExitStatus: data may still follow it.
+            ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name: s, .. } => {
+                out.exit_signal = Some(signal_name(&s))
+            }
+            ChannelMsg::Failure => {
+                return Err(RunError::Refused(
+                    "the server refused to run the command".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out.stdout = stdout.finish();
+    out.stderr = stderr.finish();
+    out.duration = started.elapsed();
+    if !out.timed_out && out.exit_status.is_none() && out.exit_signal.is_none() {
+        return Err(RunError::Lost {
+            output: Box::new(out),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(limit: usize, chunks: &[&[u8]]) -> StreamOutput {
+        let mut c = Capture::new(limit);
+        for ch in chunks {
+            c.push(ch);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn small_output_is_kept_whole_across_chunks() {
+        let out = capture(10, &[b"abc", b"defg", b"hij"]);
+        assert_eq!(out.head, b"abcdefghij");
+        assert!(out.tail.is_empty() && !out.truncated);
+        assert_eq!(out.total_bytes, 10);
+    }
+
+    #[test]
+    fn large_output_keeps_head_and_tail() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let out = capture(10, &[&data[..33], &data[33..34], &data[34..]]);
+        assert!(out.truncated);
+        assert_eq!(out.head, (0..5u8).collect::<Vec<_>>());
+        assert_eq!(out.tail, (95..100u8).collect::<Vec<_>>());
+        assert_eq!(out.total_bytes, 100);
+    }
+
+    #[test]
+    fn cuts_fall_on_utf8_boundaries() {
+        let text = "é".repeat(50); // 2 bytes each
+        let bytes = text.as_bytes();
+        // Odd limit: the naive head and tail both split a character.
+        let out = capture(11, &[&bytes[..7], &bytes[7..]]);
+        assert!(out.truncated);
+        assert!(std::str::from_utf8(&out.head).is_ok(), "{:?}", out.head);
+        assert!(std::str::from_utf8(&out.tail).is_ok(), "{:?}", out.tail);
+        assert_eq!(out.head.len() % 2, 0);
+    }
+
+    #[test]
+    fn zero_limit_keeps_nothing_but_counts() {
+        let out = capture(0, &[b"hello"]);
+        assert!(out.truncated && out.head.is_empty() && out.tail.is_empty());
+        assert_eq!(out.total_bytes, 5);
+    }
+
+    #[test]
+    fn utf8_floor_handles_complete_and_partial_tails() {
+        assert_eq!(utf8_floor("a€".as_bytes()), 4);
+        assert_eq!(utf8_floor(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(utf8_floor(b"abc"), 3);
+        assert_eq!(utf8_floor(&"😀".as_bytes()[..3]), 0);
+    }
+}
