@@ -18,6 +18,10 @@ use rmcp::ServiceExt;
 
 pub use config::{Cli, Config};
 
+/// A log directive every subscriber of this crate's binaries must add:
+/// rmcp's service layer logs requests with their arguments at debug.
+pub const SECRET_SAFE_DIRECTIVE: &str = "rmcp::service=info";
+
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
 pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
     let sessions = ssh::SessionManager::new(config.ssh);

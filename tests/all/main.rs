@@ -1,1 +1,17 @@
+//! The integration suite, one binary (as wasmtime's `tests/all`): every SSH
+//! test talks to a real OpenSSH sshd on loopback, and every MCP test drives
+//! the real server binary with rmcp's MCP client.
+//!
+//! Run it through `scripts/test`, which installs sshd, the wasm target and
+//! the test account first.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod exec;
+mod host_keys;
+mod plugins;
+mod protocol;
+mod server;
+mod sessions;
+mod sshd;

@@ -237,21 +237,9 @@ impl PluginHost {
         let tool = &self.tools[index];
         let arguments = Value::Object(arguments);
         if let Some(err) = tool.validator.iter_errors(&arguments).next() {
-            // Masked: the message is logged along the way, and the value may
-            // be a password.
-            let path = err.instance_path().to_string();
-            let message = if path.is_empty() {
-                err.masked().to_string()
-            } else {
-                format!(
-                    "{}: {}",
-                    path.trim_start_matches('/'),
-                    err.masked_with("the value")
-                )
-            };
             return Err(CallError::InvalidArguments {
                 tool: name.to_string(),
-                message,
+                message: describe_invalid(&err, &tool.spec.input_schema, &arguments),
             });
         }
         let component = &self.components[tool.component];
@@ -387,6 +375,45 @@ impl PluginHost {
     }
 }
 
+/// A schema violation in words that name the field but never quote its
+/// value: the message travels through logs, and the value may be a password.
+fn describe_invalid(
+    err: &jsonschema::ValidationError<'_>,
+    schema: &Map<String, Value>,
+    arguments: &Value,
+) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let path = err.instance_path().to_string();
+    let field = path.trim_start_matches('/');
+    match err.kind() {
+        // `additionalProperties: false` with no `properties` is reported
+        // against the whole object: name the keys ourselves.
+        Kind::FalseSchema if field.is_empty() => {
+            let known = schema.get("properties").and_then(Value::as_object);
+            let unexpected: Vec<&str> = arguments
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter(|k| !known.is_some_and(|p| p.contains_key(*k)))
+                .map(String::as_str)
+                .collect();
+            format!("unexpected field(s): {}", unexpected.join(", "))
+        }
+        Kind::AdditionalProperties { unexpected } => {
+            format!("unexpected field(s): {}", unexpected.join(", "))
+        }
+        Kind::Required { property } => {
+            format!(
+                "missing required field: {}",
+                property.as_str().unwrap_or("?")
+            )
+        }
+        Kind::FalseSchema if !field.is_empty() => format!("unexpected field: {field}"),
+        _ if field.is_empty() => err.masked().to_string(),
+        _ => format!("{field}: {}", err.masked_with("the value")),
+    }
+}
+
 fn guest_failure(component: &str, detail: &str) -> ToolOutput {
     tracing::warn!(component, "tool call failed in the component: {detail}");
     ToolOutput {
@@ -490,5 +517,39 @@ fn spawn_epoch_ticker(engine: &Engine) {
         });
     if let Err(e) = spawned {
         tracing::error!("cannot start the epoch thread; guest CPU limits are off: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn first_error(schema: Value, instance: Value) -> String {
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let err = v.iter_errors(&instance).next().expect("invalid");
+        describe_invalid(&err, schema.as_object().unwrap(), &instance)
+    }
+
+    #[test]
+    fn invalid_argument_messages_name_the_field_and_hide_the_value() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"command": {"type": "string"}, "port": {"type": ["integer", "null"]}},
+            "required": ["command"],
+            "additionalProperties": false
+        });
+        let m = first_error(schema.clone(), json!({}));
+        assert!(m.contains("missing") && m.contains("command"), "{m}");
+        let m = first_error(
+            schema.clone(),
+            json!({"command": "x", "surprise": "s3cr3t"}),
+        );
+        assert!(m.contains("surprise") && !m.contains("s3cr3t"), "{m}");
+        let m = first_error(schema, json!({"command": "x", "port": "s3cr3t"}));
+        assert!(m.starts_with("port: ") && !m.contains("s3cr3t"), "{m}");
+        let none = json!({"type": "object", "additionalProperties": false});
+        let m = first_error(none, json!({"surprise": "s3cr3t"}));
+        assert_eq!(m, "unexpected field(s): surprise");
     }
 }

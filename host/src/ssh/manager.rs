@@ -125,11 +125,13 @@ impl Connection {
                 tokio::time::timeout(open_timeout, self.handle.channel_open_session()).await;
             match opened {
                 Ok(Ok(ch)) => break ch,
-                // The server is out of sessions (a MaxSessions below our cap,
-                // or a slot not yet freed): nothing ran, so wait and retry.
+                // The server is out of sessions: a MaxSessions below our
+                // cap, or a slot it has not yet freed after a close. OpenSSH
+                // says so with "connect failed". Nothing ran: wait, retry.
                 Ok(Err(russh::Error::ChannelOpenFailure(
                     ChannelOpenFailure::ResourceShortage
-                    | ChannelOpenFailure::AdministrativelyProhibited,
+                    | ChannelOpenFailure::AdministrativelyProhibited
+                    | ChannelOpenFailure::ConnectFailed,
                 ))) if attempt < 20 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(5 * attempt)).await;

@@ -1,0 +1,201 @@
+//! MCP protocol behaviour: the tool list, argument validation, routing
+//! errors, and a stdout that carries JSON-RPC only.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use rmcp::model::ErrorCode;
+use rmcp::service::ServiceError;
+use serde_json::{Value, json};
+
+use crate::server::{BIN, Server, shared_cache};
+
+fn invalid_params(res: Result<rmcp::model::CallToolResult, ServiceError>) -> String {
+    match res {
+        Err(ServiceError::McpError(e)) => {
+            assert_eq!(e.code, ErrorCode::INVALID_PARAMS, "{e:?}");
+            e.message.to_string()
+        }
+        other => panic!("expected invalid params, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tools_list_shows_the_four_seed_tools_from_components() {
+    let server = Server::start().await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "close_all_sessions",
+            "close_session",
+            "execute_command",
+            "list_sessions"
+        ]
+    );
+    let exec = tools.iter().find(|t| t.name == "execute_command").unwrap();
+    let schema = Value::Object((*exec.input_schema).clone());
+    let mut required: Vec<_> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(required, ["command", "host", "username"]);
+    for optional in [
+        "password",
+        "key_filename",
+        "port",
+        "passphrase",
+        "timeout",
+        "max_output_bytes",
+    ] {
+        assert!(
+            schema["properties"].get(optional).is_some(),
+            "{optional} missing"
+        );
+    }
+    let output = exec
+        .output_schema
+        .as_ref()
+        .expect("execute_command has an output schema");
+    for field in [
+        "exit_status",
+        "exit_signal",
+        "stdout",
+        "stderr",
+        "timed_out",
+        "duration_ms",
+    ] {
+        assert!(output["properties"].get(field).is_some(), "{field} missing");
+    }
+    let close = tools.iter().find(|t| t.name == "close_session").unwrap();
+    assert_eq!(close.input_schema["required"], json!(["host", "username"]));
+}
+
+#[tokio::test]
+async fn bad_arguments_get_invalid_params_naming_the_field() {
+    let server = Server::start().await;
+    let missing = server
+        .try_call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "username": "u"}),
+        )
+        .await;
+    assert!(invalid_params(missing).contains("command"));
+
+    let port_string = server
+        .try_call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "username": "u", "command": "true", "port": "22"}),
+        )
+        .await;
+    assert!(invalid_params(port_string).contains("port"));
+
+    let port_range = server
+        .try_call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "username": "u", "command": "true", "port": 70000}),
+        )
+        .await;
+    assert!(invalid_params(port_range).contains("port"));
+
+    let unknown_field = server
+        .try_call("list_sessions", json!({"surprise": true}))
+        .await;
+    assert!(invalid_params(unknown_field).contains("surprise"));
+}
+
+#[tokio::test]
+async fn invalid_params_messages_do_not_echo_values() {
+    let server = Server::start().await;
+    let secret = 987_654_321;
+    let res = server
+        .try_call(
+            "execute_command",
+            json!({"host": "h", "username": "u", "command": "true", "password": secret}),
+        )
+        .await;
+    let msg = invalid_params(res);
+    assert!(
+        msg.contains("password") && !msg.contains(&secret.to_string()),
+        "{msg}"
+    );
+    assert!(!server.log().contains(&secret.to_string()));
+}
+
+#[tokio::test]
+async fn unknown_tool_is_a_jsonrpc_error() {
+    let server = Server::start().await;
+    let msg = invalid_params(server.try_call("no_such_tool", json!({})).await);
+    assert!(msg.contains("no_such_tool"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_failed_connection_is_a_tool_error_not_a_protocol_error() {
+    let server = Server::start().await;
+    let port = crate::sshd::free_port();
+    let res = server
+        .call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "port": port, "username": "u", "command": "true"}),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(true));
+    let msg = crate::server::text(&res);
+    assert!(
+        msg.contains("refused") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
+}
+
+/// Raw stdio, no client library: every stdout line must be a JSON-RPC
+/// message, even when calls fail and the server logs.
+#[test]
+fn stdout_carries_only_jsonrpc() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--no-plugins", "--cache-dir"])
+        .arg(shared_cache())
+        .arg("--known-hosts")
+        .arg(home.path().join("kh"))
+        .env("HOME", home.path())
+        .env("MCP_SSH_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let port = crate::sshd::free_port();
+    let requests = [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"execute_command","arguments":{"host":"127.0.0.1","port":port,"username":"u","command":"true","password":"pw"}}}),
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope"}}),
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"execute_command","arguments":"not an object"}}),
+    ];
+    let mut stdin = child.stdin.take().unwrap();
+    for r in &requests {
+        writeln!(stdin, "{r}").unwrap();
+    }
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let mut ids = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let msg: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("non-JSON on stdout: {line:?}: {e}"));
+        assert_eq!(msg["jsonrpc"], "2.0", "{line}");
+        ids.push(msg["id"].as_i64().unwrap_or(-1));
+        if ids.len() == 5 {
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+}

@@ -1,0 +1,213 @@
+//! The real `mcp-ssh-session` binary, spawned over stdio and driven by
+//! rmcp's MCP client.
+//!
+//! Each server gets its own `HOME` (so `~/.ssh` defaults are the test's),
+//! its own known_hosts file, no ssh-agent unless asked, and the shared
+//! compile cache of this test run. Its stderr is kept for inspection.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::sshd::{Sshd, TEST_USER};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
+
+/// The compile cache shared by every server of this test run.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub struct Builder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    home: TempDir,
+}
+
+impl Builder {
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The `HOME` the server will see.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        let known_hosts = self.home.path().join(".ssh").join("known_hosts");
+        let has = |flag: &str| self.args.iter().any(|a| a == flag);
+        if !has("--known-hosts") {
+            cmd.arg("--known-hosts").arg(known_hosts);
+        }
+        if !has("--cache-dir") && !has("--no-cache") {
+            cmd.arg("--cache-dir").arg(shared_cache());
+        }
+        if !has("--plugins") {
+            cmd.arg("--no-plugins");
+        }
+        cmd.args(&self.args)
+            .env("HOME", self.home.path())
+            .env(
+                "MCP_SSH_LOG",
+                "debug,russh=info,wasmtime=info,cranelift=info",
+            )
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn spawn(self) -> Server {
+        let log_path = self.home.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let (transport, _) = TokioChildProcess::builder(self.command())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let client = tokio::time::timeout(Duration::from_secs(60), ().serve(transport))
+            .await
+            .expect("initialize timed out")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "initialize failed: {e}\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            });
+        Server {
+            client,
+            home: self.home,
+            log_path,
+        }
+    }
+}
+
+pub struct Server {
+    pub client: RunningService<RoleClient, ()>,
+    home: TempDir,
+    log_path: PathBuf,
+}
+
+impl Server {
+    pub fn builder() -> Builder {
+        let home = tempfile::Builder::new()
+            .prefix("mcpssh-home-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+        Builder {
+            args: Vec::new(),
+            env: Vec::new(),
+            home,
+        }
+    }
+
+    pub async fn start() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.home.path().join(".ssh").join("known_hosts")
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub async fn try_call(&self, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        if let Value::Object(map) = args {
+            params = params.with_arguments(map);
+        }
+        tokio::time::timeout(Duration::from_secs(120), self.client.call_tool(params))
+            .await
+            .expect("tools/call did not answer in 120 s")
+    }
+
+    /// A call that must produce a tool result (failed or not).
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        self.try_call(tool, args)
+            .await
+            .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}\n{}", self.log()))
+    }
+
+    /// `execute_command` with the fixture's key; must succeed as a tool.
+    pub async fn exec(&self, sshd: &Sshd, command: &str) -> CallToolResult {
+        let res = self.call("execute_command", exec_args(sshd, command)).await;
+        assert_ne!(
+            res.is_error,
+            Some(true),
+            "execute_command failed: {}",
+            text(&res)
+        );
+        res
+    }
+}
+
+/// Arguments for `execute_command` against `sshd` with its unencrypted key.
+pub fn exec_args(sshd: &Sshd, command: &str) -> Value {
+    json!({
+        "host": "127.0.0.1",
+        "port": sshd.port(),
+        "username": TEST_USER,
+        "key_filename": sshd.client_key(),
+        "command": command,
+    })
+}
+
+/// Arguments with no credentials: only an open session (or the server's
+/// agent and default keys) can serve them.
+pub fn bare_args(sshd: &Sshd, command: &str) -> Value {
+    json!({
+        "host": "127.0.0.1",
+        "port": sshd.port(),
+        "username": TEST_USER,
+        "command": command,
+    })
+}
+
+/// All text content of a result.
+pub fn text(res: &CallToolResult) -> String {
+    res.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn structured(res: &CallToolResult) -> &Value {
+    res.structured_content
+        .as_ref()
+        .expect("no structuredContent")
+}
+
+pub fn stdout(res: &CallToolResult) -> String {
+    structured(res)["stdout"].as_str().unwrap().to_string()
+}
+
+/// The `SSH_CONNECTION` client port of a session: same port, same TCP
+/// connection.
+pub async fn connection_port(server: &Server, sshd: &Sshd) -> String {
+    let res = server
+        .call("execute_command", bare_args(sshd, "echo $SSH_CONNECTION"))
+        .await;
+    assert_ne!(res.is_error, Some(true), "{}", text(&res));
+    stdout(&res).split_whitespace().nth(1).unwrap().to_string()
+}

@@ -1,0 +1,297 @@
+//! A real OpenSSH `sshd` on 127.0.0.1: a free port, a host key and config
+//! in a temp dir, killed (with every connection it forked) on drop.
+//!
+//! Logins use the test account made by `scripts/test` ([`TEST_USER`], with
+//! `/bin/sh` and [`TEST_PASSWORD`]), so password auth checks a real
+//! `/etc/shadow` entry. The fixture needs root, as sshd does.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const TEST_USER: &str = "mcpssh-test";
+pub const TEST_PASSWORD: &str = "mcpssh-Test-pw-7391";
+pub const KEY_PASSPHRASE: &str = "correct horse battery staple";
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Sshd {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+    extra_config: String,
+}
+
+impl Sshd {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts sshd with `extra` appended to its config.
+    pub fn start_with(extra: &str) -> Self {
+        check_prerequisites();
+        let dir = tempfile::Builder::new()
+            .prefix("mcpssh-sshd-")
+            .tempdir()
+            .unwrap();
+        // The test user's sshd child reads authorized_keys from here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        keygen(&dir.path().join("host_ed25519"), "");
+        keygen(&dir.path().join("client_ed25519"), "");
+        keygen(&dir.path().join("client_encrypted"), KEY_PASSPHRASE);
+        let authorized: String = ["client_ed25519.pub", "client_encrypted.pub"]
+            .iter()
+            .map(|f| fs::read_to_string(dir.path().join(f)).unwrap())
+            .collect();
+        let auth_path = dir.path().join("authorized_keys");
+        fs::write(&auth_path, authorized).unwrap();
+        fs::set_permissions(&auth_path, fs::Permissions::from_mode(0o644)).unwrap();
+
+        let mut sshd = Self {
+            dir,
+            port: free_port(),
+            child: None,
+            extra_config: extra.to_string(),
+        };
+        sshd.launch();
+        sshd
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// An unencrypted ed25519 key the server accepts for [`TEST_USER`].
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_ed25519")
+    }
+
+    /// An ed25519 key encrypted with [`KEY_PASSPHRASE`], also accepted.
+    pub fn encrypted_key(&self) -> PathBuf {
+        self.dir.path().join("client_encrypted")
+    }
+
+    /// The SHA256 fingerprint of the current host key, as `ssh-keygen -l`.
+    pub fn host_key_fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.dir.path().join("host_ed25519.pub"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    /// Kills sshd and every connection it serves; starts it again on the
+    /// same port with the same keys.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Restarts with a freshly generated host key.
+    pub fn change_host_key(&mut self) {
+        self.kill();
+        let key = self.dir.path().join("host_ed25519");
+        let _ = fs::remove_file(&key);
+        let _ = fs::remove_file(key.with_extension("pub"));
+        keygen(&key, "");
+        self.launch();
+    }
+
+    /// What sshd logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.path();
+        let config = format!(
+            "Port {port}\n\
+             ListenAddress 127.0.0.1\n\
+             HostKey {d}/host_ed25519\n\
+             PidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\n\
+             UsePAM no\n\
+             StrictModes no\n\
+             PasswordAuthentication yes\n\
+             KbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\n\
+             PermitRootLogin no\n\
+             AllowUsers {TEST_USER}\n\
+             MaxStartups 200\n\
+             LogLevel VERBOSE\n\
+             {penalties}\
+             {extra}\n",
+            port = self.port,
+            d = d.display(),
+            penalties = if sshd_has_penalties() {
+                "PerSourcePenalties no\n"
+            } else {
+                ""
+            },
+            extra = self.extra_config,
+        );
+        let config_path = d.join("sshd_config");
+        fs::write(&config_path, config).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("sshd.log"))
+            .unwrap();
+        let mut child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("sshd exited at start ({status}):\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen in 10 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Connection handlers outlive a killed listener: kill them first.
+            let pids = descendants(child.id());
+            if !pids.is_empty() {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .args(pids.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn check_prerequisites() {
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: run scripts/test, which installs openssh-server"
+    );
+    let known = Command::new("id").arg(TEST_USER).output().unwrap();
+    assert!(
+        known.status.success(),
+        "the test account {TEST_USER} is missing: run scripts/test, which creates it"
+    );
+    // sshd's privilege separation directory; /run is a tmpfs.
+    fs::create_dir_all("/run/sshd").unwrap();
+}
+
+fn keygen(path: &Path, passphrase: &str) {
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "mcpssh-test",
+            "-f",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed for {}", path.display());
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `PerSourcePenalties` (OpenSSH 9.8+) would refuse a client that failed
+/// authentication on purpose; older versions reject the keyword.
+fn sshd_has_penalties() -> bool {
+    let out = Command::new("ssh").arg("-V").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let version = text
+        .strip_prefix("OpenSSH_")
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit() && c != '.').next())
+        .unwrap_or("0");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (9, 8)
+}
+
+/// Every process below `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let mut stat = String::new();
+        if fs::File::open(entry.path().join("stat"))
+            .and_then(|mut f| f.read_to_string(&mut stat))
+            .is_err()
+        {
+            continue;
+        }
+        // The command name is in parentheses and may hold spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
