@@ -4,12 +4,129 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::server::{BIN, Server};
+use std::time::{Duration, Instant};
 
-/// The built-in component as build.rs built it.
-fn builtin_wasm() -> PathBuf {
+use serde_json::json;
+
+use crate::server::{BIN, Server, exec_args, structured, text};
+use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+
+/// A guest component as build.rs built it.
+fn guest_wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-tools/wasm32-wasip2/release/ssh_tools.wasm")
+        .join("../target/guest-tools/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
+}
+
+fn builtin_wasm() -> PathBuf {
+    guest_wasm("ssh_tools")
+}
+
+/// A server with the hostile test component in its plugin directory.
+async fn with_hostile_plugin(extra: &[&str]) -> Server {
+    let mut builder = Server::builder();
+    let dir = builder.home().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(guest_wasm("hostile_tools"), dir.join("hostile.wasm")).unwrap();
+    builder = builder.arg("--plugins").arg(dir.display().to_string());
+    for a in extra {
+        builder = builder.arg(*a);
+    }
+    builder.spawn().await
+}
+
+/// The server survived: a built-in tool still answers.
+async fn still_serves(server: &Server) {
+    let res = server.call("list_sessions", json!({})).await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+}
+
+#[tokio::test]
+async fn a_guest_in_an_endless_loop_is_stopped() {
+    let server = with_hostile_plugin(&["--guest-cpu-limit", "1"]).await;
+    let started = Instant::now();
+    let res = server.call("hostile_spin", json!({})).await;
+    let took = started.elapsed();
+    assert_eq!(res.is_error, Some(true));
+    let msg = text(&res);
+    assert!(
+        msg.contains("hostile.wasm") && msg.contains("CPU time limit"),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_guest_panic_is_a_tool_error_and_the_next_call_works() {
+    let server = with_hostile_plugin(&[]).await;
+    for _ in 0..2 {
+        let res = server.call("hostile_trap", json!({})).await;
+        assert_eq!(res.is_error, Some(true));
+        assert!(text(&res).contains("hostile.wasm"), "{}", text(&res));
+    }
+    assert!(
+        server.log().contains("deliberate panic"),
+        "guest stderr not logged"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_at_the_limit() {
+    let server = with_hostile_plugin(&["--guest-memory-limit", "64"]).await;
+    let res = server.call("hostile_grow", json!({})).await;
+    assert_eq!(res.is_error, Some(true));
+    assert!(text(&res).contains("hostile.wasm"), "{}", text(&res));
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_guest_sees_no_files_environment_sockets_or_stdout() {
+    let server = with_hostile_plugin(&[]).await;
+    let res = server.call("hostile_snoop", json!({})).await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    assert_eq!(
+        structured(&res),
+        &json!({"file": false, "dir": false, "env_vars": 0, "socket": false})
+    );
+    assert!(server.log().contains("hostile stderr line"));
+    assert!(!server.log().contains("hostile stdout line"));
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_plugin_may_not_supply_credentials() {
+    let sshd = Sshd::start();
+    let server = with_hostile_plugin(&[]).await;
+    let res = server
+        .call(
+            "hostile_supply_credentials",
+            json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER, "password": TEST_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(true));
+    assert!(text(&res).starts_with("Denied"), "{}", text(&res));
+    assert!(!sshd.log().contains("Accepted"), "the plugin logged in");
+}
+
+#[tokio::test]
+async fn a_plugin_may_not_see_or_close_sessions() {
+    let sshd = Sshd::start();
+    let server = with_hostile_plugin(&[]).await;
+    server
+        .call("execute_command", exec_args(&sshd, "true"))
+        .await;
+    let res = server.call("hostile_sessions", json!({})).await;
+    assert_eq!(structured(&res)["seen"], 0);
+    assert!(
+        structured(&res)["closed"]
+            .as_str()
+            .unwrap()
+            .contains("Denied")
+    );
+    let listed = server.call("list_sessions", json!({})).await;
+    assert_eq!(structured(&listed)["sessions"].as_array().unwrap().len(), 1);
 }
 
 /// Runs the server until it exits on its own (a startup failure).

@@ -279,7 +279,7 @@ impl PluginHost {
                     message,
                 })
             }
-            Err(e) => Ok(guest_failure(&component.name, &format!("{e:#}"))),
+            Err(e) => Ok(guest_failure(&component.name, &e)),
         }
     }
 
@@ -290,7 +290,7 @@ impl PluginHost {
         index: usize,
         cpu: Duration,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
-    ) -> anyhow::Result<R> {
+    ) -> Result<R, String> {
         let component = &self.components[index];
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new()
@@ -337,7 +337,12 @@ impl PluginHost {
         }
         .await;
         log_guest_stderr(&component.name, &store.data().stderr);
-        result.map_err(|e| anyhow::anyhow!("{e:?}"))
+        result.map_err(|e| {
+            // The full chain, with wasm and host backtraces, is for the
+            // operator; the client gets the root cause.
+            tracing::debug!(component = %component.name, "guest call failed: {e:?}");
+            summarize_failure(&e)
+        })
     }
 
     async fn list_component_tools(&self, index: usize) -> anyhow::Result<Vec<tool::ToolInfo>> {
@@ -346,7 +351,7 @@ impl PluginHost {
             instance.call_list_tools(store).await
         })
         .await
-        .with_context(|| format!("{name}: list-tools failed"))
+        .map_err(|e| anyhow::anyhow!("{name}: list-tools failed: {e}"))
     }
 
     fn register(&mut self, index: usize, tools: Vec<tool::ToolInfo>) -> anyhow::Result<()> {
@@ -411,6 +416,17 @@ fn describe_invalid(
         Kind::FalseSchema if !field.is_empty() => format!("unexpected field: {field}"),
         _ if field.is_empty() => err.masked().to_string(),
         _ => format!("{field}: {}", err.masked_with("the value")),
+    }
+}
+
+/// One line on why a guest call failed: a trap's kind or a limit hit.
+fn summarize_failure(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "it trapped (wasm `unreachable`: a panic or abort in the component)".into()
+        }
+        Some(trap) => format!("it trapped: {trap}"),
+        None => e.root_cause().to_string(),
     }
 }
 
