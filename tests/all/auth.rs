@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::server::{Server, bare_args, exec_args, stdout, text};
+use crate::server::{Server, bare_args, exec_args, stdout, text, tool_error};
 use crate::sshd::{KEY_PASSPHRASE, Sshd, TEST_PASSWORD, TEST_USER};
 
 fn password_args(sshd: &Sshd, password: &str, command: &str) -> serde_json::Value {
@@ -48,8 +48,7 @@ async fn a_wrong_password_is_an_auth_error() {
             password_args(&sshd, "not-the-password", "true"),
         )
         .await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(msg.starts_with("Authentication failed"), "{msg}");
     assert!(
         msg.contains("password") && msg.contains(&sshd.port().to_string()),
@@ -114,8 +113,7 @@ async fn a_missing_key_file_is_a_clear_error() {
     let mut args = exec_args(&sshd, "true");
     args["key_filename"] = json!("/nonexistent/id_ed25519");
     let res = server.call("execute_command", args).await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(
         msg.contains("/nonexistent/id_ed25519") && msg.contains("does not exist"),
         "{msg}"
@@ -167,8 +165,7 @@ async fn no_credentials_and_no_keys_says_what_to_pass() {
     let res = server
         .call("execute_command", bare_args(&sshd, "true"))
         .await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(
         msg.contains("password") && msg.contains("key_filename"),
         "{msg}"
@@ -242,8 +239,7 @@ async fn an_unknown_host_is_a_connect_error() {
             json!({"host": "no-such-host.invalid", "username": "u", "command": "true", "password": "x"}),
         )
         .await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(
         msg.starts_with("Connection failed") && msg.contains("no-such-host.invalid"),
         "{msg}"

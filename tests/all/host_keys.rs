@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::server::{Server, exec_args, text};
+use crate::server::{Server, exec_args, text, tool_error};
 use crate::sshd::Sshd;
 
 #[tokio::test]
@@ -47,8 +47,7 @@ async fn a_changed_host_key_is_refused_naming_both_fingerprints() {
     let res = server
         .call("execute_command", exec_args(&sshd, "echo should-not-run"))
         .await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(msg.starts_with("Host key rejected"), "{msg}");
     assert!(msg.contains(&old) && msg.contains(&new), "{msg}");
     assert!(
@@ -91,8 +90,7 @@ async fn strict_policy_refuses_an_unknown_host() {
     let res = server
         .call("execute_command", exec_args(&sshd, "true"))
         .await;
-    assert_eq!(res.is_error, Some(true));
-    let msg = text(&res);
+    let msg = tool_error(&res);
     assert!(
         msg.contains("strict") && msg.contains(&sshd.host_key_fingerprint()),
         "{msg}"

@@ -192,6 +192,17 @@ pub fn text(res: &CallToolResult) -> String {
         .join("\n")
 }
 
+/// The text of a result that must be a tool error (`isError: true`).
+pub fn tool_error(res: &CallToolResult) -> String {
+    assert_eq!(
+        res.is_error,
+        Some(true),
+        "expected a tool error, got: {}",
+        text(res)
+    );
+    text(res)
+}
+
 pub fn structured(res: &CallToolResult) -> &Value {
     res.structured_content
         .as_ref()
