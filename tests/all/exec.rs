@@ -5,8 +5,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::{Server, exec_args, stdout, structured, text};
-use crate::sshd::Sshd;
+use crate::server::{Server, bare_args, exec_args, stdout, structured, text};
+use crate::sshd::{Sshd, TEST_USER};
+
+/// Whether the test account runs a process whose command line is `cmd`.
+fn remote_running(cmd: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-u", TEST_USER, "-x", "-f", cmd])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 #[tokio::test]
 async fn separates_stdout_and_stderr_and_reports_exit_status() {
@@ -127,7 +145,8 @@ async fn cat_returns_at_once_because_stdin_is_closed() {
 async fn a_timeout_returns_in_time_with_the_output_so_far() {
     let sshd = Sshd::start();
     let server = Server::start().await;
-    let mut args = exec_args(&sshd, "echo started; sleep 30; echo never");
+    let sleeper = format!("sleep 2{}", sshd.port());
+    let mut args = exec_args(&sshd, &format!("echo started; {sleeper}; echo never"));
     args["timeout"] = json!(1.5);
     let started = Instant::now();
     let res = server.call("execute_command", args).await;
@@ -137,6 +156,10 @@ async fn a_timeout_returns_in_time_with_the_output_so_far() {
     assert_eq!(s["timed_out"], true);
     assert_eq!(s["stdout"], "started\n");
     assert!(text(&res).contains("Timed out"));
+    wait_until("the timed-out command is gone", || {
+        !remote_running(&sleeper)
+    })
+    .await;
     // The session is still usable afterwards.
     let after = server.exec(&sshd, "echo alive").await;
     assert_eq!(stdout(&after), "alive\n");
@@ -165,4 +188,36 @@ async fn the_default_timeout_is_configurable() {
     let res = server.exec(&sshd, "sleep 20").await;
     assert_eq!(structured(&res)["timed_out"], true);
     assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stops_the_remote_command() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    server.exec(&sshd, "true").await;
+    let sleeper = format!("sleep 3{}", sshd.port());
+    // Boxed, so that dropping it drops the request future itself.
+    let mut call = Box::pin(server.try_call("execute_command", bare_args(&sshd, &sleeper)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            r = &mut call => panic!("the call returned before it was cancelled: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                if remote_running(&sleeper) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the command never started");
+            }
+        }
+    }
+    // Dropping rmcp's request future sends notifications/cancelled.
+    drop(call);
+    wait_until("the cancelled command is gone", || {
+        !remote_running(&sleeper)
+    })
+    .await;
+    let after = server
+        .call("execute_command", bare_args(&sshd, "echo alive"))
+        .await;
+    assert_eq!(stdout(&after), "alive\n");
 }

@@ -122,6 +122,7 @@ pub fn describe(e: &SshError) -> String {
         SshError::Channel(m) => ("Channel error", m),
         SshError::ConnectionLost(m) => ("Connection lost", m),
         SshError::Denied(m) => ("Denied", m),
+        SshError::Cancelled(m) => ("Cancelled", m),
         SshError::Other(m) => ("Error", m),
     };
     format!("{what}: {msg}")

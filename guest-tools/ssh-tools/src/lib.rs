@@ -89,7 +89,8 @@ impl Tool for ExecuteCommand {
                 "stdout_bytes": {"type": "integer", "description": "total bytes the command wrote"},
                 "stderr_bytes": {"type": "integer", "description": "total bytes the command wrote"},
                 "duration_ms": {"type": "integer"},
-                "timed_out": {"type": "boolean"}
+                "timed_out": {"type": "boolean"},
+                "cancelled": {"type": "boolean"}
             },
             "required": ["session", "exit_status", "exit_signal", "stdout", "stderr",
                          "stdout_truncated", "stderr_truncated", "duration_ms", "timed_out"]
@@ -133,6 +134,9 @@ fn render_exec(out: &ssh::ExecOutput) -> Output {
             out.duration_ms as f64 / 1000.0
         ));
     }
+    if out.cancelled {
+        text.push_str("Cancelled: the command was stopped and the output so far follows.\n");
+    }
     text.push('\n');
     if !stdout.is_empty() {
         text.push_str(&format!("STDOUT:\n{stdout}\n"));
@@ -152,6 +156,7 @@ fn render_exec(out: &ssh::ExecOutput) -> Output {
         "stderr_bytes": out.stderr.total_bytes,
         "duration_ms": out.duration_ms,
         "timed_out": out.timed_out,
+        "cancelled": out.cancelled,
     }))
 }
 

@@ -102,10 +102,14 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
-        let outcome = self.plugins.call(&request.name, arguments).await;
+        // rmcp cancels this token on the client's notifications/cancelled.
+        let outcome = self
+            .plugins
+            .call(&request.name, arguments, context.ct)
+            .await;
         // The reason is not logged: it may quote argument values.
         match &outcome {
             Err(CallError::UnknownTool(_)) => tracing::info!(tool = %request.name, "unknown tool"),

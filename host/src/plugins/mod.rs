@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -41,6 +42,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const STDERR_CAPACITY: usize = 64 << 10;
 /// A component must answer `list-tools` within this much guest CPU time.
 const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
+/// After the client cancels, a call gets this long to stop its command and
+/// return before its instance is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
@@ -225,10 +229,14 @@ impl PluginHost {
     }
 
     /// Validates `arguments` and runs the tool in a fresh instance.
+    ///
+    /// `cancel` fires when the client gives up: a running command is then
+    /// stopped and the call winds down.
     pub async fn call(
         &self,
         name: &str,
         arguments: Map<String, Value>,
+        cancel: CancellationToken,
     ) -> Result<ToolOutput, CallError> {
         let &index = self
             .by_name
@@ -248,6 +256,7 @@ impl PluginHost {
             .with_instance(
                 tool.component,
                 self.config.cpu_limit,
+                cancel,
                 async |store, instance| instance.call_call_tool(store, name, &args).await,
             )
             .await;
@@ -289,6 +298,7 @@ impl PluginHost {
         &self,
         index: usize,
         cpu: Duration,
+        cancel: CancellationToken,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         let component = &self.components[index];
@@ -312,6 +322,7 @@ impl PluginHost {
             cpu_ticks: 0,
             cpu_budget_ticks: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
             stderr: stderr.clone(),
+            cancel: cancel.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -331,11 +342,17 @@ impl PluginHost {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let result = async {
+        let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             f(&mut store, instance.mcp_ssh_tools_tool()).await
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            r = run => r,
+            () = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(CANCEL_GRACE).await;
+            } => Err(wasmtime::format_err!("cancelled by the client")),
+        };
         log_guest_stderr(&component.name, &store.data().stderr);
         result.map_err(|e| {
             // The full chain, with wasm and host backtraces, is for the
@@ -347,7 +364,8 @@ impl PluginHost {
 
     async fn list_component_tools(&self, index: usize) -> anyhow::Result<Vec<tool::ToolInfo>> {
         let name = self.components[index].name.clone();
-        self.with_instance(index, LIST_TOOLS_CPU, async |store, instance| {
+        let never = CancellationToken::new();
+        self.with_instance(index, LIST_TOOLS_CPU, never, async |store, instance| {
             instance.call_list_tools(store).await
         })
         .await

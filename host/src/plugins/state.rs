@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -29,6 +30,8 @@ pub(crate) struct StoreState {
     pub(crate) cpu_ticks: u64,
     pub(crate) cpu_budget_ticks: u64,
     pub(crate) stderr: MemoryOutputPipe,
+    /// Cancelled when the MCP client cancels the call.
+    pub(crate) cancel: CancellationToken,
 }
 
 impl WasiView for StoreState {
@@ -52,6 +55,7 @@ impl From<core::SshError> for types::SshError {
             E::Channel(m) => Self::Channel(m),
             E::ConnectionLost(m) => Self::ConnectionLost(m),
             E::Denied(m) => Self::Denied(m),
+            E::Cancelled(m) => Self::Cancelled(m),
             E::Other(m) => Self::Other(m),
         }
     }
@@ -96,6 +100,7 @@ impl ssh::Host for StoreState {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),
             max_output_bytes: request.max_output_bytes,
+            cancel: self.cancel.clone(),
         };
         let out = match self.sessions.exec(&target, &request).await {
             Ok(out) => out,
@@ -109,6 +114,7 @@ impl ssh::Host for StoreState {
             stderr: stream_to_wit(out.stderr),
             duration_ms: out.duration.as_millis() as u64,
             timed_out: out.timed_out,
+            cancelled: out.cancelled,
         }))
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, Sig};
+use tokio_util::sync::CancellationToken;
 
 /// What to run and how much of it to keep.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,9 @@ pub struct ExecRequest {
     pub command: String,
     pub timeout: Option<Duration>,
     pub max_output_bytes: Option<u64>,
+    /// Cancelled when the client gives up on the call: the command is then
+    /// stopped as on a timeout.
+    pub cancel: CancellationToken,
 }
 
 /// One captured stream: all of it, or its head and tail.
@@ -39,6 +43,7 @@ pub struct ExecOutput {
     pub stderr: StreamOutput,
     pub duration: Duration,
     pub timed_out: bool,
+    pub cancelled: bool,
 }
 
 /// How a run ended short of an exit status.
@@ -48,6 +53,8 @@ pub(crate) enum RunError {
     NotStarted(String),
     /// The server refused to start the command.
     Refused(String),
+    /// Cancelled before the command was sent.
+    Cancelled,
     /// The channel ended with neither exit status nor signal: the
     /// connection died, and the command may or may not have run.
     Lost { output: Box<ExecOutput> },
@@ -174,6 +181,7 @@ pub(crate) async fn run(
     command: &str,
     timeout: Duration,
     limit: usize,
+    cancel: &CancellationToken,
 ) -> Result<ExecOutput, RunError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -190,11 +198,17 @@ pub(crate) async fn run(
         ..ExecOutput::default()
     };
     loop {
-        let msg = match tokio::time::timeout_at(deadline, channel.wait()).await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => break,
-            Err(_) => {
-                out.timed_out = true;
+        let waited = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            w = tokio::time::timeout_at(deadline, channel.wait()) => Some(w),
+        };
+        let msg = match waited {
+            Some(Ok(Some(msg))) => msg,
+            Some(Ok(None)) => break,
+            stopped => {
+                out.cancelled = stopped.is_none();
+                out.timed_out = !out.cancelled;
                 // OpenSSH >= 7.9 delivers this to the process sshd started.
                 let _ = channel.signal(Sig::KILL).await;
                 let _ = channel.close().await;
@@ -220,7 +234,8 @@ pub(crate) async fn run(
     out.stdout = stdout.finish();
     out.stderr = stderr.finish();
     out.duration = started.elapsed();
-    if !out.timed_out && out.exit_status.is_none() && out.exit_signal.is_none() {
+    let stopped = out.timed_out || out.cancelled;
+    if !stopped && out.exit_status.is_none() && out.exit_signal.is_none() {
         return Err(RunError::Lost {
             output: Box::new(out),
         });

@@ -93,19 +93,20 @@ impl Connection {
 
     async fn run(
         &self,
-        command: &str,
+        request: &ExecRequest,
         timeout: Duration,
         limit: usize,
         open_timeout: Duration,
     ) -> Result<ExecOutput, RunError> {
-        let _permit = self
-            .channels
-            .acquire()
-            .await
-            .map_err(|_| RunError::NotStarted("session closed".into()))?;
+        let _permit = tokio::select! {
+            p = self.channels.acquire() => {
+                p.map_err(|_| RunError::NotStarted("session closed".into()))?
+            }
+            () = request.cancel.cancelled() => return Err(RunError::Cancelled),
+        };
         self.active.fetch_add(1, Ordering::Relaxed);
         let res = self
-            .run_on_channel(command, timeout, limit, open_timeout)
+            .run_on_channel(request, timeout, limit, open_timeout)
             .await;
         self.active.fetch_sub(1, Ordering::Relaxed);
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
@@ -114,7 +115,7 @@ impl Connection {
 
     async fn run_on_channel(
         &self,
-        command: &str,
+        request: &ExecRequest,
         timeout: Duration,
         limit: usize,
         open_timeout: Duration,
@@ -145,7 +146,12 @@ impl Connection {
                 Err(_) => return Err(RunError::NotStarted("opening a channel timed out".into())),
             }
         };
-        exec::run(channel, self.key.to_string(), command, timeout, limit).await
+        if request.cancel.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
+        let session = self.key.to_string();
+        let cancel = &request.cancel;
+        exec::run(channel, session, &request.command, timeout, limit, cancel).await
     }
 }
 
@@ -205,13 +211,15 @@ impl SessionManager {
             .min(cfg.max_output_cap) as usize;
         let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
 
+        let cancelled =
+            || SshError::Cancelled(format!("{key}: cancelled before the command started"));
         let mut retried = false;
         loop {
-            let conn = self.connection(&key, credentials).await?;
-            match conn
-                .run(&request.command, timeout, limit, cfg.connect_timeout)
-                .await
-            {
+            let conn = tokio::select! {
+                c = self.connection(&key, credentials) => c?,
+                () = request.cancel.cancelled() => return Err(cancelled()),
+            };
+            match conn.run(request, timeout, limit, cfg.connect_timeout).await {
                 Ok(out) => return Ok(out),
                 Err(RunError::NotStarted(why)) if !retried => {
                     tracing::info!("connection to {key} is unusable ({why}); reconnecting");
@@ -227,6 +235,7 @@ impl SessionManager {
                 Err(RunError::Refused(why)) => {
                     return Err(SshError::Channel(format!("{key}: {why}")));
                 }
+                Err(RunError::Cancelled) => return Err(cancelled()),
                 Err(RunError::Lost { output }) => {
                     self.mark_broken(&conn);
                     return Err(SshError::ConnectionLost(format!(

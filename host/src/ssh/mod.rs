@@ -44,6 +44,8 @@ pub enum SshError {
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
+    Cancelled(String),
+    #[error("{0}")]
     Other(String),
 }
 
