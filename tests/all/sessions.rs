@@ -222,3 +222,25 @@ async fn connecting_to_one_host_never_blocks_another() {
     assert_eq!(stuck.is_error, Some(true));
     assert!(text(&stuck).starts_with("Timed out"), "{}", text(&stuck));
 }
+
+#[tokio::test]
+async fn many_hosts_are_served_at_once() {
+    let sshd = Sshd::start_ports(8);
+    let server = Server::start().await;
+    let calls = sshd
+        .ports()
+        .iter()
+        .flat_map(|&port| (0..4).map(move |i| (port, i)));
+    let results = futures::future::join_all(calls.map(|(port, i)| {
+        let mut args = exec_args(&sshd, &format!("echo {port}-{i}"));
+        args["port"] = json!(port);
+        let server = &server;
+        async move { (port, i, server.call("execute_command", args).await) }
+    }))
+    .await;
+    for (port, i, res) in results {
+        assert_eq!(stdout(&res), format!("{port}-{i}\n"), "{}", text(&res));
+    }
+    let listed = server.call("list_sessions", json!({})).await;
+    assert_eq!(structured(&listed)["sessions"].as_array().unwrap().len(), 8);
+}

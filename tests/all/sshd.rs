@@ -23,7 +23,8 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 pub struct Sshd {
     dir: TempDir,
-    port: u16,
+    /// Every port it listens on; connections to each are separate sessions.
+    ports: Vec<u16>,
     child: Option<Child>,
     extra_config: String,
 }
@@ -35,6 +36,15 @@ impl Sshd {
 
     /// Starts sshd with `extra` appended to its config.
     pub fn start_with(extra: &str) -> Self {
+        Self::start_full(extra, 1)
+    }
+
+    /// Starts sshd listening on `ports` ports (at most 16, sshd's limit).
+    pub fn start_ports(ports: usize) -> Self {
+        Self::start_full("", ports)
+    }
+
+    fn start_full(extra: &str, ports: usize) -> Self {
         check_prerequisites();
         let dir = tempfile::Builder::new()
             .prefix("mcpssh-sshd-")
@@ -55,7 +65,7 @@ impl Sshd {
 
         let mut sshd = Self {
             dir,
-            port: free_port(),
+            ports: (0..ports.clamp(1, 16)).map(|_| free_port()).collect(),
             child: None,
             extra_config: extra.to_string(),
         };
@@ -64,7 +74,11 @@ impl Sshd {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.ports[0]
+    }
+
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
     pub fn dir(&self) -> &Path {
@@ -116,8 +130,9 @@ impl Sshd {
 
     fn launch(&mut self) {
         let d = self.dir.path();
+        let ports: String = self.ports.iter().map(|p| format!("Port {p}\n")).collect();
         let config = format!(
-            "Port {port}\n\
+            "{ports}\
              ListenAddress 127.0.0.1\n\
              HostKey {d}/host_ed25519\n\
              PidFile {d}/sshd.pid\n\
@@ -133,7 +148,6 @@ impl Sshd {
              LogLevel VERBOSE\n\
              {penalties}\
              {extra}\n",
-            port = self.port,
             d = d.display(),
             penalties = if sshd_has_penalties() {
                 "PerSourcePenalties no\n"
@@ -164,7 +178,11 @@ impl Sshd {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("sshd exited at start ({status}):\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self
+                .ports
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+            {
                 break;
             }
             assert!(

@@ -323,6 +323,7 @@ impl PluginHost {
             cpu_budget_ticks: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
             stderr: stderr.clone(),
             cancel: cancel.clone(),
+            host_time: Duration::ZERO,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -342,8 +343,11 @@ impl PluginHost {
             }
             Ok(UpdateDeadline::Yield(1))
         });
+        let started = std::time::Instant::now();
+        let mut instantiated = Duration::ZERO;
         let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
+            instantiated = started.elapsed();
             f(&mut store, instance.mcp_ssh_tools_tool()).await
         };
         let result = tokio::select! {
@@ -353,6 +357,15 @@ impl PluginHost {
                 tokio::time::sleep(CANCEL_GRACE).await;
             } => Err(wasmtime::format_err!("cancelled by the client")),
         };
+        let total = started.elapsed();
+        let host = store.data().host_time;
+        tracing::debug!(
+            component = %component.name,
+            instantiate_us = instantiated.as_micros() as u64,
+            guest_us = total.saturating_sub(host).saturating_sub(instantiated).as_micros() as u64,
+            host_us = host.as_micros() as u64,
+            "call timing"
+        );
         log_guest_stderr(&component.name, &store.data().stderr);
         result.map_err(|e| {
             // The full chain, with wasm and host backtraces, is for the

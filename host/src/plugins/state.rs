@@ -32,6 +32,9 @@ pub(crate) struct StoreState {
     pub(crate) stderr: MemoryOutputPipe,
     /// Cancelled when the MCP client cancels the call.
     pub(crate) cancel: CancellationToken,
+    /// Time spent in host imports that wait on SSH, to tell guest time
+    /// from network time.
+    pub(crate) host_time: Duration,
 }
 
 impl WasiView for StoreState {
@@ -102,7 +105,10 @@ impl ssh::Host for StoreState {
             max_output_bytes: request.max_output_bytes,
             cancel: self.cancel.clone(),
         };
-        let out = match self.sessions.exec(&target, &request).await {
+        let started = std::time::Instant::now();
+        let result = self.sessions.exec(&target, &request).await;
+        self.host_time += started.elapsed();
+        let out = match result {
             Ok(out) => out,
             Err(e) => return Ok(Err(e.into())),
         };

@@ -1,0 +1,560 @@
+//! The performance suite: the real server binary over stdio, driven by
+//! rmcp's MCP client, against baselines measured in the same run on the
+//! same loopback sshd. Prints one table; asserts nothing about time.
+//!
+//! - warm `execute_command true` vs. raw russh exec on one reused
+//!   connection, and vs. OpenSSH `ssh` with ControlMaster;
+//! - the first call on a new session (key, password) vs. a fresh `ssh`;
+//! - spawn to `initialize` answered, cold and warm compile cache;
+//! - 64 callers x 20 calls to one host, and 8 hosts x 8 callers;
+//! - 50 MB of stdout: time, the server's peak RSS, bytes returned;
+//! - idle RSS, and RSS with 50 open sessions;
+//! - per-call instantiate time and the share of a warm call spent in wasm.
+//!
+//! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
+//! does). Needs what `scripts/test` installs (sshd, the test account) and
+//! root, as the tests do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../tests/all/sshd.rs"]
+#[allow(dead_code)]
+mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use russh::client;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use serde_json::{Value, json};
+
+use sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
+
+struct Sizes {
+    warm: usize,
+    ssh: usize,
+    first: usize,
+    starts: usize,
+    calls_each: usize,
+    big_output: usize,
+}
+
+const FULL: Sizes = Sizes {
+    warm: 500,
+    ssh: 100,
+    first: 20,
+    starts: 10,
+    calls_each: 20,
+    big_output: 50_000_000,
+};
+
+const QUICK: Sizes = Sizes {
+    warm: 50,
+    ssh: 10,
+    first: 3,
+    starts: 3,
+    calls_each: 3,
+    big_output: 5_000_000,
+};
+
+struct Stats {
+    median: Duration,
+    p90: Duration,
+    p99: Duration,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+}
+
+/// A table row: measure, median, p90, p99, baseline, ratio.
+fn row(cells: [&str; 6]) {
+    println!("| {} |", cells.join(" | "));
+}
+
+/// Trusts exactly the fixture's host key.
+struct Pinned(PublicKey);
+
+impl client::Handler for Pinned {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        Ok(key.key_data() == self.0.key_data())
+    }
+}
+
+async fn raw_russh(sshd: &Sshd, n: usize) -> Vec<Duration> {
+    let host_key = std::fs::read_to_string(sshd.dir().join("host_ed25519.pub")).unwrap();
+    let config = client::Config {
+        nodelay: true,
+        ..client::Config::default()
+    };
+    let mut handle = client::connect(
+        Arc::new(config),
+        ("127.0.0.1", sshd.port()),
+        Pinned(PublicKey::from_openssh(host_key.trim()).unwrap()),
+    )
+    .await
+    .unwrap();
+    let key = russh::keys::load_secret_key(sshd.client_key(), None).unwrap();
+    let auth = handle
+        .authenticate_publickey(TEST_USER, PrivateKeyWithHashAlg::new(Arc::new(key), None))
+        .await
+        .unwrap();
+    assert!(auth.success());
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 20 {
+        let started = Instant::now();
+        let mut ch = handle.channel_open_session().await.unwrap();
+        ch.exec(true, "true").await.unwrap();
+        while ch.wait().await.is_some() {}
+        if i >= 20 {
+            times.push(started.elapsed());
+        }
+    }
+    times
+}
+
+fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-q",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+    ])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", dir.join("kh").display()))
+    .arg("-i")
+    .arg(sshd.client_key())
+    .args(["-p", &sshd.port().to_string()])
+    .args(extra)
+    .arg(format!("{TEST_USER}@127.0.0.1"))
+    .arg("true")
+    .stdin(Stdio::null());
+    c
+}
+
+fn timed(mut c: Command) -> Duration {
+    let started = Instant::now();
+    assert!(c.status().unwrap().success());
+    started.elapsed()
+}
+
+fn control_master(sshd: &Sshd, n: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = format!("ControlPath={}", dir.path().join("cm").display());
+    let opts = [
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        &cp,
+        "-o",
+        "ControlPersist=60",
+    ];
+    timed(ssh_cmd(sshd, dir.path(), &opts));
+    let times = (0..n)
+        .map(|_| timed(ssh_cmd(sshd, dir.path(), &opts)))
+        .collect();
+    let _ = Command::new("ssh")
+        .args(["-o", &cp, "-O", "exit", "-p", &sshd.port().to_string()])
+        .arg(format!("{TEST_USER}@127.0.0.1"))
+        .stderr(Stdio::null())
+        .status();
+    times
+}
+
+fn fresh_ssh(sshd: &Sshd, n: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    (0..n)
+        .map(|_| timed(ssh_cmd(sshd, dir.path(), &[])))
+        .collect()
+}
+
+struct Server {
+    client: RunningService<RoleClient, ()>,
+    pid: u32,
+    log: PathBuf,
+}
+
+impl Server {
+    /// `VmRSS` or `VmHWM` of the server process, in MiB.
+    fn memory(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(field)?
+                    .trim_start_matches(':')
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap();
+        kb / 1024.0
+    }
+
+    async fn call(&self, tool: &str, args: &Value) -> Result<CallToolResult, String> {
+        let Value::Object(map) = args.clone() else {
+            unreachable!()
+        };
+        let res = self
+            .client
+            .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(map))
+            .await
+            .map_err(|e| e.to_string())?;
+        if res.is_error == Some(true) {
+            return Err(format!("{:?}", res.content));
+        }
+        Ok(res)
+    }
+
+    async fn timed_call(&self, tool: &str, args: &Value) -> Duration {
+        let started = Instant::now();
+        self.call(tool, args).await.unwrap();
+        started.elapsed()
+    }
+}
+
+async fn spawn(cache: &Path, home: &Path, log_filter: &str) -> (Server, Duration) {
+    static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nth = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = home.join(format!("server-{nth}.log"));
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--no-plugins")
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--known-hosts")
+        .arg(home.join("known_hosts"))
+        .env("HOME", home)
+        .env("MCP_SSH_LOG", log_filter)
+        .env_remove("SSH_AUTH_SOCK");
+    let started = Instant::now();
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = transport.id().unwrap();
+    let client = ().serve(transport).await.unwrap();
+    (Server { client, pid, log }, started.elapsed())
+}
+
+fn key_args(sshd: &Sshd, port: u16, command: &str) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
+           "key_filename": sshd.client_key(), "command": command})
+}
+
+fn bare_args(port: u16, command: &str) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "command": command})
+}
+
+/// `callers` concurrent callers per port, each making `calls` calls.
+async fn load(
+    server: &Server,
+    ports: &[u16],
+    callers: usize,
+    calls: usize,
+) -> (f64, usize, Duration) {
+    let started = Instant::now();
+    let tasks = ports
+        .iter()
+        .flat_map(|&port| (0..callers).map(move |_| port))
+        .map(|port| async move {
+            let mut errors = 0;
+            for _ in 0..calls {
+                errors += usize::from(
+                    server
+                        .call("execute_command", &bare_args(port, "true"))
+                        .await
+                        .is_err(),
+                );
+            }
+            errors
+        });
+    let errors: usize = futures::future::join_all(tasks).await.into_iter().sum();
+    let took = started.elapsed();
+    let total = ports.len() * callers * calls;
+    (total as f64 / took.as_secs_f64(), errors, took)
+}
+
+/// Median of a `key=value` field over the server's "call timing" lines.
+fn timing_median(log: &Path, field: &str) -> Duration {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut v: Vec<u64> = text
+        .lines()
+        .filter(|l| l.contains("call timing"))
+        .filter_map(|l| {
+            let at = l.find(&format!("{field}="))? + field.len() + 1;
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!v.is_empty(), "no call timing lines in {}", log.display());
+    v.sort_unstable();
+    Duration::from_micros(v[v.len() / 2])
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { QUICK } else { FULL };
+    let sshd = Sshd::start_ports(8);
+    let port = sshd.port();
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let timing_log = "warn,mcp_ssh_session::plugins=debug";
+
+    // 3. Spawn to initialize: an empty cache each time, then a warm one.
+    let mut cold = Vec::new();
+    for i in 0..n.starts.min(3) {
+        let (s, took) = spawn(&home.path().join(format!("cold-{i}")), home.path(), "warn").await;
+        cold.push(took);
+        s.client.cancel().await.unwrap();
+    }
+    let mut warm_start = Vec::new();
+    for _ in 0..n.starts {
+        let (s, took) = spawn(&cache, home.path(), "warn").await;
+        warm_start.push(took);
+        s.client.cancel().await.unwrap();
+    }
+
+    let (server, _) = spawn(&cache, home.path(), timing_log).await;
+    let idle_rss = server.memory("VmRSS");
+
+    // 2. First call on a new session.
+    let (mut first_key, mut first_pw) = (Vec::new(), Vec::new());
+    let pw_args = json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
+                         "password": TEST_PASSWORD, "command": "true"});
+    for _ in 0..n.first {
+        server.call("close_all_sessions", &json!({})).await.unwrap();
+        first_key.push(
+            server
+                .timed_call("execute_command", &key_args(&sshd, port, "true"))
+                .await,
+        );
+        server.call("close_all_sessions", &json!({})).await.unwrap();
+        first_pw.push(server.timed_call("execute_command", &pw_args).await);
+    }
+
+    // 1. Warm calls on an open session.
+    server.call("close_all_sessions", &json!({})).await.unwrap();
+    server
+        .call("execute_command", &key_args(&sshd, port, "true"))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        server
+            .call("execute_command", &bare_args(port, "true"))
+            .await
+            .unwrap();
+    }
+    let _ = std::fs::write(&server.log, "");
+    let mut warm = Vec::with_capacity(n.warm);
+    for _ in 0..n.warm {
+        warm.push(
+            server
+                .timed_call("execute_command", &bare_args(port, "true"))
+                .await,
+        );
+    }
+    let instantiate = timing_median(&server.log, "instantiate_us");
+    let guest = timing_median(&server.log, "guest_us");
+    let host = timing_median(&server.log, "host_us");
+
+    // 4. Concurrency.
+    for &p in sshd.ports() {
+        server
+            .call("execute_command", &key_args(&sshd, p, "true"))
+            .await
+            .unwrap();
+    }
+    let (one_host_rate, one_host_errors, _) = load(&server, &[port], 64, n.calls_each).await;
+    let (many_rate, many_errors, _) = load(&server, sshd.ports(), 8, n.calls_each).await;
+
+    // 5. Large output.
+    let big = format!("head -c {} /dev/zero | tr '\\0' a", n.big_output);
+    let started = Instant::now();
+    let res = server
+        .call("execute_command", &bare_args(port, &big))
+        .await
+        .unwrap();
+    let big_took = started.elapsed();
+    let s = res.structured_content.unwrap();
+    let returned = s["stdout"].as_str().unwrap().len();
+    assert_eq!(
+        s["stdout_bytes"], n.big_output,
+        "the stream was not counted whole"
+    );
+    let big_hwm = server.memory("VmHWM");
+    server.client.cancel().await.unwrap();
+
+    // 6. RSS with 50 open sessions: 7 sshd x 8 ports, one session each.
+    let (sessions_server, _) = spawn(&cache, home.path(), "warn").await;
+    let mut fixtures = vec![];
+    for _ in 0..6 {
+        fixtures.push(Sshd::start_ports(8));
+    }
+    let targets: Vec<(&Sshd, u16)> = std::iter::once(&sshd)
+        .chain(fixtures.iter())
+        .flat_map(|f| f.ports().iter().map(move |&p| (f, p)))
+        .take(50)
+        .collect();
+    for (f, p) in &targets {
+        sessions_server
+            .call("execute_command", &key_args(f, *p, "true"))
+            .await
+            .unwrap();
+    }
+    let listed = sessions_server
+        .call("list_sessions", &json!({}))
+        .await
+        .unwrap();
+    let open = listed.structured_content.unwrap()["sessions"]
+        .as_array()
+        .unwrap()
+        .len();
+    let rss_50 = sessions_server.memory("VmRSS");
+    sessions_server.client.cancel().await.unwrap();
+
+    // Baselines, after the server runs so they do not share the CPU.
+    let raw = raw_russh(&sshd, n.warm).await;
+    let cm = control_master(&sshd, n.ssh);
+    let fresh = fresh_ssh(&sshd, n.first);
+
+    let (w, r, c) = (stats(warm), stats(raw), stats(cm));
+    let (fk, fp, fs) = (stats(first_key), stats(first_pw), stats(fresh));
+    let (sc, sw) = (stats(cold), stats(warm_start));
+    println!();
+    println!(
+        "mcp-ssh-session performance on loopback: {} cores, {}, release build, {} run",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        sshd_version(),
+        if quick { "quick" } else { "full" }
+    );
+    println!("test account {TEST_USER}: /bin/sh, no rc files; ed25519 keys");
+    println!();
+    row([
+        "measure",
+        "median",
+        "p90",
+        "p99",
+        "baseline (median)",
+        "ratio",
+    ]);
+    row(["---", "---", "---", "---", "---", "---"]);
+    let warm_label = format!("warm `execute_command true` over MCP, n={}", n.warm);
+    let raw_label = format!("raw russh exec, one connection: {}", ms(r.median));
+    row([
+        &warm_label,
+        &ms(w.median),
+        &ms(w.p90),
+        &ms(w.p99),
+        &raw_label,
+        &ratio(w.median, r.median),
+    ]);
+    let cm_label = format!("`ssh` with ControlMaster, n={}: {}", n.ssh, ms(c.median));
+    row(["(same)", "", "", "", &cm_label, &ratio(w.median, c.median)]);
+    let first_label = format!("first call, new session, ed25519 key, n={}", n.first);
+    let fresh_label = format!("fresh `ssh` process: {}", ms(fs.median));
+    row([
+        &first_label,
+        &ms(fk.median),
+        &ms(fk.p90),
+        &ms(fk.p99),
+        &fresh_label,
+        &ratio(fk.median, fs.median),
+    ]);
+    let pw_label = format!("first call, new session, password, n={}", n.first);
+    row([&pw_label, &ms(fp.median), &ms(fp.p90), &ms(fp.p99), "", ""]);
+    row([
+        "spawn to `initialize`, empty compile cache",
+        &ms(sc.median),
+        "",
+        "",
+        "",
+        "",
+    ]);
+    let start_label = format!("spawn to `initialize`, warm compile cache, n={}", n.starts);
+    row([&start_label, &ms(sw.median), &ms(sw.p90), "", "", ""]);
+    let one = format!(
+        "64 callers x {} calls, one host: {one_host_rate:.0} calls/s, {one_host_errors} errors",
+        n.calls_each
+    );
+    row([&one, "", "", "", "", ""]);
+    let many = format!(
+        "8 hosts x 8 callers x {} calls: {many_rate:.0} calls/s, {many_errors} errors",
+        n.calls_each
+    );
+    row([&many, "", "", "", "", ""]);
+    let big_label = format!(
+        "{} MB on stdout: {returned} bytes returned (default cap), server peak RSS {big_hwm:.1} MiB",
+        n.big_output / 1_000_000
+    );
+    row([&big_label, &ms(big_took), "", "", "", ""]);
+    row([
+        &format!("RSS idle after `initialize`: {idle_rss:.1} MiB"),
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]);
+    row([
+        &format!("RSS with {open} open sessions: {rss_50:.1} MiB"),
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]);
+    let share = guest.as_secs_f64() / w.median.as_secs_f64() * 100.0;
+    let plugin = format!(
+        "plugin overhead per warm call: instantiate {} µs, guest code {} µs ({share:.1}% of the call), SSH import {} µs",
+        instantiate.as_micros(),
+        guest.as_micros(),
+        host.as_micros()
+    );
+    row([&plugin, "", "", "", "", ""]);
+}
+
+fn sshd_version() -> String {
+    let out = Command::new("ssh").arg("-V").output().unwrap();
+    String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
