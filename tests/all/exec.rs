@@ -5,26 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::{Server, bare_args, exec_args, stdout, structured, text};
-use crate::sshd::{Sshd, TEST_USER};
-
-/// Whether the test account runs a process whose command line is `cmd`.
-fn remote_running(cmd: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-u", TEST_USER, "-x", "-f", cmd])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::server::{
+    Server, bare_args, exec_args, remote_running, stdout, structured, text, wait_until,
+};
+use crate::sshd::Sshd;
 
 #[tokio::test]
 async fn separates_stdout_and_stderr_and_reports_exit_status() {

@@ -15,3 +15,4 @@ mod protocol;
 mod server;
 mod sessions;
 mod sshd;
+mod stopping;

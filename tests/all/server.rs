@@ -222,3 +222,25 @@ pub async fn connection_port(server: &Server, sshd: &Sshd) -> String {
     assert_ne!(res.is_error, Some(true), "{}", text(&res));
     stdout(&res).split_whitespace().nth(1).unwrap().to_string()
 }
+
+/// Whether the test account runs a process whose command line is exactly
+/// `cmd`: the sshd fixture runs on this machine, so pgrep sees its side.
+pub fn remote_running(cmd: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-u", TEST_USER, "-x", "-f", cmd])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

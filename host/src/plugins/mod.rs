@@ -42,9 +42,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const STDERR_CAPACITY: usize = 64 << 10;
 /// A component must answer `list-tools` within this much guest CPU time.
 const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
-/// After the client cancels, a call gets this long to stop its command and
-/// return before its instance is dropped.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// After the client cancels, a call gets this long to stop its command
+/// (TERM, grace, KILL, check) and return before its instance is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(8);
 
 #[derive(Debug, Clone)]
 pub struct PluginConfig {

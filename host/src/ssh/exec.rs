@@ -8,9 +8,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use russh::client::Msg;
+use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
+
+use super::kill::{self, KillOutcome, PidSniffer};
 
 /// What to run and how much of it to keep.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +46,9 @@ pub struct ExecOutput {
     pub duration: Duration,
     pub timed_out: bool,
     pub cancelled: bool,
+    /// After a timeout or cancel: whether the command's whole process group
+    /// is verifiably gone. `None` when it ended by itself.
+    pub remote_stopped: Option<bool>,
 }
 
 /// How a run ended short of an exit status.
@@ -174,8 +179,50 @@ pub(crate) fn signal_name(sig: &Sig) -> String {
     .to_string()
 }
 
-/// Runs `command` on a freshly opened session channel.
-pub(crate) async fn run(
+/// Turns channel messages into an [`ExecOutput`].
+struct Collector {
+    sniffer: PidSniffer,
+    stdout: Capture,
+    stderr: Capture,
+    out: ExecOutput,
+}
+
+impl Collector {
+    fn take(&mut self, msg: ChannelMsg) -> Result<(), RunError> {
+        match msg {
+            ChannelMsg::Data { data } => {
+                let own = self.sniffer.feed(&data);
+                self.stdout.push(&own);
+            }
+            ChannelMsg::ExtendedData { data, ext: 1 } => self.stderr.push(&data),
+            // Keep reading after ExitStatus: data may still follow it.
+            ChannelMsg::ExitStatus { exit_status } => self.out.exit_status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name: s, .. } => {
+                self.out.exit_signal = Some(signal_name(&s));
+            }
+            ChannelMsg::Failure => {
+                return Err(RunError::Refused(
+                    "the server refused to run the command".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, started: Instant) -> ExecOutput {
+        let held = self.sniffer.flush();
+        self.stdout.push(&held);
+        self.out.stdout = self.stdout.finish();
+        self.out.stderr = self.stderr.finish();
+        self.out.duration = started.elapsed();
+        self.out
+    }
+}
+
+/// Runs `command` on a freshly opened session channel of `handle`.
+pub(crate) async fn run<H: Handler>(
+    handle: &Handle<H>,
     mut channel: Channel<Msg>,
     session: String,
     command: &str,
@@ -186,16 +233,20 @@ pub(crate) async fn run(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     channel
-        .exec(true, command)
+        .exec(true, kill::wrap(command))
         .await
         .map_err(|e| RunError::NotStarted(e.to_string()))?;
     // Closing stdin now is what makes `cat` return.
     let _ = channel.eof().await;
 
-    let (mut stdout, mut stderr) = (Capture::new(limit), Capture::new(limit));
-    let mut out = ExecOutput {
-        session,
-        ..ExecOutput::default()
+    let mut c = Collector {
+        sniffer: PidSniffer::default(),
+        stdout: Capture::new(limit),
+        stderr: Capture::new(limit),
+        out: ExecOutput {
+            session,
+            ..ExecOutput::default()
+        },
     };
     loop {
         let waited = tokio::select! {
@@ -203,37 +254,18 @@ pub(crate) async fn run(
             () = cancel.cancelled() => None,
             w = tokio::time::timeout_at(deadline, channel.wait()) => Some(w),
         };
-        let msg = match waited {
-            Some(Ok(Some(msg))) => msg,
+        match waited {
+            Some(Ok(Some(msg))) => c.take(msg)?,
             Some(Ok(None)) => break,
             stopped => {
-                out.cancelled = stopped.is_none();
-                out.timed_out = !out.cancelled;
-                // OpenSSH >= 7.9 delivers this to the process sshd started.
-                let _ = channel.signal(Sig::KILL).await;
-                let _ = channel.close().await;
+                c.out.cancelled = stopped.is_none();
+                c.out.timed_out = !c.out.cancelled;
+                c.out.remote_stopped = Some(stop(handle, &mut channel, &mut c).await);
                 break;
             }
-        };
-        match msg {
-            ChannelMsg::Data { data } => stdout.push(&data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => stderr.push(&data),
-            // Keep reading after ExitStatus: data may still follow it.
-            ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
-            ChannelMsg::ExitSignal { signal_name: s, .. } => {
-                out.exit_signal = Some(signal_name(&s))
-            }
-            ChannelMsg::Failure => {
-                return Err(RunError::Refused(
-                    "the server refused to run the command".into(),
-                ));
-            }
-            _ => {}
         }
     }
-    out.stdout = stdout.finish();
-    out.stderr = stderr.finish();
-    out.duration = started.elapsed();
+    let out = c.finish(started);
     let stopped = out.timed_out || out.cancelled;
     if !stopped && out.exit_status.is_none() && out.exit_signal.is_none() {
         return Err(RunError::Lost {
@@ -241,6 +273,53 @@ pub(crate) async fn run(
         });
     }
     Ok(out)
+}
+
+/// Stops the command after a timeout or a cancel, still collecting what it
+/// prints meanwhile. Returns whether the remote processes are verifiably
+/// gone.
+async fn stop<H: Handler>(
+    handle: &Handle<H>,
+    channel: &mut Channel<Msg>,
+    c: &mut Collector,
+) -> bool {
+    let Some(pgid) = c.sniffer.pid() else {
+        // No PID (the login shell did not print the marker): the best left
+        // is OpenSSH's signal request, which reaches the shell alone.
+        let _ = channel.signal(Sig::KILL).await;
+        let _ = channel.close().await;
+        tracing::warn!(session = %c.out.session, "no PID for the command; sent KILL to its shell only");
+        return false;
+    };
+    let kill = kill::kill_group(handle, pgid);
+    tokio::pin!(kill);
+    let mut outcome = None;
+    let mut open = true;
+    // Read the main channel while the kill runs: the exit signal and the
+    // last output arrive there.
+    while outcome.is_none() || open {
+        tokio::select! {
+            o = &mut kill, if outcome.is_none() => outcome = Some(o),
+            m = channel.wait(), if open => match m {
+                Some(msg) => {
+                    let _ = c.take(msg);
+                }
+                None => open = false,
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)), if outcome.is_some() => break,
+        }
+    }
+    let _ = channel.close().await;
+    let outcome = outcome.unwrap_or(KillOutcome::Unknown("not run".into()));
+    match &outcome {
+        KillOutcome::Gone => {
+            tracing::info!(session = %c.out.session, pgid, "stopped the command and its children")
+        }
+        other => {
+            tracing::warn!(session = %c.out.session, pgid, "could not verify the command stopped: {other:?}")
+        }
+    }
+    outcome == KillOutcome::Gone
 }
 
 #[cfg(test)]

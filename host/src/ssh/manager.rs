@@ -151,7 +151,17 @@ impl Connection {
         }
         let session = self.key.to_string();
         let cancel = &request.cancel;
-        exec::run(channel, session, &request.command, timeout, limit, cancel).await
+        let command = &request.command;
+        exec::run(
+            &self.handle,
+            channel,
+            session,
+            command,
+            timeout,
+            limit,
+            cancel,
+        )
+        .await
     }
 }
 

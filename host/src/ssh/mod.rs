@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod exec;
+mod kill;
 pub mod known_hosts;
 pub mod manager;
 mod net;

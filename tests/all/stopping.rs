@@ -1,0 +1,97 @@
+//! A timeout or a cancel stops the remote command and all its children,
+//! checked on the sshd side with pgrep as soon as the call returns.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::server::{Server, bare_args, exec_args, remote_running, stdout, structured, text};
+use crate::sshd::Sshd;
+
+/// Runs `command` with a 1 s timeout; returns how long the call took.
+async fn time_out(server: &Server, sshd: &Sshd, command: &str) -> Duration {
+    let mut args = exec_args(sshd, command);
+    args["timeout"] = json!(1);
+    let started = Instant::now();
+    let res = server.call("execute_command", args).await;
+    let took = started.elapsed();
+    assert_eq!(structured(&res)["timed_out"], true, "{}", text(&res));
+    took
+}
+
+#[tokio::test]
+async fn a_timeout_stops_a_plain_command() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let sleeper = format!("sleep 4{}", sshd.port());
+    time_out(&server, &sshd, &format!("echo begin; {sleeper}")).await;
+    assert!(!remote_running(&sleeper), "{sleeper} is still running");
+}
+
+#[tokio::test]
+async fn a_timeout_stops_the_commands_children_too() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let (a, b) = (
+        format!("sleep 5{}", sshd.port()),
+        format!("sleep 6{}", sshd.port()),
+    );
+    time_out(&server, &sshd, &format!("sh -c '{a} & {b}'")).await;
+    assert!(!remote_running(&a), "the background child survived");
+    assert!(!remote_running(&b), "the foreground child survived");
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let sleeper = format!("sleep 7{}", sshd.port());
+    let took = time_out(&server, &sshd, &format!("trap '' TERM; {sleeper}")).await;
+    assert!(!remote_running(&sleeper), "it survived KILL");
+    // TERM was ignored, so KILL came only after the grace period.
+    assert!(took >= Duration::from_secs(3), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_stops_the_commands_children_too() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    server.exec(&sshd, "true").await;
+    let (a, b) = (
+        format!("sleep 8{}", sshd.port()),
+        format!("sleep 9{}", sshd.port()),
+    );
+    let mut call =
+        Box::pin(server.try_call("execute_command", bare_args(&sshd, &format!("{a} & {b}"))));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(remote_running(&a) && remote_running(&b)) {
+        tokio::select! {
+            r = &mut call => panic!("returned before the cancel: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        assert!(Instant::now() < deadline, "the command never started");
+    }
+    drop(call);
+    crate::server::wait_until("both are gone", || {
+        !remote_running(&a) && !remote_running(&b)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_pid_marker_never_reaches_the_output() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let res = server.exec(&sshd, "printf 'x'").await;
+    assert_eq!(stdout(&res), "x");
+    assert_eq!(structured(&res)["stdout_bytes"], 1);
+    let res = server.exec(&sshd, "true").await;
+    assert_eq!(stdout(&res), "");
+    // Line numbers in the shell's own errors are the user's.
+    let res = server
+        .call("execute_command", exec_args(&sshd, "no-such-command-here"))
+        .await;
+    let err = structured(&res)["stderr"].as_str().unwrap().to_string();
+    // The test account's shell is dash: "sh: 1: no-such-command-here: not found".
+    assert!(err.starts_with("sh: 1: no-such-command-here"), "{err}");
+}
