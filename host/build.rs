@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The guest crates whose components ship inside the host, by library name.
-const BUILTIN: &[&str] = &["ssh_tools"];
+const BUILTIN: &[&str] = &["ssh_tools", "job_tools"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -21,7 +21,7 @@ fn main() {
         "cargo:rerun-if-changed={}",
         guests.join("Cargo.lock").display()
     );
-    for dir in ["sdk", "ssh-tools", "test-fixtures"] {
+    for dir in ["sdk", "ssh-tools", "job-tools", "test-fixtures"] {
         println!("cargo:rerun-if-changed={}", guests.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

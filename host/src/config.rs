@@ -66,6 +66,20 @@ pub struct Cli {
     )]
     pub channels_per_session: usize,
 
+    /// Background jobs running at once per session (they hold a channel
+    /// each, so keep it below --channels-per-session).
+    #[arg(
+        long,
+        env = "MCP_SSH_JOBS_PER_SESSION",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub jobs_per_session: usize,
+
+    /// Bytes kept of each output stream of a background job (its tail).
+    #[arg(long, env = "MCP_SSH_JOB_BUFFER_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
+    pub job_buffer_bytes: usize,
+
     /// Do not use ssh-agent (SSH_AUTH_SOCK) for calls without credentials.
     #[arg(long)]
     pub no_agent: bool,
@@ -125,6 +139,17 @@ impl Cli {
             bail!("--channels-per-session must be at least 1");
         }
         ssh.channels_per_connection = self.channels_per_session;
+        if self.jobs_per_session == 0 || self.jobs_per_session >= self.channels_per_session {
+            bail!(
+                "--jobs-per-session must be at least 1 and below --channels-per-session ({})",
+                self.channels_per_session
+            );
+        }
+        ssh.jobs_per_connection = self.jobs_per_session;
+        if self.job_buffer_bytes < 1024 {
+            bail!("--job-buffer-bytes must be at least 1024");
+        }
+        ssh.job_buffer_bytes = self.job_buffer_bytes;
         ssh.use_agent = !self.no_agent;
 
         let mut plugins = PluginConfig::default();

@@ -10,6 +10,7 @@
 mod auth;
 mod exec;
 mod host_keys;
+mod jobs;
 mod plugins;
 mod protocol;
 mod server;

@@ -11,6 +11,9 @@ use serde_json::json;
 use crate::server::{BIN, Server, exec_args, structured, text, tool_error};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
+/// Tools the built-in components export.
+const BUILTIN_TOOLS: usize = 9;
+
 /// A guest component as build.rs built it.
 fn guest_wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -197,7 +200,7 @@ async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
         .await;
     assert!(server.log().contains("corrupt"), "{}", server.log());
     let tools = server.client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 4);
+    assert_eq!(tools.len(), BUILTIN_TOOLS);
 }
 
 #[test]
@@ -240,6 +243,9 @@ async fn a_file_that_is_not_a_component_is_skipped_with_an_error() {
         .arg(plugins.display().to_string())
         .spawn()
         .await;
-    assert_eq!(server.client.list_all_tools().await.unwrap().len(), 4);
+    assert_eq!(
+        server.client.list_all_tools().await.unwrap().len(),
+        BUILTIN_TOOLS
+    );
     assert!(server.log().contains("junk.wasm"), "{}", server.log());
 }

@@ -32,7 +32,12 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
             "close_all_sessions",
             "close_session",
             "execute_command",
-            "list_sessions"
+            "get_command_output",
+            "get_command_status",
+            "interrupt_command",
+            "list_commands",
+            "list_sessions",
+            "start_command",
         ]
     );
     let exec = tools.iter().find(|t| t.name == "execute_command").unwrap();

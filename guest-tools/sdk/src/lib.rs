@@ -39,7 +39,9 @@ pub mod bindings {
 pub use bindings::exports::mcp_ssh::tools::tool::{
     Annotations, CallError, CallResult, Content, ToolInfo,
 };
+pub use bindings::mcp_ssh::tools::jobs;
 pub use bindings::mcp_ssh::tools::log;
+pub use bindings::mcp_ssh::tools::progress;
 pub use bindings::mcp_ssh::tools::ssh;
 pub use bindings::mcp_ssh::tools::types::{Credentials, SshError, Target};
 pub use schemars::{self, JsonSchema};
@@ -141,6 +143,13 @@ pub fn stream_text(s: &ssh::StreamOutput) -> String {
     let omitted = s.total_bytes.saturating_sub(kept);
     let tail = String::from_utf8_lossy(&s.tail);
     format!("{head}\n[... {omitted} bytes omitted ...]\n{tail}")
+}
+
+/// Reports progress to the client (if it asked for progress). `progress`
+/// must grow from report to report; the host drops reports that come too
+/// fast.
+pub fn report_progress(progress: f64, total: Option<f64>, message: Option<&str>) {
+    progress::report(progress, total, message);
 }
 
 /// Logs into the host's log, tagged with this component.

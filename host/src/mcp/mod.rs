@@ -6,17 +6,50 @@
 //! with `isError: true`); a call that cannot be routed or whose arguments do
 //! not match the schema is a JSON-RPC invalid-params error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool, ToolAnnotations,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use crate::plugins::{CallError, PluginHost, ToolOutput, ToolSpec};
+use crate::plugins::{CallError, PluginHost, ProgressSink, ToolOutput, ToolSpec};
+
+/// At most one progress notification per call per this interval.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Where a call's progress goes: `notifications/progress` for the token
+/// the client sent, or nowhere if it sent none. Reports that come too fast,
+/// or whose value does not grow (MCP requires it to), are dropped.
+fn progress_sink(context: &RequestContext<RoleServer>) -> Option<ProgressSink> {
+    let token = context.meta.get_progress_token()?;
+    let peer = context.peer.clone();
+    let last: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
+    Some(Arc::new(move |progress, total, message| {
+        {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, value)) = *last
+                && (progress <= value || at.elapsed() < PROGRESS_INTERVAL)
+            {
+                return;
+            }
+            *last = Some((Instant::now(), progress));
+        }
+        let mut param = ProgressNotificationParam::new(token.clone(), progress);
+        param.total = total;
+        param.message = message;
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = peer.notify_progress(param).await {
+                tracing::debug!("progress notification not sent: {e}");
+            }
+        });
+    }))
+}
 
 const INSTRUCTIONS: &str = "Runs commands on SSH hosts over persistent sessions. \
 execute_command opens a session on first use (password, key_filename, or the operator's \
@@ -105,10 +138,11 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
+        let progress = progress_sink(&context);
         // rmcp cancels this token on the client's notifications/cancelled.
         let outcome = self
             .plugins
-            .call(&request.name, arguments, context.ct)
+            .call(&request.name, arguments, context.ct, progress)
             .await;
         // The reason is not logged: it may quote argument values.
         match &outcome {

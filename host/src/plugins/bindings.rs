@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::mcp_ssh::tools::tool;
-pub use mcp_ssh::tools::{log, ssh, types};
+pub use mcp_ssh::tools::{jobs, log, progress, ssh, types};

@@ -77,6 +77,10 @@ pub fn default_plugin_dir() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("mcp-ssh-session").join("plugins"))
 }
 
+/// Where a call's progress reports go: `(progress, total, message)`. The
+/// MCP layer turns them into rate-limited `notifications/progress`.
+pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
+
 /// A tool as the registry knows it.
 #[derive(Debug, Clone)]
 pub struct ToolSpec {
@@ -237,6 +241,7 @@ impl PluginHost {
         name: &str,
         arguments: Map<String, Value>,
         cancel: CancellationToken,
+        progress: Option<ProgressSink>,
     ) -> Result<ToolOutput, CallError> {
         let &index = self
             .by_name
@@ -257,6 +262,7 @@ impl PluginHost {
                 tool.component,
                 self.config.cpu_limit,
                 cancel,
+                progress,
                 async |store, instance| instance.call_call_tool(store, name, &args).await,
             )
             .await;
@@ -299,6 +305,7 @@ impl PluginHost {
         index: usize,
         cpu: Duration,
         cancel: CancellationToken,
+        progress: Option<ProgressSink>,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         let component = &self.components[index];
@@ -324,6 +331,7 @@ impl PluginHost {
             stderr: stderr.clone(),
             cancel: cancel.clone(),
             host_time: Duration::ZERO,
+            progress,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -378,9 +386,13 @@ impl PluginHost {
     async fn list_component_tools(&self, index: usize) -> anyhow::Result<Vec<tool::ToolInfo>> {
         let name = self.components[index].name.clone();
         let never = CancellationToken::new();
-        self.with_instance(index, LIST_TOOLS_CPU, never, async |store, instance| {
-            instance.call_list_tools(store).await
-        })
+        self.with_instance(
+            index,
+            LIST_TOOLS_CPU,
+            never,
+            None,
+            async |store, instance| instance.call_list_tools(store).await,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{name}: list-tools failed: {e}"))
     }

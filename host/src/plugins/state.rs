@@ -14,7 +14,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
-use super::bindings::{log, ssh, types};
+use super::ProgressSink;
+use super::bindings::{jobs, log, progress, ssh, types};
 use super::grants::Grant;
 use crate::ssh as core;
 
@@ -35,6 +36,16 @@ pub(crate) struct StoreState {
     /// Time spent in host imports that wait on SSH, to tell guest time
     /// from network time.
     pub(crate) host_time: Duration,
+    /// Where progress goes, when the client asked for it.
+    pub(crate) progress: Option<ProgressSink>,
+}
+
+impl StoreState {
+    /// Components that may see everything see every job; others only
+    /// their own.
+    fn job_owner(&self) -> Option<&str> {
+        (!self.grant.see_all_sessions).then_some(&*self.component)
+    }
 }
 
 impl WasiView for StoreState {
@@ -104,6 +115,7 @@ impl ssh::Host for StoreState {
             timeout: request.timeout_ms.map(Duration::from_millis),
             max_output_bytes: request.max_output_bytes,
             cancel: self.cancel.clone(),
+            progress: self.progress.clone().map(exec_progress),
         };
         let started = std::time::Instant::now();
         let result = self.sessions.exec(&target, &request).await;
@@ -168,6 +180,141 @@ impl ssh::Host for StoreState {
             ))));
         }
         Ok(Ok(self.sessions.close_all()))
+    }
+}
+
+/// Turns the SSH core's progress into the client's: `progress` is the
+/// elapsed seconds (it must grow), the message says bytes and last line.
+fn exec_progress(sink: ProgressSink) -> core::ProgressFn {
+    core::ProgressFn(Arc::new(move |p: core::Progress| {
+        let mut message = format!(
+            "{} bytes received, {:.1} s elapsed",
+            p.bytes,
+            p.elapsed.as_secs_f64()
+        );
+        if let Some(line) = p.last_line {
+            message.push_str("; last line: ");
+            message.push_str(&line);
+        }
+        sink(p.elapsed.as_secs_f64(), None, Some(message));
+    }))
+}
+
+impl progress::Host for StoreState {
+    async fn report(
+        &mut self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> wasmtime::Result<()> {
+        if let Some(sink) = &self.progress {
+            sink(progress, total, message);
+        }
+        Ok(())
+    }
+}
+
+fn job_to_wit(j: core::JobInfo) -> jobs::JobInfo {
+    jobs::JobInfo {
+        id: j.id,
+        session: j.session,
+        command: j.command,
+        state: match j.state {
+            core::JobState::Running => jobs::JobState::Running,
+            core::JobState::Exited => jobs::JobState::Exited,
+            core::JobState::Killed => jobs::JobState::Killed,
+            core::JobState::Lost => jobs::JobState::Lost,
+        },
+        exit_status: j.exit_status,
+        exit_signal: j.exit_signal,
+        duration_ms: j.duration.as_millis() as u64,
+        stdout_bytes: j.stdout_bytes,
+        stderr_bytes: j.stderr_bytes,
+        remote_stopped: j.remote_stopped,
+    }
+}
+
+/// Largest read of a job's output in one call.
+const MAX_JOB_READ: u32 = 4 << 20;
+
+impl jobs::Host for StoreState {
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    async fn start(
+        &mut self,
+        target: types::Target,
+        request: jobs::JobRequest,
+    ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
+        let target = target_from_wit(target);
+        if let Err(why) = self.grant.check_target(&target) {
+            return Ok(Err(types::SshError::Denied(why)));
+        }
+        let request = core::JobRequest {
+            command: request.command,
+            timeout: request.timeout_ms.map(Duration::from_millis),
+        };
+        let owner = self.component.clone();
+        let started = std::time::Instant::now();
+        let result = self.sessions.start_job(&target, request, owner).await;
+        self.host_time += started.elapsed();
+        Ok(result.map(job_to_wit).map_err(Into::into))
+    }
+
+    async fn status(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
+        let owner = self.job_owner();
+        Ok(self
+            .sessions
+            .job_status(&id, owner)
+            .map(job_to_wit)
+            .map_err(Into::into))
+    }
+
+    async fn read(
+        &mut self,
+        id: String,
+        which: jobs::OutputStream,
+        offset: u64,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Result<jobs::Chunk, types::SshError>> {
+        let which = match which {
+            jobs::OutputStream::Stdout => core::Stream::Stdout,
+            jobs::OutputStream::Stderr => core::Stream::Stderr,
+        };
+        let max = max_bytes.min(MAX_JOB_READ) as usize;
+        let owner = self.job_owner();
+        Ok(self
+            .sessions
+            .job_read(&id, owner, which, offset, max)
+            .map(|c| jobs::Chunk {
+                data: c.data,
+                offset: c.offset,
+                next_offset: c.next_offset,
+                dropped: c.dropped,
+                complete: c.complete,
+            })
+            .map_err(Into::into))
+    }
+
+    async fn interrupt(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
+        let owner = self.job_owner().map(str::to_string);
+        let started = std::time::Instant::now();
+        let result = self.sessions.job_interrupt(&id, owner.as_deref()).await;
+        self.host_time += started.elapsed();
+        Ok(result.map(job_to_wit).map_err(Into::into))
+    }
+
+    async fn list_jobs(&mut self) -> wasmtime::Result<Vec<jobs::JobInfo>> {
+        Ok(self
+            .sessions
+            .job_list(self.job_owner())
+            .into_iter()
+            .map(job_to_wit)
+            .collect())
     }
 }
 

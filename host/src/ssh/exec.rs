@@ -23,7 +23,34 @@ pub struct ExecRequest {
     /// Cancelled when the client gives up on the call: the command is then
     /// stopped as on a timeout.
     pub cancel: CancellationToken,
+    /// Called now and then while the command runs.
+    pub progress: Option<ProgressFn>,
 }
+
+/// How far a running command has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes received so far, both streams.
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// The last complete output line, when it is short.
+    pub last_line: Option<String>,
+}
+
+/// A progress callback. Called from the command's task: it must not block.
+#[derive(Clone)]
+pub struct ProgressFn(pub std::sync::Arc<dyn Fn(Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
+/// At most one progress report per this interval.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// A last line longer than this is left out of progress reports.
+const PROGRESS_LINE_MAX: usize = 200;
 
 /// One captured stream: all of it, or its head and tail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +89,7 @@ pub(crate) enum RunError {
     Cancelled,
     /// The channel ended with neither exit status nor signal: the
     /// connection died, and the command may or may not have run.
-    Lost { output: Box<ExecOutput> },
+    Lost { bytes: u64 },
 }
 
 /// Head-and-tail capture of one stream.
@@ -142,7 +169,7 @@ fn is_continuation(b: u8) -> bool {
 
 /// The length of the longest prefix of `b` that does not end inside a
 /// multi-byte UTF-8 character.
-fn utf8_floor(b: &[u8]) -> usize {
+pub(crate) fn utf8_floor(b: &[u8]) -> usize {
     let n = b.len();
     for back in 1..=4.min(n) {
         let lead = b[n - back];
@@ -179,26 +206,69 @@ pub(crate) fn signal_name(sig: &Sig) -> String {
     .to_string()
 }
 
-/// Turns channel messages into an [`ExecOutput`].
-struct Collector {
-    sniffer: PidSniffer,
-    stdout: Capture,
-    stderr: Capture,
-    out: ExecOutput,
+/// Where a run's output goes: head-and-tail captures for `exec`, bounded
+/// rings for background jobs.
+pub(crate) trait OutputSink: Send {
+    fn stdout(&mut self, data: &[u8]);
+    fn stderr(&mut self, data: &[u8]);
 }
 
-impl Collector {
+struct Captures {
+    stdout: Capture,
+    stderr: Capture,
+}
+
+impl OutputSink for Captures {
+    fn stdout(&mut self, data: &[u8]) {
+        self.stdout.push(data);
+    }
+
+    fn stderr(&mut self, data: &[u8]) {
+        self.stderr.push(data);
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Ending {
+    pub(crate) exit_status: Option<u32>,
+    pub(crate) exit_signal: Option<String>,
+    pub(crate) timed_out: bool,
+    pub(crate) cancelled: bool,
+    /// After a stop: whether the process group is verifiably gone.
+    pub(crate) remote_stopped: Option<bool>,
+    /// The channel ended with no exit status or signal and no stop: the
+    /// connection died under it.
+    pub(crate) lost: bool,
+}
+
+/// Feeds channel messages to a sink, tracking how the command ends and how
+/// far it has come.
+struct Driver<'a, S> {
+    sink: &'a mut S,
+    sniffer: PidSniffer,
+    ending: Ending,
+    bytes: u64,
+    line: Vec<u8>,
+    last_line: Option<String>,
+}
+
+impl<S: OutputSink> Driver<'_, S> {
     fn take(&mut self, msg: ChannelMsg) -> Result<(), RunError> {
         match msg {
             ChannelMsg::Data { data } => {
                 let own = self.sniffer.feed(&data);
-                self.stdout.push(&own);
+                self.note(&own);
+                self.sink.stdout(&own);
             }
-            ChannelMsg::ExtendedData { data, ext: 1 } => self.stderr.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                self.note(&data);
+                self.sink.stderr(&data);
+            }
             // Keep reading after ExitStatus: data may still follow it.
-            ChannelMsg::ExitStatus { exit_status } => self.out.exit_status = Some(exit_status),
+            ChannelMsg::ExitStatus { exit_status } => self.ending.exit_status = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name: s, .. } => {
-                self.out.exit_signal = Some(signal_name(&s));
+                self.ending.exit_signal = Some(signal_name(&s));
             }
             ChannelMsg::Failure => {
                 return Err(RunError::Refused(
@@ -210,28 +280,43 @@ impl Collector {
         Ok(())
     }
 
-    fn finish(mut self, started: Instant) -> ExecOutput {
+    /// Counts bytes and keeps the last complete line for progress.
+    fn note(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        for &b in data {
+            if b == b'\n' {
+                if !self.line.is_empty() && self.line.len() <= PROGRESS_LINE_MAX {
+                    self.last_line = Some(String::from_utf8_lossy(&self.line).into_owned());
+                }
+                self.line.clear();
+            } else if self.line.len() <= PROGRESS_LINE_MAX {
+                self.line.push(b);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Ending {
         let held = self.sniffer.flush();
-        self.stdout.push(&held);
-        self.out.stdout = self.stdout.finish();
-        self.out.stderr = self.stderr.finish();
-        self.out.duration = started.elapsed();
-        self.out
+        self.sink.stdout(&held);
+        let e = &mut self.ending;
+        e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
+        self.ending
     }
 }
 
-/// Runs `command` on a freshly opened session channel of `handle`.
-pub(crate) async fn run<H: Handler>(
+/// Runs `command` on `channel` (a fresh session channel of `handle`) until it
+/// ends, `deadline` passes or `cancel` fires; a stopped command's process
+/// group is killed and checked.
+pub(crate) async fn drive<H: Handler, S: OutputSink>(
     handle: &Handle<H>,
     mut channel: Channel<Msg>,
-    session: String,
     command: &str,
-    timeout: Duration,
-    limit: usize,
+    deadline: Option<tokio::time::Instant>,
     cancel: &CancellationToken,
-) -> Result<ExecOutput, RunError> {
+    sink: &mut S,
+    progress: Option<&ProgressFn>,
+) -> Result<Ending, RunError> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
     channel
         .exec(true, kill::wrap(command))
         .await
@@ -239,56 +324,112 @@ pub(crate) async fn run<H: Handler>(
     // Closing stdin now is what makes `cat` return.
     let _ = channel.eof().await;
 
-    let mut c = Collector {
+    let mut d = Driver {
+        sink,
         sniffer: PidSniffer::default(),
-        stdout: Capture::new(limit),
-        stderr: Capture::new(limit),
-        out: ExecOutput {
-            session,
-            ..ExecOutput::default()
-        },
+        ending: Ending::default(),
+        bytes: 0,
+        line: Vec::new(),
+        last_line: None,
     };
+    let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline = deadline.unwrap_or(never);
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = None;
     loop {
-        let waited = tokio::select! {
+        let msg = tokio::select! {
             biased;
-            () = cancel.cancelled() => None,
-            w = tokio::time::timeout_at(deadline, channel.wait()) => Some(w),
+            () = cancel.cancelled() => {
+                d.ending.cancelled = true;
+                None
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                d.ending.timed_out = true;
+                None
+            }
+            m = channel.wait() => Some(m),
+            _ = ticker.tick(), if progress.is_some() => {
+                if let Some(p) = progress {
+                    let now = (d.bytes, d.last_line.clone());
+                    // A silent command still reports its elapsed time.
+                    if reported.as_ref() != Some(&now) || started.elapsed() >= Duration::from_secs(1) {
+                        (p.0)(Progress { bytes: d.bytes, elapsed: started.elapsed(), last_line: now.1.clone() });
+                        reported = Some(now);
+                    }
+                }
+                continue;
+            }
         };
-        match waited {
-            Some(Ok(Some(msg))) => c.take(msg)?,
-            Some(Ok(None)) => break,
-            stopped => {
-                c.out.cancelled = stopped.is_none();
-                c.out.timed_out = !c.out.cancelled;
-                c.out.remote_stopped = Some(stop(handle, &mut channel, &mut c).await);
+        match msg {
+            Some(Some(m)) => d.take(m)?,
+            Some(None) => break,
+            None => {
+                d.ending.remote_stopped = Some(stop(handle, &mut channel, &mut d).await);
                 break;
             }
         }
     }
-    let out = c.finish(started);
-    let stopped = out.timed_out || out.cancelled;
-    if !stopped && out.exit_status.is_none() && out.exit_signal.is_none() {
+    Ok(d.finish())
+}
+
+/// Runs `request` on `channel`, keeping at most `limit` bytes per stream.
+pub(crate) async fn run<H: Handler>(
+    handle: &Handle<H>,
+    channel: Channel<Msg>,
+    session: String,
+    request: &ExecRequest,
+    timeout: Duration,
+    limit: usize,
+) -> Result<ExecOutput, RunError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut caps = Captures {
+        stdout: Capture::new(limit),
+        stderr: Capture::new(limit),
+    };
+    let ending = drive(
+        handle,
+        channel,
+        &request.command,
+        Some(deadline),
+        &request.cancel,
+        &mut caps,
+        request.progress.as_ref(),
+    )
+    .await?;
+    if ending.lost {
         return Err(RunError::Lost {
-            output: Box::new(out),
+            bytes: caps.stdout.total + caps.stderr.total,
         });
     }
-    Ok(out)
+    Ok(ExecOutput {
+        session,
+        exit_status: ending.exit_status,
+        exit_signal: ending.exit_signal,
+        stdout: caps.stdout.finish(),
+        stderr: caps.stderr.finish(),
+        duration: started.elapsed(),
+        timed_out: ending.timed_out,
+        cancelled: ending.cancelled,
+        remote_stopped: ending.remote_stopped,
+    })
 }
 
 /// Stops the command after a timeout or a cancel, still collecting what it
 /// prints meanwhile. Returns whether the remote processes are verifiably
 /// gone.
-async fn stop<H: Handler>(
+async fn stop<H: Handler, S: OutputSink>(
     handle: &Handle<H>,
     channel: &mut Channel<Msg>,
-    c: &mut Collector,
+    d: &mut Driver<'_, S>,
 ) -> bool {
-    let Some(pgid) = c.sniffer.pid() else {
+    let Some(pgid) = d.sniffer.pid() else {
         // No PID (the login shell did not print the marker): the best left
         // is OpenSSH's signal request, which reaches the shell alone.
         let _ = channel.signal(Sig::KILL).await;
         let _ = channel.close().await;
-        tracing::warn!(session = %c.out.session, "no PID for the command; sent KILL to its shell only");
+        tracing::warn!("no PID for the command; sent KILL to its shell only");
         return false;
     };
     let kill = kill::kill_group(handle, pgid);
@@ -302,7 +443,7 @@ async fn stop<H: Handler>(
             o = &mut kill, if outcome.is_none() => outcome = Some(o),
             m = channel.wait(), if open => match m {
                 Some(msg) => {
-                    let _ = c.take(msg);
+                    let _ = d.take(msg);
                 }
                 None => open = false,
             },
@@ -310,16 +451,16 @@ async fn stop<H: Handler>(
         }
     }
     let _ = channel.close().await;
-    let outcome = outcome.unwrap_or(KillOutcome::Unknown("not run".into()));
-    match &outcome {
+    match outcome.unwrap_or(KillOutcome::Unknown("not run".into())) {
         KillOutcome::Gone => {
-            tracing::info!(session = %c.out.session, pgid, "stopped the command and its children")
+            tracing::info!(pgid, "stopped the command and its children");
+            true
         }
         other => {
-            tracing::warn!(session = %c.out.session, pgid, "could not verify the command stopped: {other:?}")
+            tracing::warn!(pgid, "could not verify the command stopped: {other:?}");
+            false
         }
     }
-    outcome == KillOutcome::Gone
 }
 
 #[cfg(test)]

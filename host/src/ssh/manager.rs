@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::client::{self, Handle};
+use russh::Channel;
+use russh::client::{self, Handle, Msg};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelOpenFailure, Disconnect};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::exec::{self, ExecOutput, ExecRequest, RunError};
+use super::jobs::{Chunk, JobInfo, JobRequest, JobSink, Jobs, Stream};
 use super::net::QuickAckStream;
 use super::{
     Credentials, HostKeyPolicy, SessionKey, SshConfig, SshError, Target, auth, known_hosts,
@@ -48,6 +50,7 @@ struct Inner {
     live: Mutex<HashMap<SessionKey, Arc<Connection>>>,
     /// Per-key gates serializing connection attempts.
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    jobs: Jobs,
 }
 
 struct Connection {
@@ -58,6 +61,9 @@ struct Connection {
     credentials: Option<Credentials>,
     channels: Arc<Semaphore>,
     channel_slots: u32,
+    /// Background jobs hold a channel for long: they get fewer slots than
+    /// `channels`, so they can never starve `exec`.
+    job_slots: Arc<Semaphore>,
     opened: Instant,
     last_used: Mutex<Instant>,
     active: AtomicU32,
@@ -120,12 +126,21 @@ impl Connection {
         limit: usize,
         open_timeout: Duration,
     ) -> Result<ExecOutput, RunError> {
+        let channel = self.open_channel(open_timeout).await?;
+        if request.cancel.is_cancelled() {
+            return Err(RunError::Cancelled);
+        }
+        let session = self.key.to_string();
+        exec::run(&self.handle, channel, session, request, timeout, limit).await
+    }
+
+    async fn open_channel(&self, open_timeout: Duration) -> Result<Channel<Msg>, RunError> {
         let mut attempt = 0u64;
-        let channel = loop {
+        loop {
             let opened =
                 tokio::time::timeout(open_timeout, self.handle.channel_open_session()).await;
             match opened {
-                Ok(Ok(ch)) => break ch,
+                Ok(Ok(ch)) => return Ok(ch),
                 // The server is out of sessions: a MaxSessions below our
                 // cap, or a slot it has not yet freed after a close. OpenSSH
                 // says so with "connect failed". Nothing ran: wait, retry.
@@ -145,23 +160,7 @@ impl Connection {
                 Ok(Err(e)) => return Err(RunError::NotStarted(e.to_string())),
                 Err(_) => return Err(RunError::NotStarted("opening a channel timed out".into())),
             }
-        };
-        if request.cancel.is_cancelled() {
-            return Err(RunError::Cancelled);
         }
-        let session = self.key.to_string();
-        let cancel = &request.cancel;
-        let command = &request.command;
-        exec::run(
-            &self.handle,
-            channel,
-            session,
-            command,
-            timeout,
-            limit,
-            cancel,
-        )
-        .await
     }
 }
 
@@ -174,8 +173,10 @@ impl SessionManager {
             inactivity_timeout: None,
             ..client::Config::default()
         };
+        let jobs = Jobs::new(config.job_buffer_bytes, config.job_history);
         Self {
             inner: Arc::new(Inner {
+                jobs,
                 config,
                 russh: Arc::new(russh),
                 live: Mutex::new(HashMap::new()),
@@ -200,16 +201,7 @@ impl SessionManager {
     ) -> Result<ExecOutput, SshError> {
         let key = SessionKey::from_target(target)?;
         tracing::Span::current().record("session", tracing::field::display(&key));
-        if request.command.trim().is_empty() {
-            return Err(SshError::InvalidArgument(
-                "command must not be empty".into(),
-            ));
-        }
-        if request.command.contains('\0') {
-            return Err(SshError::InvalidArgument(
-                "command must not contain NUL bytes".into(),
-            ));
-        }
+        validate_command(&request.command)?;
         let cfg = &self.inner.config;
         let timeout = request
             .timeout
@@ -246,16 +238,111 @@ impl SessionManager {
                     return Err(SshError::Channel(format!("{key}: {why}")));
                 }
                 Err(RunError::Cancelled) => return Err(cancelled()),
-                Err(RunError::Lost { output }) => {
+                Err(RunError::Lost { bytes }) => {
                     self.mark_broken(&conn);
                     return Err(SshError::ConnectionLost(format!(
-                        "{key}: the connection was lost while the command was running, after {} \
-                         bytes of output; it may or may not have completed, and it was not re-run",
-                        output.stdout.total_bytes + output.stderr.total_bytes
+                        "{key}: the connection was lost while the command was running, after \
+                         {bytes} bytes of output; it may or may not have completed, and it was \
+                         not re-run"
                     )));
                 }
             }
         }
+    }
+
+    /// Starts `request` in the background on `target`'s session and returns
+    /// at once. `owner` names the component: only it (or a component that
+    /// may see everything) can read or stop the job.
+    pub async fn start_job(
+        &self,
+        target: &Target,
+        request: JobRequest,
+        owner: Arc<str>,
+    ) -> Result<JobInfo, SshError> {
+        let key = SessionKey::from_target(target)?;
+        validate_command(&request.command)?;
+        let cfg = &self.inner.config;
+        let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
+        let mut retried = false;
+        loop {
+            let conn = self.connection(&key, credentials).await?;
+            let Ok(job_slot) = conn.job_slots.clone().try_acquire_owned() else {
+                return Err(SshError::Denied(format!(
+                    "{key} already runs {} background jobs, the most one session may; \
+                     interrupt one or wait for one to end",
+                    cfg.jobs_per_connection
+                )));
+            };
+            let channel_slot = conn
+                .channels
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| SshError::Channel(format!("{key}: the session closed")))?;
+            let channel = match conn.open_channel(cfg.connect_timeout).await {
+                Ok(c) => c,
+                Err(RunError::NotStarted(why)) if !retried => {
+                    tracing::info!("connection to {key} is unusable ({why}); reconnecting");
+                    self.mark_broken(&conn);
+                    retried = true;
+                    continue;
+                }
+                Err(e) => return Err(SshError::Channel(format!("{key}: {e:?}"))),
+            };
+            let job = self
+                .inner
+                .jobs
+                .create(key.to_string(), request.command.clone(), owner);
+            let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+            let (task_job, manager, command) = (job.clone(), self.clone(), request.command);
+            tokio::spawn(async move {
+                let _slots = (job_slot, channel_slot);
+                conn.active.fetch_add(1, Ordering::Relaxed);
+                let mut sink = JobSink(task_job.clone());
+                let cancel = task_job.interrupt.clone();
+                let ending = exec::drive(
+                    &conn.handle,
+                    channel,
+                    &command,
+                    deadline,
+                    &cancel,
+                    &mut sink,
+                    None,
+                )
+                .await;
+                conn.active.fetch_sub(1, Ordering::Relaxed);
+                *conn.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                if matches!(&ending, Ok(e) if e.lost) {
+                    manager.mark_broken(&conn);
+                }
+                task_job.finish(ending.map_err(|e| format!("{e:?}")));
+            });
+            return self.inner.jobs.status(job.id(), None);
+        }
+    }
+
+    /// `owner: None` sees every job.
+    pub fn job_status(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
+        self.inner.jobs.status(id, owner)
+    }
+
+    pub fn job_read(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+        which: Stream,
+        offset: u64,
+        max: usize,
+    ) -> Result<Chunk, SshError> {
+        self.inner.jobs.read(id, owner, which, offset, max)
+    }
+
+    pub async fn job_interrupt(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
+        self.inner.jobs.interrupt(id, owner).await
+    }
+
+    pub fn job_list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+        self.inner.jobs.list(owner)
     }
 
     /// The open sessions, sorted by key. A dead session is not listed, but
@@ -401,12 +488,29 @@ impl SessionManager {
             credentials,
             channels: Arc::new(Semaphore::new(slots)),
             channel_slots: slots as u32,
+            job_slots: Arc::new(Semaphore::new(
+                cfg.jobs_per_connection.min(slots.saturating_sub(1)).max(1),
+            )),
             opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
             active: AtomicU32::new(0),
             broken: AtomicBool::new(false),
         }))
     }
+}
+
+fn validate_command(command: &str) -> Result<(), SshError> {
+    if command.trim().is_empty() {
+        return Err(SshError::InvalidArgument(
+            "command must not be empty".into(),
+        ));
+    }
+    if command.contains('\0') {
+        return Err(SshError::InvalidArgument(
+            "command must not contain NUL bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// russh's per-connection callbacks: host-key verification.

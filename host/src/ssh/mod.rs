@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod exec;
+pub mod jobs;
 mod kill;
 pub mod known_hosts;
 pub mod manager;
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-pub use exec::{ExecOutput, ExecRequest, StreamOutput};
+pub use exec::{ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
+pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Stream};
 pub use known_hosts::HostKeyPolicy;
 pub use manager::{SessionInfo, SessionManager};
 
@@ -186,6 +188,13 @@ pub struct SshConfig {
     pub default_identities: Vec<PathBuf>,
     /// Use `SSH_AUTH_SOCK` when a call gives no credentials.
     pub use_agent: bool,
+    /// Background jobs running at once per connection (they hold a channel
+    /// each; they get fewer than `channels_per_connection`).
+    pub jobs_per_connection: usize,
+    /// Bytes kept of each stream of a background job (its tail).
+    pub job_buffer_bytes: usize,
+    /// Finished jobs remembered.
+    pub job_history: usize,
 }
 
 impl Default for SshConfig {
@@ -206,6 +215,9 @@ impl Default for SshConfig {
                 .map(|n| ssh_dir.join(n))
                 .collect(),
             use_agent: true,
+            jobs_per_connection: 4,
+            job_buffer_bytes: 1 << 20,
+            job_history: 50,
         }
     }
 }

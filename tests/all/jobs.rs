@@ -1,0 +1,196 @@
+//! Background jobs: start, status, paging by offset, the bounded ring,
+//! interrupt with a verified kill, connection loss, and the per-session cap.
+
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+
+use crate::server::{Server, exec_args, remote_running, structured, text, tool_error, wait_until};
+use crate::sshd::Sshd;
+
+async fn start(server: &Server, sshd: &Sshd, command: &str) -> String {
+    let res = server.call("start_command", exec_args(sshd, command)).await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    structured(&res)["job_id"].as_str().unwrap().to_string()
+}
+
+async fn status(server: &Server, id: &str) -> Value {
+    let res = server
+        .call("get_command_status", json!({"job_id": id}))
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    structured(&res).clone()
+}
+
+/// Polls until the job leaves `running`; returns its final status.
+async fn wait_done(server: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(server, id).await;
+        if s["state"] != "running" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "job {id} still running: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn read(server: &Server, id: &str, offset: u64, max: u32) -> CallToolResult {
+    let res = server
+        .call(
+            "get_command_output",
+            json!({"job_id": id, "offset": offset, "max_bytes": max}),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    res
+}
+
+#[tokio::test]
+async fn a_job_returns_at_once_and_reports_how_it_ended() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let started = Instant::now();
+    let id = start(&server, &sshd, "sleep 1; echo done; exit 7").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "start waited for the command"
+    );
+    assert_eq!(status(&server, &id).await["state"], "running");
+    let s = wait_done(&server, &id).await;
+    assert_eq!(s["state"], "exited");
+    assert_eq!(s["exit_status"], 7);
+    assert_eq!(s["stdout_bytes"], 5);
+    let out = read(&server, &id, 0, 1000).await;
+    assert_eq!(structured(&out)["data"], "done\n");
+    assert_eq!(structured(&out)["complete"], true);
+}
+
+#[tokio::test]
+async fn output_pages_by_offset_without_rereading() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let id = start(&server, &sshd, "seq 1 20000").await;
+    wait_done(&server, &id).await;
+    let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    let (mut got, mut offset, mut pages) = (String::new(), 0u64, 0);
+    loop {
+        let page = read(&server, &id, offset, 10_000).await;
+        let s = structured(&page);
+        assert_eq!(s["offset"], offset);
+        assert_eq!(s["dropped"], 0);
+        got.push_str(s["data"].as_str().unwrap());
+        offset = s["next_offset"].as_u64().unwrap();
+        pages += 1;
+        if s["complete"] == true {
+            break;
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    assert_eq!(pages, expected.len().div_ceil(10_000));
+    assert!(got == expected, "paged output differs");
+}
+
+#[tokio::test]
+async fn a_full_buffer_drops_the_oldest_output_and_says_so() {
+    let sshd = Sshd::start();
+    let server = Server::builder()
+        .arg("--job-buffer-bytes")
+        .arg("65536")
+        .spawn()
+        .await;
+    let id = start(&server, &sshd, "seq 1 100000").await;
+    let s = wait_done(&server, &id).await;
+    let total = s["stdout_bytes"].as_u64().unwrap();
+    assert_eq!(total, 588_895);
+    let page = read(&server, &id, 0, 100_000).await;
+    let c = structured(&page);
+    assert_eq!(c["dropped"], total - 65536);
+    assert_eq!(c["offset"], total - 65536);
+    assert!(c["data"].as_str().unwrap().ends_with("\n99999\n100000\n"));
+    assert!(text(&page).contains(&format!("{} earlier bytes were dropped", total - 65536)));
+}
+
+#[tokio::test]
+async fn interrupt_stops_the_job_and_its_children() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let (a, b) = (
+        format!("sleep 11{}", sshd.port()),
+        format!("sleep 12{}", sshd.port()),
+    );
+    let id = start(&server, &sshd, &format!("{a} & {b}")).await;
+    wait_until("the job runs", || remote_running(&a) && remote_running(&b)).await;
+    let res = server
+        .call("interrupt_command", json!({"job_id": id}))
+        .await;
+    let s = structured(&res);
+    assert_eq!(s["state"], "killed", "{}", text(&res));
+    assert_eq!(s["remote_stopped"], true);
+    assert!(
+        !remote_running(&a) && !remote_running(&b),
+        "a child survived"
+    );
+    assert!(text(&res).contains("verified"));
+}
+
+#[tokio::test]
+async fn a_job_whose_connection_dies_is_lost_and_keeps_its_output() {
+    let mut sshd = Sshd::start();
+    let server = Server::start().await;
+    let id = start(&server, &sshd, "echo before; sleep 300").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&server, &id).await["stdout_bytes"] != 7 {
+        assert!(Instant::now() < deadline, "no output");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sshd.restart();
+    let s = wait_done(&server, &id).await;
+    assert_eq!(s["state"], "lost", "{s}");
+    assert!(s["exit_status"].is_null());
+    let out = read(&server, &id, 0, 100).await;
+    assert_eq!(structured(&out)["data"], "before\n");
+}
+
+#[tokio::test]
+async fn jobs_are_capped_per_session_and_never_starve_execute_command() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(start(&server, &sshd, &format!("sleep 13{}{i}", sshd.port())).await);
+    }
+    let res = server.call("start_command", exec_args(&sshd, "true")).await;
+    let msg = tool_error(&res);
+    assert!(msg.contains("already runs 4 background jobs"), "{msg}");
+    // Four jobs hold four channels; commands still get theirs.
+    let res = server.exec(&sshd, "echo free").await;
+    assert_eq!(structured(&res)["stdout"], "free\n");
+    let listed = server.call("list_commands", json!({})).await;
+    assert_eq!(structured(&listed)["jobs"].as_array().unwrap().len(), 4);
+    for id in &ids {
+        server
+            .call("interrupt_command", json!({"job_id": id}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_job_id_is_a_clear_error() {
+    let server = Server::start().await;
+    for tool in ["get_command_status", "interrupt_command"] {
+        let res = server.call(tool, json!({"job_id": "job-424242"})).await;
+        let msg = tool_error(&res);
+        assert!(msg.contains("no job \"job-424242\""), "{msg}");
+    }
+    let res = server
+        .call(
+            "get_command_output",
+            json!({"job_id": "nope", "stream": "stderr"}),
+        )
+        .await;
+    tool_error(&res);
+    let res = server.call("list_commands", json!({})).await;
+    assert_eq!(text(&res), "No background jobs");
+}
