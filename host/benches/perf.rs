@@ -45,6 +45,7 @@ struct Sizes {
     starts: usize,
     calls_each: usize,
     big_output: usize,
+    cancels: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -54,6 +55,7 @@ const FULL: Sizes = Sizes {
     starts: 10,
     calls_each: 20,
     big_output: 50_000_000,
+    cancels: 20,
 };
 
 const QUICK: Sizes = Sizes {
@@ -63,6 +65,7 @@ const QUICK: Sizes = Sizes {
     starts: 3,
     calls_each: 3,
     big_output: 5_000_000,
+    cancels: 3,
 };
 
 struct Stats {
@@ -307,6 +310,40 @@ async fn load(
     (total as f64 / took.as_secs_f64(), errors, took)
 }
 
+fn remote_running(cmd: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-u", TEST_USER, "-x", "-f", cmd])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// From the client cancelling a running `execute_command` (dropping the
+/// request, which sends notifications/cancelled) to its remote process
+/// being gone, as pgrep on the sshd side sees it.
+async fn cancel_to_gone(server: &Server, port: u16, nth: usize) -> Duration {
+    let cmd = format!("sleep 9{port}{nth}");
+    let args = bare_args(port, &cmd);
+    let mut call = Box::pin(server.call("execute_command", &args));
+    while !remote_running(&cmd) {
+        tokio::select! {
+            r = &mut call => panic!("returned before the cancel: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    }
+    let cancelled = Instant::now();
+    drop(call);
+    while remote_running(&cmd) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(20),
+            "{cmd} survived the cancel"
+        );
+    }
+    cancelled.elapsed()
+}
+
 /// Median of a `key=value` field over the server's "call timing" lines.
 fn timing_median(log: &Path, field: &str) -> Duration {
     let text = std::fs::read_to_string(log).unwrap();
@@ -403,6 +440,12 @@ async fn main() {
     }
     let (one_host_rate, one_host_errors, _) = load(&server, &[port], 64, n.calls_each).await;
     let (many_rate, many_errors, _) = load(&server, sshd.ports(), 8, n.calls_each).await;
+
+    // Cancel to remote process gone.
+    let mut cancels = Vec::new();
+    for i in 0..n.cancels {
+        cancels.push(cancel_to_gone(&server, port, i).await);
+    }
 
     // 5. Large output.
     let big = format!("head -c {} /dev/zero | tr '\\0' a", n.big_output);
@@ -524,6 +567,16 @@ async fn main() {
         n.big_output / 1_000_000
     );
     row([&big_label, &ms(big_took), "", "", "", ""]);
+    let ca = stats(cancels);
+    let cancel_label = format!("cancel to remote process gone (pgrep), n={}", n.cancels);
+    row([
+        &cancel_label,
+        &ms(ca.median),
+        &ms(ca.p90),
+        &ms(ca.p99),
+        "",
+        "",
+    ]);
     row([
         &format!("RSS idle after `initialize`: {idle_rss:.1} MiB"),
         "",

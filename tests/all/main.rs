@@ -12,6 +12,7 @@ mod exec;
 mod host_keys;
 mod jobs;
 mod plugins;
+mod progress;
 mod protocol;
 mod server;
 mod sessions;

@@ -249,3 +249,28 @@ async fn a_file_that_is_not_a_component_is_skipped_with_an_error() {
     );
     assert!(server.log().contains("junk.wasm"), "{}", server.log());
 }
+
+/// A component built against the frozen mcp-ssh:tools@0.1.0 WIT, before
+/// progress and jobs existed, still loads and runs on this host.
+#[tokio::test]
+async fn a_component_built_against_wit_0_1_0_still_loads_and_runs() {
+    let sshd = Sshd::start();
+    let mut builder = Server::builder();
+    let dir = builder.home().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(guest_wasm("legacy_tools"), dir.join("legacy.wasm")).unwrap();
+    builder = builder.arg("--plugins").arg(dir.display().to_string());
+    let server = builder.spawn().await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "legacy_hostname"));
+    // Plugins use the operator's sessions: open one with the built-in tool.
+    server.exec(&sshd, "true").await;
+    let res = server
+        .call(
+            "legacy_hostname",
+            json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER}),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    assert_eq!(text(&res), "legacy-ok\n");
+}
