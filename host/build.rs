@@ -21,7 +21,7 @@ fn main() {
         "cargo:rerun-if-changed={}",
         guests.join("Cargo.lock").display()
     );
-    for dir in ["sdk", "ssh-tools", "job-tools", "test-fixtures"] {
+    for dir in ["sdk", "ssh-tools", "job-tools", "examples", "test-fixtures"] {
         println!("cargo:rerun-if-changed={}", guests.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

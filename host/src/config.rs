@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 
-use crate::plugins::{PluginConfig, default_plugin_dir};
+use crate::plugins::{Grants, PluginConfig, default_config_path, default_plugin_dir};
 use crate::ssh::{HostKeyPolicy, SshConfig};
 
 /// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
@@ -15,6 +15,12 @@ use crate::ssh::{HostKeyPolicy, SshConfig};
 #[derive(Debug, Parser)]
 #[command(name = "mcp-ssh-session", version, about)]
 pub struct Cli {
+    /// The operator's config file (TOML): grants for plugin components
+    /// and the audit log [default: ~/.config/mcp-ssh-session/config.toml,
+    /// if it exists]
+    #[arg(long, env = "MCP_SSH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Directory of extra tool components (every *.wasm in it)
     /// [default: ~/.config/mcp-ssh-session/plugins, if it exists]
     #[arg(long, env = "MCP_SSH_PLUGINS", value_name = "DIR")]
@@ -110,11 +116,35 @@ pub struct Cli {
     pub log: String,
 }
 
+/// The config file. Unknown keys are errors, never silently ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Grants for plugin components, by name (the `.wasm` file's stem).
+    #[serde(default)]
+    pub plugins: Grants,
+    /// Where to append the audit log (JSON lines, created with mode 0600).
+    pub audit_log: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// Reads `path`; a missing file is an error only if it was asked for.
+    pub fn load(path: &std::path::Path, required: bool) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
+            Err(e) => Err(anyhow::anyhow!("config file {}: {e}", path.display())),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub ssh: SshConfig,
     pub plugins: PluginConfig,
+    pub audit_log: Option<PathBuf>,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -126,6 +156,8 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
 
 impl Cli {
     pub fn into_config(self) -> anyhow::Result<Config> {
+        let config_path = self.config.clone().unwrap_or_else(default_config_path);
+        let file = ConfigFile::load(&config_path, self.config.is_some())?;
         let mut ssh = SshConfig::default();
         if let Some(path) = self.known_hosts {
             ssh.known_hosts = path;
@@ -169,6 +201,12 @@ impl Cli {
             bail!("--guest-memory-limit must be at least 16 MiB");
         }
         plugins.memory_limit = self.guest_memory_limit << 20;
-        Ok(Config { ssh, plugins })
+        plugins.grants = file.plugins;
+        plugins.config_path = config_path;
+        Ok(Config {
+            ssh,
+            plugins,
+            audit_log: file.audit_log,
+        })
     }
 }

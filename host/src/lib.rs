@@ -8,6 +8,7 @@
 pub mod config;
 mod fsutil;
 pub mod mcp;
+mod pattern;
 pub mod plugins;
 pub mod ssh;
 

@@ -9,6 +9,7 @@
 
 mod auth;
 mod exec;
+mod grants;
 mod host_keys;
 mod jobs;
 mod plugins;

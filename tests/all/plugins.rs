@@ -25,13 +25,57 @@ fn builtin_wasm() -> PathBuf {
     guest_wasm("ssh_tools")
 }
 
+/// Installs `wasm` as `name` in a plugin directory under the server's
+/// home, with `manifest` beside it and `config` as the operator's config.
+pub fn install_plugin(
+    builder: crate::server::Builder,
+    wasm: &std::path::Path,
+    name: &str,
+    manifest: Option<&str>,
+    config: &str,
+) -> crate::server::Builder {
+    let dir = builder.home().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(wasm, dir.join(format!("{name}.wasm"))).unwrap();
+    if let Some(m) = manifest {
+        std::fs::write(dir.join(format!("{name}.toml")), m).unwrap();
+    }
+    let config_path = builder.home().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    builder
+        .arg("--plugins")
+        .arg(dir.display().to_string())
+        .arg("--config")
+        .arg(config_path.display().to_string())
+}
+
+/// The hostile component asks for much; the operator grants it the test
+/// host and `id`, but no credentials and no shell.
+const HOSTILE_MANIFEST: &str = r#"
+[requests]
+hosts = ["*"]
+users = ["*"]
+commands = [["id"]]
+shell = true
+credentials = true
+all_sessions = true
+"#;
+const HOSTILE_GRANT: &str = r#"
+[plugins.hostile]
+hosts = ["127.0.0.1"]
+users = ["mcpssh-test"]
+commands = [["id"]]
+"#;
+
 /// A server with the hostile test component in its plugin directory.
 async fn with_hostile_plugin(extra: &[&str]) -> Server {
-    let mut builder = Server::builder();
-    let dir = builder.home().join("plugins");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(guest_wasm("hostile_tools"), dir.join("hostile.wasm")).unwrap();
-    builder = builder.arg("--plugins").arg(dir.display().to_string());
+    let mut builder = install_plugin(
+        Server::builder(),
+        &guest_wasm("hostile_tools"),
+        "hostile",
+        Some(HOSTILE_MANIFEST),
+        HOSTILE_GRANT,
+    );
     for a in extra {
         builder = builder.arg(*a);
     }
@@ -108,7 +152,11 @@ async fn a_plugin_may_not_supply_credentials() {
         )
         .await;
     assert_eq!(res.is_error, Some(true));
-    assert!(text(&res).starts_with("Denied"), "{}", text(&res));
+    let msg = text(&res);
+    assert!(
+        msg.starts_with("Denied") && msg.contains("credentials"),
+        "{msg}"
+    );
     assert!(!sshd.log().contains("Accepted"), "the plugin logged in");
 }
 
@@ -255,12 +303,16 @@ async fn a_file_that_is_not_a_component_is_skipped_with_an_error() {
 #[tokio::test]
 async fn a_component_built_against_wit_0_1_0_still_loads_and_runs() {
     let sshd = Sshd::start();
-    let mut builder = Server::builder();
-    let dir = builder.home().join("plugins");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(guest_wasm("legacy_tools"), dir.join("legacy.wasm")).unwrap();
-    builder = builder.arg("--plugins").arg(dir.display().to_string());
-    let server = builder.spawn().await;
+    let grant = "hosts = [\"127.0.0.1\"]\nusers = [\"*\"]\nshell = true\n";
+    let server = install_plugin(
+        Server::builder(),
+        &guest_wasm("legacy_tools"),
+        "legacy",
+        Some(&format!("[requests]\n{grant}")),
+        &format!("[plugins.legacy]\n{grant}"),
+    )
+    .spawn()
+    .await;
     let tools = server.client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "legacy_hostname"));
     // Plugins use the operator's sessions: open one with the built-in tool.
@@ -273,4 +325,38 @@ async fn a_component_built_against_wit_0_1_0_still_loads_and_runs() {
         .await;
     assert_eq!(res.is_error, Some(false), "{}", text(&res));
     assert_eq!(text(&res), "legacy-ok\n");
+}
+
+#[tokio::test]
+async fn a_plugin_without_a_shell_grant_cannot_run_command_lines() {
+    let sshd = Sshd::start();
+    let server = with_hostile_plugin(&[]).await;
+    server.exec(&sshd, "true").await;
+    for command in ["id", "id; touch /tmp/x", "id && id", "id\nid"] {
+        let res = server
+            .call(
+                "hostile_shell",
+                json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER, "command": command}),
+            )
+            .await;
+        let msg = crate::server::tool_error(&res);
+        assert!(msg.contains("may not run shell command lines"), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn an_ungranted_host_is_denied() {
+    let sshd = Sshd::start();
+    let server = with_hostile_plugin(&[]).await;
+    let res = server
+        .call(
+            "hostile_shell",
+            json!({"host": "localhost", "port": sshd.port(), "username": TEST_USER, "command": "id"}),
+        )
+        .await;
+    let msg = crate::server::tool_error(&res);
+    assert!(
+        msg.contains("\"localhost\" is not among the granted hosts"),
+        "{msg}"
+    );
 }

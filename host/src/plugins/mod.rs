@@ -26,7 +26,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use bindings::{ToolComponent, ToolComponentPre, tool};
-pub use grants::Grant;
+pub use grants::{Grant, GrantSpec, Grants, Manifest};
 use state::StoreState;
 
 use crate::ssh::SessionManager;
@@ -58,6 +58,10 @@ pub struct PluginConfig {
     pub cpu_limit: Duration,
     /// Bytes per linear memory.
     pub memory_limit: usize,
+    /// The operator's grants for plugin components, by name (file stem).
+    pub grants: Grants,
+    /// Where those grants live, for messages that say what to add.
+    pub config_path: PathBuf,
 }
 
 impl Default for PluginConfig {
@@ -68,8 +72,18 @@ impl Default for PluginConfig {
             cache_dir: dirs::cache_dir().map(|d| d.join("mcp-ssh-session").join("components")),
             cpu_limit: Duration::from_secs(10),
             memory_limit: 256 << 20,
+            grants: Grants::new(),
+            config_path: default_config_path(),
         }
     }
+}
+
+/// `~/.config/mcp-ssh-session/config.toml` (or the platform's equivalent).
+pub fn default_config_path() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_default()
+        .join("mcp-ssh-session")
+        .join("config.toml")
 }
 
 /// `~/.config/mcp-ssh-session/plugins` (or the platform's equivalent).
@@ -157,9 +171,32 @@ impl PluginHost {
             .collect();
         if let Some(dir) = &config.plugin_dir {
             for path in plugin_files(dir, config.plugin_dir_required)? {
+                let name = path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let manifest = match Manifest::beside(&path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!("skipping plugin {}: {e:#}", path.display());
+                        continue;
+                    }
+                };
+                let operator = config.grants.get(&name);
+                let grant =
+                    Grant::for_plugin(&name, manifest.as_ref(), operator, &config.config_path);
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                sources.push((path.display().to_string(), bytes, Grant::plugin_default()));
+                sources.push((path.display().to_string(), bytes, grant));
+            }
+            for name in config.grants.keys() {
+                if !dir.join(format!("{name}.wasm")).exists() {
+                    tracing::warn!(
+                        "the config grants {name}, but there is no {name}.wasm in {}",
+                        dir.display()
+                    );
+                }
             }
         }
 

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::ProgressSink;
 use super::bindings::{jobs, log, progress, ssh, types};
-use super::grants::Grant;
+use super::grants::{Grant, quote_argv};
 use crate::ssh as core;
 
 /// Everything one tool call's store holds.
@@ -44,7 +44,7 @@ impl StoreState {
     /// Components that may see everything see every job; others only
     /// their own.
     fn job_owner(&self) -> Option<&str> {
-        (!self.grant.see_all_sessions).then_some(&*self.component)
+        (!self.grant.see_all_sessions()).then_some(&*self.component)
     }
 }
 
@@ -107,37 +107,54 @@ impl ssh::Host for StoreState {
         request: ssh::ExecRequest,
     ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
         let target = target_from_wit(target);
-        if let Err(why) = self.grant.check_target(&target) {
-            return Ok(Err(types::SshError::Denied(why)));
+        let checked = self
+            .grant
+            .check_target(&target)
+            .and_then(|()| self.grant.check_shell());
+        if let Err(why) = checked {
+            return Ok(Err(self.denied(why)));
         }
         let request = core::ExecRequest {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),
-            max_output_bytes: request.max_output_bytes,
+            max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
             cancel: self.cancel.clone(),
             progress: self.progress.clone().map(exec_progress),
         };
-        let started = std::time::Instant::now();
-        let result = self.sessions.exec(&target, &request).await;
-        self.host_time += started.elapsed();
-        let out = match result {
-            Ok(out) => out,
-            Err(e) => return Ok(Err(e.into())),
+        self.run_exec(target, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    async fn exec_argv(
+        &mut self,
+        target: types::Target,
+        request: ssh::ArgvRequest,
+    ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+        let target = target_from_wit(target);
+        if request.argv.is_empty() {
+            return Ok(Err(types::SshError::InvalidArgument(
+                "argv must not be empty".into(),
+            )));
+        }
+        let checked = self
+            .grant
+            .check_target(&target)
+            .and_then(|()| self.grant.check_argv(&request.argv));
+        if let Err(why) = checked {
+            return Ok(Err(self.denied(why)));
+        }
+        let request = core::ExecRequest {
+            command: quote_argv(&request.argv),
+            timeout: request.timeout_ms.map(Duration::from_millis),
+            max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone().map(exec_progress),
         };
-        Ok(Ok(ssh::ExecOutput {
-            session: out.session,
-            exit_status: out.exit_status,
-            exit_signal: out.exit_signal,
-            stdout: stream_to_wit(out.stdout),
-            stderr: stream_to_wit(out.stderr),
-            duration_ms: out.duration.as_millis() as u64,
-            timed_out: out.timed_out,
-            cancelled: out.cancelled,
-        }))
+        self.run_exec(target, request).await
     }
 
     async fn list_sessions(&mut self) -> wasmtime::Result<Vec<ssh::SessionInfo>> {
-        if !self.grant.see_all_sessions {
+        if !self.grant.see_all_sessions() {
             return Ok(Vec::new());
         }
         Ok(self
@@ -160,11 +177,9 @@ impl ssh::Host for StoreState {
         &mut self,
         target: types::Target,
     ) -> wasmtime::Result<Result<bool, types::SshError>> {
-        if !self.grant.see_all_sessions {
-            return Ok(Err(types::SshError::Denied(format!(
-                "component {} may not close sessions",
-                self.component
-            ))));
+        if !self.grant.see_all_sessions() {
+            let why = format!("component {} may not close sessions", self.component);
+            return Ok(Err(self.denied(why)));
         }
         Ok(self
             .sessions
@@ -173,13 +188,47 @@ impl ssh::Host for StoreState {
     }
 
     async fn close_all_sessions(&mut self) -> wasmtime::Result<Result<u32, types::SshError>> {
-        if !self.grant.see_all_sessions {
-            return Ok(Err(types::SshError::Denied(format!(
-                "component {} may not close sessions",
-                self.component
-            ))));
+        if !self.grant.see_all_sessions() {
+            let why = format!("component {} may not close sessions", self.component);
+            return Ok(Err(self.denied(why)));
         }
         Ok(Ok(self.sessions.close_all()))
+    }
+}
+
+impl StoreState {
+    fn denied(&self, why: String) -> types::SshError {
+        tracing::warn!(component = %self.component, "denied: {why}");
+        types::SshError::Denied(why)
+    }
+
+    /// Runs a granted command within the component's concurrency limit.
+    async fn run_exec(
+        &mut self,
+        target: core::Target,
+        request: core::ExecRequest,
+    ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+        let _slot = match self.grant.slot() {
+            Ok(slot) => slot,
+            Err(why) => return Ok(Err(self.denied(why))),
+        };
+        let started = std::time::Instant::now();
+        let result = self.sessions.exec(&target, &request).await;
+        self.host_time += started.elapsed();
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(Ok(ssh::ExecOutput {
+            session: out.session,
+            exit_status: out.exit_status,
+            exit_signal: out.exit_signal,
+            stdout: stream_to_wit(out.stdout),
+            stderr: stream_to_wit(out.stderr),
+            duration_ms: out.duration.as_millis() as u64,
+            timed_out: out.timed_out,
+            cancelled: out.cancelled,
+        }))
     }
 }
 
@@ -245,8 +294,12 @@ impl jobs::Host for StoreState {
         request: jobs::JobRequest,
     ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
         let target = target_from_wit(target);
-        if let Err(why) = self.grant.check_target(&target) {
-            return Ok(Err(types::SshError::Denied(why)));
+        let checked = self
+            .grant
+            .check_target(&target)
+            .and_then(|()| self.grant.check_shell());
+        if let Err(why) = checked {
+            return Ok(Err(self.denied(why)));
         }
         let request = core::JobRequest {
             command: request.command,

@@ -103,6 +103,40 @@ impl Tool for Supply {
     }
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ShellArgs {
+    host: String,
+    port: u16,
+    username: String,
+    command: String,
+}
+
+/// Runs a raw shell command line, which needs a shell grant.
+struct Shell;
+impl Tool for Shell {
+    type Args = ShellArgs;
+    const NAME: &'static str = "hostile_shell";
+    const DESCRIPTION: &'static str = "Runs a shell command line.";
+    fn call(a: ShellArgs) -> Output {
+        let target = Target {
+            host: a.host,
+            username: Some(a.username),
+            port: Some(a.port),
+            credentials: None,
+        };
+        let req = ssh::ExecRequest {
+            command: a.command,
+            timeout_ms: None,
+            max_output_bytes: None,
+        };
+        match ssh::exec(&target, &req) {
+            Ok(out) => Output::text(String::from_utf8_lossy(&out.stdout.head)),
+            Err(e) => Output::error(describe(&e)),
+        }
+    }
+}
+
 /// Lists and closes sessions it did not open, which a plugin may not.
 struct Sessions;
 impl Tool for Sessions {
@@ -117,4 +151,4 @@ impl Tool for Sessions {
     }
 }
 
-export_tools!(Spin, Trap, Grow, Snoop, Supply, Sessions);
+export_tools!(Spin, Trap, Grow, Snoop, Supply, Sessions, Shell);
