@@ -86,6 +86,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_SSH_JOB_BUFFER_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub job_buffer_bytes: usize,
 
+    /// Append an audit log (JSON lines, mode 0600) to FILE [default: the
+    /// config file's `audit_log`, else none]
+    #[arg(long, env = "MCP_SSH_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
     /// Do not use ssh-agent (SSH_AUTH_SOCK) for calls without credentials.
     #[arg(long)]
     pub no_agent: bool,
@@ -144,7 +149,6 @@ impl ConfigFile {
 pub struct Config {
     pub ssh: SshConfig,
     pub plugins: PluginConfig,
-    pub audit_log: Option<PathBuf>,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -203,10 +207,7 @@ impl Cli {
         plugins.memory_limit = self.guest_memory_limit << 20;
         plugins.grants = file.plugins;
         plugins.config_path = config_path;
-        Ok(Config {
-            ssh,
-            plugins,
-            audit_log: file.audit_log,
-        })
+        plugins.audit_log = self.audit_log.or(file.audit_log);
+        Ok(Config { ssh, plugins })
     }
 }

@@ -5,6 +5,7 @@
 //! components reach SSH only through the host's [`ssh`] core; [`config`]
 //! builds the settings of both.
 
+pub mod audit;
 pub mod config;
 mod fsutil;
 pub mod mcp;

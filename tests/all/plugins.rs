@@ -15,7 +15,7 @@ use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 const BUILTIN_TOOLS: usize = 9;
 
 /// A guest component as build.rs built it.
-fn guest_wasm(name: &str) -> PathBuf {
+pub fn guest_wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/guest-tools/wasm32-wasip2/release")
         .join(format!("{name}.wasm"))

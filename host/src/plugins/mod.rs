@@ -29,6 +29,7 @@ use bindings::{ToolComponent, ToolComponentPre, tool};
 pub use grants::{Grant, GrantSpec, Grants, Manifest};
 use state::StoreState;
 
+use crate::audit::{self, AuditLog};
 use crate::ssh::SessionManager;
 
 /// The components compiled into this binary by `build.rs`.
@@ -62,6 +63,8 @@ pub struct PluginConfig {
     pub grants: Grants,
     /// Where those grants live, for messages that say what to add.
     pub config_path: PathBuf,
+    /// Append an audit log here.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for PluginConfig {
@@ -74,6 +77,7 @@ impl Default for PluginConfig {
             memory_limit: 256 << 20,
             grants: Grants::new(),
             config_path: default_config_path(),
+            audit_log: None,
         }
     }
 }
@@ -148,6 +152,7 @@ struct Registered {
 /// Every loaded component and its tools. Shared by all calls.
 pub struct PluginHost {
     engine: Engine,
+    audit: Option<Arc<AuditLog>>,
     sessions: SessionManager,
     config: PluginConfig,
     components: Vec<Loaded>,
@@ -217,8 +222,15 @@ impl PluginHost {
             })
             .collect();
 
+        let audit = match &config.audit_log {
+            Some(path) => Some(Arc::new(
+                AuditLog::open(path).with_context(|| format!("audit log {}", path.display()))?,
+            )),
+            None => None,
+        };
         let mut host = Self {
             engine,
+            audit,
             sessions,
             config,
             components: Vec::new(),
@@ -272,8 +284,45 @@ impl PluginHost {
     /// Validates `arguments` and runs the tool in a fresh instance.
     ///
     /// `cancel` fires when the client gives up: a running command is then
-    /// stopped and the call winds down.
+    /// stopped and the call winds down. Every call is audited.
     pub async fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        cancel: CancellationToken,
+        progress: Option<ProgressSink>,
+    ) -> Result<ToolOutput, CallError> {
+        let started = std::time::Instant::now();
+        let outcome = self.call_unaudited(name, arguments, cancel, progress).await;
+        if let Some(log) = &self.audit {
+            let component = self
+                .by_name
+                .get(name)
+                .map_or("-", |&i| &*self.components[self.tools[i].component].name);
+            let decision = match &outcome {
+                Ok(_) => "allowed".to_string(),
+                Err(e) => format!(
+                    "denied: {}",
+                    match e {
+                        CallError::UnknownTool(_) => "unknown tool",
+                        CallError::InvalidArguments { .. } => "invalid arguments",
+                    }
+                ),
+            };
+            log.record(&audit::Entry {
+                kind: "tool_call",
+                component,
+                tool: Some(name),
+                decision,
+                is_error: outcome.as_ref().ok().map(|o| o.is_error),
+                duration_ms: audit::millis(started.elapsed()),
+                ..audit::Entry::default()
+            });
+        }
+        outcome
+    }
+
+    async fn call_unaudited(
         &self,
         name: &str,
         arguments: Map<String, Value>,
@@ -297,6 +346,7 @@ impl PluginHost {
         let result = self
             .with_instance(
                 tool.component,
+                tool.spec.name.as_str().into(),
                 self.config.cpu_limit,
                 cancel,
                 progress,
@@ -340,6 +390,7 @@ impl PluginHost {
     async fn with_instance<R>(
         &self,
         index: usize,
+        tool: Arc<str>,
         cpu: Duration,
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
@@ -369,6 +420,8 @@ impl PluginHost {
             cancel: cancel.clone(),
             host_time: Duration::ZERO,
             progress,
+            audit: self.audit.clone(),
+            tool: tool.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -425,6 +478,7 @@ impl PluginHost {
         let never = CancellationToken::new();
         self.with_instance(
             index,
+            "list-tools".into(),
             LIST_TOOLS_CPU,
             never,
             None,

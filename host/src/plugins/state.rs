@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use super::ProgressSink;
 use super::bindings::{jobs, log, progress, ssh, types};
 use super::grants::{Grant, quote_argv};
+use crate::audit::{self, AuditLog};
 use crate::ssh as core;
 
 /// Everything one tool call's store holds.
@@ -38,6 +39,9 @@ pub(crate) struct StoreState {
     pub(crate) host_time: Duration,
     /// Where progress goes, when the client asked for it.
     pub(crate) progress: Option<ProgressSink>,
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    /// The tool being called, for the audit log.
+    pub(crate) tool: Arc<str>,
 }
 
 impl StoreState {
@@ -112,6 +116,7 @@ impl ssh::Host for StoreState {
             .check_target(&target)
             .and_then(|()| self.grant.check_shell());
         if let Err(why) = checked {
+            self.audit_ssh(&target, Some(&request.command), None, Some(&why), None);
             return Ok(Err(self.denied(why)));
         }
         let request = core::ExecRequest {
@@ -121,7 +126,7 @@ impl ssh::Host for StoreState {
             cancel: self.cancel.clone(),
             progress: self.progress.clone().map(exec_progress),
         };
-        self.run_exec(target, request).await
+        self.run_exec(target, request, None).await
     }
 
     #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
@@ -141,16 +146,18 @@ impl ssh::Host for StoreState {
             .check_target(&target)
             .and_then(|()| self.grant.check_argv(&request.argv));
         if let Err(why) = checked {
+            self.audit_ssh(&target, None, Some(&request.argv), Some(&why), None);
             return Ok(Err(self.denied(why)));
         }
+        let argv = request.argv;
         let request = core::ExecRequest {
-            command: quote_argv(&request.argv),
+            command: quote_argv(&argv),
             timeout: request.timeout_ms.map(Duration::from_millis),
             max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
             cancel: self.cancel.clone(),
             progress: self.progress.clone().map(exec_progress),
         };
-        self.run_exec(target, request).await
+        self.run_exec(target, request, Some(argv)).await
     }
 
     async fn list_sessions(&mut self) -> wasmtime::Result<Vec<ssh::SessionInfo>> {
@@ -202,19 +209,72 @@ impl StoreState {
         types::SshError::Denied(why)
     }
 
+    /// Records an SSH command (allowed, or denied for `denied`) in the
+    /// audit log, with its outcome when it ran.
+    fn audit_ssh(
+        &self,
+        target: &core::Target,
+        command: Option<&str>,
+        argv: Option<&[String]>,
+        denied: Option<&str>,
+        result: Option<&Result<core::ExecOutput, core::SshError>>,
+    ) {
+        let Some(log) = &self.audit else { return };
+        let (out, err) = match result {
+            Some(Ok(o)) => (Some(o), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
+        };
+        log.record(&audit::Entry {
+            kind: "ssh_command",
+            component: &self.component,
+            tool: Some(&self.tool),
+            target: Some(
+                core::SessionKey::from_target(target)
+                    .map_or_else(|_| target.host.clone(), |k| k.to_string()),
+            ),
+            command: if argv.is_some() { None } else { command },
+            argv,
+            decision: denied.map_or_else(|| "allowed".into(), |why| format!("denied: {why}")),
+            exit_status: out.and_then(|o| o.exit_status),
+            exit_signal: out.and_then(|o| o.exit_signal.as_deref()),
+            error: err,
+            duration_ms: out.and_then(|o| audit::millis(o.duration)),
+            bytes_out: out.map(|o| o.stdout.total_bytes + o.stderr.total_bytes),
+            ..audit::Entry::default()
+        });
+    }
+
     /// Runs a granted command within the component's concurrency limit.
     async fn run_exec(
         &mut self,
         target: core::Target,
         request: core::ExecRequest,
+        argv: Option<Vec<String>>,
     ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
         let _slot = match self.grant.slot() {
             Ok(slot) => slot,
-            Err(why) => return Ok(Err(self.denied(why))),
+            Err(why) => {
+                self.audit_ssh(
+                    &target,
+                    Some(&request.command),
+                    argv.as_deref(),
+                    Some(&why),
+                    None,
+                );
+                return Ok(Err(self.denied(why)));
+            }
         };
         let started = std::time::Instant::now();
         let result = self.sessions.exec(&target, &request).await;
         self.host_time += started.elapsed();
+        self.audit_ssh(
+            &target,
+            Some(&request.command),
+            argv.as_deref(),
+            None,
+            Some(&result),
+        );
         let out = match result {
             Ok(out) => out,
             Err(e) => return Ok(Err(e.into())),
@@ -299,8 +359,11 @@ impl jobs::Host for StoreState {
             .check_target(&target)
             .and_then(|()| self.grant.check_shell());
         if let Err(why) = checked {
+            self.audit_ssh(&target, Some(&request.command), None, Some(&why), None);
             return Ok(Err(self.denied(why)));
         }
+        // A job is audited when it starts; its end is in get_command_status.
+        self.audit_ssh(&target, Some(&request.command), None, None, None);
         let request = core::JobRequest {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),

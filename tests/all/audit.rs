@@ -1,0 +1,123 @@
+//! The audit log: a JSON line per tool call and per SSH command, allowed or
+//! denied, with no secret in it, in a file created with mode 0600.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, exec_args};
+use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_and_command_is_audited_without_secrets() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let log = builder.home().join("audit").join("audit.jsonl");
+    let server = builder
+        .arg("--audit-log")
+        .arg(log.display().to_string())
+        .spawn()
+        .await;
+
+    let args = json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
+                      "password": TEST_PASSWORD, "command": "echo audited; exit 3"});
+    server.call("execute_command", args).await;
+    server
+        .call("execute_command", exec_args(&sshd, "true"))
+        .await;
+    server.call("list_sessions", json!({})).await;
+    let _ = server
+        .try_call("execute_command", json!({"host": "h"}))
+        .await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(TEST_PASSWORD),
+        "the password is in the audit log"
+    );
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let entries = lines(&log);
+    let ssh: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "ssh_command")
+        .collect();
+    assert_eq!(ssh.len(), 2, "{entries:#?}");
+    let first = ssh[0];
+    assert_eq!(first["component"], "built-in:ssh-tools");
+    assert_eq!(first["tool"], "execute_command");
+    assert_eq!(
+        first["target"],
+        format!("{TEST_USER}@127.0.0.1:{}", sshd.port())
+    );
+    assert_eq!(first["command"], "echo audited; exit 3");
+    assert_eq!(first["decision"], "allowed");
+    assert_eq!(first["exit_status"], 3);
+    assert_eq!(first["bytes_out"], 8);
+    assert!(first["duration_ms"].is_u64());
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+
+    let calls: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "tool_call")
+        .collect();
+    let tools: Vec<&str> = calls.iter().map(|e| e["tool"].as_str().unwrap()).collect();
+    assert_eq!(
+        tools,
+        [
+            "execute_command",
+            "execute_command",
+            "list_sessions",
+            "execute_command"
+        ]
+    );
+    assert_eq!(calls[3]["decision"], "denied: invalid arguments");
+}
+
+#[tokio::test]
+async fn a_denied_plugin_command_is_audited_as_denied() {
+    let sshd = Sshd::start();
+    let builder = crate::plugins::install_plugin(
+        Server::builder(),
+        &crate::plugins::guest_wasm("hostile_tools"),
+        "hostile",
+        Some("[requests]\nhosts = [\"*\"]\nusers = [\"*\"]\ncommands = [[\"id\"]]\n"),
+        "[plugins.hostile]\nhosts = [\"*\"]\nusers = [\"*\"]\ncommands = [[\"id\"]]\n",
+    );
+    let log = builder.home().join("audit.jsonl");
+    let server = builder
+        .arg("--audit-log")
+        .arg(log.display().to_string())
+        .spawn()
+        .await;
+    let args = json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
+                      "command": "id; cat /etc/shadow"});
+    server.call("hostile_shell", args).await;
+    let denied: Vec<Value> = lines(&log)
+        .into_iter()
+        .filter(|e| e["kind"] == "ssh_command")
+        .collect();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(
+        denied[0]["component"].as_str().unwrap().rsplit('/').next(),
+        Some("hostile.wasm")
+    );
+    assert_eq!(denied[0]["command"], "id; cat /etc/shadow");
+    assert!(
+        denied[0]["decision"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: "),
+        "{:?}",
+        denied[0]
+    );
+}
