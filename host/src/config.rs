@@ -15,6 +15,9 @@ use crate::ssh::{HostKeyPolicy, SshConfig};
 #[derive(Debug, Parser)]
 #[command(name = "mcp-ssh-session", version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The operator's config file (TOML): grants for plugin components
     /// and the audit log [default: ~/.config/mcp-ssh-session/config.toml,
     /// if it exists]
@@ -119,6 +122,27 @@ pub struct Cli {
         value_name = "FILTER"
     )]
     pub log: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Tool component utilities.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Validate a tool component without running any of its tools: it
+    /// links against this host's WIT world, answers list-tools in time, its
+    /// schemas are valid and its tool names clash with no built-in's. Prints
+    /// its tools and the grants it requests.
+    Check {
+        /// The component (.wasm); its manifest is read from beside it.
+        file: PathBuf,
+    },
 }
 
 /// The config file. Unknown keys are errors, never silently ignored.

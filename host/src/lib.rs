@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-pub use config::{Cli, Config};
+pub use config::{Cli, Command, Config, PluginCommand};
 
 /// A log directive every subscriber of this crate's binaries must add:
 /// rmcp's service layer logs requests with their arguments at debug.

@@ -4,11 +4,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mcp_ssh_session::plugins::PluginHost;
+use mcp_ssh_session::{Cli, Command, Config, PluginCommand};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = mcp_ssh_session::Cli::parse();
+    let mut cli = Cli::parse();
     let mut filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // rmcp logs whole requests, tool arguments and their passwords included,
     // at debug: hold it at info whatever the user asked for.
@@ -21,9 +23,16 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
-    let result = match cli.into_config() {
-        Ok(config) => mcp_ssh_session::serve_stdio(config).await,
-        Err(e) => Err(e),
+    let command = cli.command.take();
+    let result = match (cli.into_config(), command) {
+        (Err(e), _) => Err(e),
+        (Ok(config), None) => mcp_ssh_session::serve_stdio(config).await,
+        (
+            Ok(config),
+            Some(Command::Plugin {
+                action: PluginCommand::Check { file },
+            }),
+        ) => check(config, &file).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,4 +41,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `plugin check`: the report goes to stdout, as for any CLI command.
+async fn check(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let report = PluginHost::check(config.plugins, file).await?;
+    println!(
+        "ok: {} is a usable tool component\n\n{report}",
+        file.display()
+    );
+    Ok(())
 }

@@ -360,3 +360,132 @@ async fn an_ungranted_host_is_denied() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn stdout_and_stderr_spam_is_contained() {
+    let server = with_hostile_plugin(&[]).await;
+    let res = server.call("hostile_spam", json!({})).await;
+    assert_eq!(text(&res), "spammed");
+    let log = server.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("guest stderr: spam"))
+        .count();
+    assert!(lines > 0 && lines <= 50, "{lines} stderr lines logged");
+    assert!(
+        log.contains("more bytes not logged"),
+        "no notice of what was dropped"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_huge_result_is_refused() {
+    let server = with_hostile_plugin(&[]).await;
+    let res = server.call("hostile_huge", json!({})).await;
+    let msg = crate::server::tool_error(&res);
+    assert!(
+        msg.contains("hostile.wasm") && msg.contains("more than the 80 MB limit"),
+        "{msg}"
+    );
+    still_serves(&server).await;
+}
+
+async fn server_with_only(wasm: &str, name: &str) -> Server {
+    install_plugin(Server::builder(), &guest_wasm(wasm), name, None, "")
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn a_component_with_an_invalid_schema_is_skipped() {
+    let server = server_with_only("bad_schema", "bad").await;
+    assert_eq!(
+        server.client.list_all_tools().await.unwrap().len(),
+        BUILTIN_TOOLS
+    );
+    let log = server.log();
+    assert!(
+        log.contains("bad.wasm") && log.contains("input schema of tool bad_schema"),
+        "{log}"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_component_built_against_another_wit_major_version_is_refused() {
+    let server = server_with_only("wit_major_1", "future").await;
+    assert_eq!(
+        server.client.list_all_tools().await.unwrap().len(),
+        BUILTIN_TOOLS
+    );
+    let log = server.log();
+    assert!(
+        log.contains("future.wasm: not a usable tool component"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mcp-ssh:tools/") && log.contains("1.0.0"),
+        "{log}"
+    );
+    still_serves(&server).await;
+}
+
+/// `plugin check FILE` with the manifest (if any) beside it.
+fn plugin_check(wasm: &str, manifest: Option<&str>) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("candidate.wasm");
+    std::fs::copy(guest_wasm(wasm), &file).unwrap();
+    if let Some(m) = manifest {
+        std::fs::write(dir.path().join("candidate.toml"), m).unwrap();
+    }
+    let out = Command::new(BIN)
+        .args([
+            "--cache-dir",
+            crate::server::shared_cache().to_str().unwrap(),
+            "plugin",
+            "check",
+        ])
+        .arg(&file)
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugin_check_reports_tools_and_the_grants_requested() {
+    let manifest = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../guest-tools/examples/disk-usage/disk_usage.toml"),
+    )
+    .unwrap();
+    let (ok, out, err) = plugin_check("disk_usage", Some(&manifest));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(out.contains("disk_usage: Disk usage"), "{out}");
+    assert!(
+        out.contains(r#"commands = [["df", "-P", "-k", "*"]]"#),
+        "{out}"
+    );
+    assert!(out.contains("[plugins.candidate]"), "{out}");
+}
+
+#[test]
+fn plugin_check_rejects_what_the_server_would_not_load() {
+    for (wasm, expect) in [
+        ("wit_major_1", "not a usable tool component"),
+        ("bad_schema", "input schema of tool bad_schema"),
+        ("ssh_tools", "tool name clash"),
+    ] {
+        let (ok, out, err) = plugin_check(wasm, None);
+        assert!(!ok, "{wasm} passed: {out}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains(expect), "{wasm}: {err}");
+    }
+}

@@ -11,6 +11,7 @@ mod bindings;
 mod cache;
 pub mod grants;
 mod state;
+mod stderr;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use bindings::{ToolComponent, ToolComponentPre, tool};
 pub use grants::{Grant, GrantSpec, Grants, Manifest};
@@ -39,6 +39,9 @@ mod builtin {
 
 /// How often the epoch ticks; the unit of the CPU budget.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Largest tool result accepted from a component (text plus structured
+/// content): room for execute_command's largest output, twice.
+const MAX_RESULT_BYTES: usize = 80 << 20;
 /// Bytes of guest stderr kept per call.
 const STDERR_CAPACITY: usize = 64 << 10;
 /// A component must answer `list-tools` within this much guest CPU time.
@@ -137,6 +140,61 @@ pub enum CallError {
     InvalidArguments { tool: String, message: String },
 }
 
+/// What `plugin check` found in a component that passed.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The name grants use: the file's stem.
+    pub name: String,
+    pub tools: Vec<ToolSpec>,
+    /// Its manifest, if one lies beside it.
+    pub manifest: Option<Manifest>,
+    /// What the operator's config grants it, if anything.
+    pub operator: Option<GrantSpec>,
+    pub config_path: PathBuf,
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "tools:")?;
+        for t in &self.tools {
+            writeln!(f, "  {}: {}", t.name, t.description)?;
+        }
+        match &self.manifest {
+            Some(m) => writeln!(
+                f,
+                "\nrequested grants (its manifest):\n{}",
+                toml::to_string(&m.requests).unwrap_or_default()
+            )?,
+            None => writeln!(
+                f,
+                "\nno manifest beside it: it requests nothing, so it may not use SSH at all"
+            )?,
+        }
+        match &self.operator {
+            Some(g) => writeln!(
+                f,
+                "granted by {}:\n{}",
+                self.config_path.display(),
+                toml::to_string(g).unwrap_or_default()
+            ),
+            None => writeln!(
+                f,
+                "not granted in {}: its calls will be denied until [plugins.{}] is added",
+                self.config_path.display(),
+                self.name
+            ),
+        }
+    }
+}
+
+/// Why a component was not added.
+enum AddError {
+    /// It is not a usable tool component: it is skipped.
+    Rejected(anyhow::Error),
+    /// One of its tool names is taken: ambiguous, so a startup error.
+    Clash(anyhow::Error),
+}
+
 struct Loaded {
     name: Arc<str>,
     pre: ToolComponentPre<StoreState>,
@@ -152,6 +210,7 @@ struct Registered {
 /// Every loaded component and its tools. Shared by all calls.
 pub struct PluginHost {
     engine: Engine,
+    linker: Linker<StoreState>,
     audit: Option<Arc<AuditLog>>,
     sessions: SessionManager,
     config: PluginConfig,
@@ -229,6 +288,7 @@ impl PluginHost {
             None => None,
         };
         let mut host = Self {
+            linker: linker.clone(),
             engine,
             audit,
             sessions,
@@ -240,28 +300,10 @@ impl PluginHost {
         for task in compiles {
             let (name, grant, component) = task.await?;
             let builtin = name.starts_with("built-in:");
-            let loaded = component
-                .and_then(|c| Ok(ToolComponentPre::new(linker.instantiate_pre(&c)?)?))
-                .map_err(|e| anyhow::anyhow!("{name}: not a usable tool component: {e:#}"));
-            let pre = match loaded {
-                Ok(pre) => pre,
-                Err(e) if builtin => return Err(e),
-                Err(e) => {
-                    tracing::error!("skipping plugin: {e}");
-                    continue;
-                }
-            };
-            let name: Arc<str> = name.into();
-            let index = host.components.len();
-            host.components.push(Loaded {
-                name: name.clone(),
-                pre,
-                grant: Arc::new(grant),
-            });
-            match host.list_component_tools(index).await {
-                Ok(tools) => host.register(index, tools)?,
-                Err(e) if builtin => return Err(e),
-                Err(e) => tracing::error!("skipping plugin: {e:#}"),
+            match host.add(&linker, name, grant, component).await {
+                Ok(_) => {}
+                Err(AddError::Rejected(e)) if !builtin => tracing::error!("skipping plugin: {e:#}"),
+                Err(AddError::Rejected(e) | AddError::Clash(e)) => return Err(e),
             }
         }
         tracing::info!(
@@ -270,6 +312,60 @@ impl PluginHost {
             "plugins loaded"
         );
         Ok(host)
+    }
+
+    /// Validates the component at `path` without running any of its
+    /// tools: it links against this host's WIT world, answers
+    /// `list-tools` within its CPU budget, its schemas are valid, and its
+    /// tool names clash with no built-in's.
+    pub async fn check(
+        config: PluginConfig,
+        path: &std::path::Path,
+    ) -> anyhow::Result<CheckReport> {
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let manifest = Manifest::beside(path)?;
+        let operator = config.grants.get(&name).cloned();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let builtins = PluginConfig {
+            plugin_dir: None,
+            audit_log: None,
+            ..config.clone()
+        };
+        let sessions = SessionManager::new(crate::ssh::SshConfig::default());
+        let mut host = Self::load(builtins, sessions).await?;
+        let engine = host.engine.clone();
+        let component = tokio::task::spawn_blocking(move || {
+            Ok::<_, anyhow::Error>(wasmtime::component::Component::new(&engine, &bytes)?)
+        })
+        .await?;
+        let grant = Grant::for_plugin(
+            &name,
+            manifest.as_ref(),
+            operator.as_ref(),
+            &config.config_path,
+        );
+        let linker = host.linker.clone();
+        match host
+            .add(&linker, path.display().to_string(), grant, component)
+            .await
+        {
+            Ok(names) => Ok(CheckReport {
+                name,
+                tools: host
+                    .tools()
+                    .filter(|t| names.contains(&t.name))
+                    .cloned()
+                    .collect(),
+                manifest,
+                operator,
+                config_path: config.config_path,
+            }),
+            Err(AddError::Rejected(e) | AddError::Clash(e)) => Err(e),
+        }
     }
 
     pub fn sessions(&self) -> &SessionManager {
@@ -354,6 +450,14 @@ impl PluginHost {
             )
             .await;
         match result {
+            Ok(Ok(r)) if result_size(&r) > MAX_RESULT_BYTES => Ok(guest_failure(
+                &component.name,
+                &format!(
+                    "it returned a {} MB result, more than the {} MB limit",
+                    result_size(&r) >> 20,
+                    MAX_RESULT_BYTES >> 20
+                ),
+            )),
             Ok(Ok(r)) => Ok(ToolOutput {
                 text: r
                     .content
@@ -397,9 +501,12 @@ impl PluginHost {
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         let component = &self.components[index];
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = stderr::GuestStderr::default();
         let wasi = WasiCtxBuilder::new()
-            .stderr(stderr.clone())
+            .stderr(stderr::Capped {
+                sink: stderr.clone(),
+                cap: STDERR_CAPACITY,
+            })
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -464,7 +571,7 @@ impl PluginHost {
             host_us = host.as_micros() as u64,
             "call timing"
         );
-        log_guest_stderr(&component.name, &store.data().stderr);
+        store.data().stderr.log(&component.name);
         result.map_err(|e| {
             // The full chain, with wasm and host backtraces, is for the
             // operator; the client gets the root cause.
@@ -488,21 +595,58 @@ impl PluginHost {
         .map_err(|e| anyhow::anyhow!("{name}: list-tools failed: {e}"))
     }
 
-    fn register(&mut self, index: usize, tools: Vec<tool::ToolInfo>) -> anyhow::Result<()> {
-        let component = self.components[index].name.clone();
-        let mut specs = Vec::with_capacity(tools.len());
-        for info in tools {
-            specs.push(tool_spec(&component, info)?);
-        }
-        for (spec, validator) in specs {
-            if let Some(&other) = self.by_name.get(&spec.name) {
-                bail!(
-                    "tool name clash: {:?} is exported by both {} and {}; remove one of them",
-                    spec.name,
-                    self.tools[other].spec.component,
-                    component
-                );
+    /// Adds a compiled component: links it against the host's world, asks
+    /// for its tools and validates them. Returns its tool names.
+    async fn add(
+        &mut self,
+        linker: &Linker<StoreState>,
+        name: String,
+        grant: Grant,
+        component: anyhow::Result<wasmtime::component::Component>,
+    ) -> Result<Vec<String>, AddError> {
+        let pre = component
+            .and_then(|c| Ok(ToolComponentPre::new(linker.instantiate_pre(&c)?)?))
+            .map_err(|e| {
+                AddError::Rejected(anyhow::anyhow!(
+                    "{name}: not a usable tool component: {e:#}"
+                ))
+            })?;
+        let name: Arc<str> = name.into();
+        let index = self.components.len();
+        self.components.push(Loaded {
+            name: name.clone(),
+            pre,
+            grant: Arc::new(grant),
+        });
+        let specs = match self.list_component_tools(index).await.and_then(|tools| {
+            tools
+                .into_iter()
+                .map(|info| tool_spec(&name, info))
+                .collect::<anyhow::Result<Vec<_>>>()
+        }) {
+            Ok(specs) => specs,
+            Err(e) => {
+                self.components.pop();
+                return Err(AddError::Rejected(e));
             }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (spec, _) in &specs {
+            let clash = match self.by_name.get(&spec.name) {
+                Some(&other) => Some(self.tools[other].spec.component.to_string()),
+                None if !seen.insert(spec.name.clone()) => Some(name.to_string()),
+                None => None,
+            };
+            if let Some(other) = clash {
+                self.components.pop();
+                return Err(AddError::Clash(anyhow::anyhow!(
+                    "tool name clash: {:?} is exported by both {other} and {name}; remove one of them",
+                    spec.name
+                )));
+            }
+        }
+        let names = specs.iter().map(|(s, _)| s.name.clone()).collect();
+        for (spec, validator) in specs {
             self.by_name.insert(spec.name.clone(), self.tools.len());
             self.tools.push(Registered {
                 spec,
@@ -510,7 +654,7 @@ impl PluginHost {
                 component: index,
             });
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -551,6 +695,11 @@ fn describe_invalid(
         _ if field.is_empty() => err.masked().to_string(),
         _ => format!("{field}: {}", err.masked_with("the value")),
     }
+}
+
+fn result_size(r: &tool::CallResult) -> usize {
+    let text: usize = r.content.iter().map(|tool::Content::Text(t)| t.len()).sum();
+    text + r.structured_content.as_ref().map_or(0, String::len)
 }
 
 /// One line on why a guest call failed: a trap's kind or a limit hit.
@@ -637,19 +786,6 @@ fn plugin_files(dir: &std::path::Path, required: bool) -> anyhow::Result<Vec<Pat
         .collect();
     files.sort();
     Ok(files)
-}
-
-fn log_guest_stderr(component: &str, pipe: &MemoryOutputPipe) {
-    let bytes = pipe.contents();
-    if bytes.is_empty() {
-        return;
-    }
-    for line in String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        tracing::info!(component, "guest stderr: {line}");
-    }
 }
 
 /// Advances the engine's epoch forever, from a plain thread so that a busy

@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
@@ -31,7 +30,7 @@ pub(crate) struct StoreState {
     /// Epoch ticks spent running guest code in this call.
     pub(crate) cpu_ticks: u64,
     pub(crate) cpu_budget_ticks: u64,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stderr: super::stderr::GuestStderr,
     /// Cancelled when the MCP client cancels the call.
     pub(crate) cancel: CancellationToken,
     /// Time spent in host imports that wait on SSH, to tell guest time

@@ -137,6 +137,33 @@ impl Tool for Shell {
     }
 }
 
+/// Floods stdout and stderr.
+struct Spam;
+impl Tool for Spam {
+    type Args = NoArgs;
+    const NAME: &'static str = "hostile_spam";
+    const DESCRIPTION: &'static str = "Writes 8 MB to stdout and to stderr.";
+    fn call(_: NoArgs) -> Output {
+        let line = "spam ".repeat(200);
+        for _ in 0..8000 {
+            println!("{line}");
+            eprintln!("{line}");
+        }
+        Output::text("spammed")
+    }
+}
+
+/// Returns a result far larger than any tool needs.
+struct Huge;
+impl Tool for Huge {
+    type Args = NoArgs;
+    const NAME: &'static str = "hostile_huge";
+    const DESCRIPTION: &'static str = "Returns 100 MB of text.";
+    fn call(_: NoArgs) -> Output {
+        Output::text("x".repeat(100 << 20))
+    }
+}
+
 /// Lists and closes sessions it did not open, which a plugin may not.
 struct Sessions;
 impl Tool for Sessions {
@@ -151,4 +178,4 @@ impl Tool for Sessions {
     }
 }
 
-export_tools!(Spin, Trap, Grow, Snoop, Supply, Sessions, Shell);
+export_tools!(Spin, Trap, Grow, Snoop, Supply, Sessions, Shell, Spam, Huge);
