@@ -489,3 +489,26 @@ fn plugin_check_rejects_what_the_server_would_not_load() {
         assert!(err.contains(expect), "{wasm}: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_operator_sets_cpu_and_memory_limits_per_component() {
+    let grant = format!("{HOSTILE_GRANT}cpu_seconds = 0.5\nmemory_mib = 32\n");
+    let server = install_plugin(
+        Server::builder(),
+        &guest_wasm("hostile_tools"),
+        "hostile",
+        Some(HOSTILE_MANIFEST),
+        &grant,
+    )
+    .spawn()
+    .await;
+    let started = Instant::now();
+    let res = server.call("hostile_spin", json!({})).await;
+    let msg = crate::server::tool_error(&res);
+    assert!(msg.contains("CPU time limit of 500 ms"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let res = server.call("hostile_grow", json!({})).await;
+    let msg = crate::server::tool_error(&res);
+    assert!(msg.contains("memory limit of 32 MiB"), "{msg}");
+    still_serves(&server).await;
+}

@@ -26,7 +26,7 @@ use crate::ssh::Target;
 
 /// One side of a grant: what a manifest requests, or what the operator
 /// grants. Absent fields allow nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// Host patterns (`*`, `?` globs) the component may reach.
@@ -56,6 +56,13 @@ pub struct GrantSpec {
     /// Commands running at once, at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<usize>,
+    /// Guest CPU seconds per tool call (default: --guest-cpu-limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// Guest memory per tool call, all memories together, in MiB
+    /// (default: --guest-memory-limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<usize>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -63,7 +70,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// The manifest beside a component: `NAME.toml` next to `NAME.wasm`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     #[serde(default)]
@@ -223,6 +230,25 @@ impl Grant {
             (Some(r), Some(c)) => Some(r.min(c)),
             (r, c) => r.or(c),
         }
+    }
+
+    /// Guest CPU time per call, if the grant sets one (the smaller side's).
+    pub(crate) fn cpu_limit(&self) -> Option<std::time::Duration> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.cpu_seconds)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .min()
+    }
+
+    /// Guest memory per call in bytes, if the grant sets it.
+    pub(crate) fn memory_limit(&self) -> Option<usize> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.memory_mib)
+            .min()
+            .map(|m| m.max(1) << 20)
     }
 
     /// A slot for one running command, if the grant limits concurrency.

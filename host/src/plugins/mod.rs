@@ -10,6 +10,7 @@
 mod bindings;
 mod cache;
 pub mod grants;
+mod limits;
 mod state;
 mod stderr;
 
@@ -22,7 +23,7 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use bindings::{ToolComponent, ToolComponentPre, tool};
@@ -60,7 +61,7 @@ pub struct PluginConfig {
     pub cache_dir: Option<PathBuf>,
     /// Guest CPU time per call.
     pub cpu_limit: Duration,
-    /// Bytes per linear memory.
+    /// Bytes of all of a call's linear memories together.
     pub memory_limit: usize,
     /// The operator's grants for plugin components, by name (file stem).
     pub grants: Grants,
@@ -443,7 +444,8 @@ impl PluginHost {
             .with_instance(
                 tool.component,
                 tool.spec.name.as_str().into(),
-                self.config.cpu_limit,
+                // A grant may set its own CPU limit, above or below the default.
+                component.grant.cpu_limit().unwrap_or(self.config.cpu_limit),
                 cancel,
                 progress,
                 async |store, instance| instance.call_call_tool(store, name, &args).await,
@@ -501,6 +503,11 @@ impl PluginHost {
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         let component = &self.components[index];
+        // A grant may set its own memory limit, above or below the default.
+        let memory = component
+            .grant
+            .memory_limit()
+            .unwrap_or(self.config.memory_limit);
         let stderr = stderr::GuestStderr::default();
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr::Capped {
@@ -514,10 +521,7 @@ impl PluginHost {
         let state = StoreState {
             wasi,
             table: Default::default(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.config.memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: limits::MemoryBudget::new(memory),
             component: component.name.clone(),
             grant: component.grant.clone(),
             sessions: self.sessions.clone(),
