@@ -250,11 +250,20 @@ impl Server {
 }
 
 async fn spawn(cache: &Path, home: &Path, log_filter: &str) -> (Server, Duration) {
+    spawn_with(cache, home, log_filter, &["--no-plugins".into()]).await
+}
+
+async fn spawn_with(
+    cache: &Path,
+    home: &Path,
+    log_filter: &str,
+    args: &[String],
+) -> (Server, Duration) {
     static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let nth = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = home.join(format!("server-{nth}.log"));
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("--no-plugins")
+    cmd.args(args)
         .arg("--cache-dir")
         .arg(cache)
         .arg("--known-hosts")
@@ -344,6 +353,50 @@ async fn cancel_to_gone(server: &Server, port: u16, nth: usize) -> Duration {
     cancelled.elapsed()
 }
 
+/// A server with the example `disk_usage` tool and the hostile test
+/// component installed and granted (the hostile one with 1 s of CPU).
+async fn sandboxed_server(cache: &Path, home: &Path) -> Server {
+    let guests =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest-tools/wasm32-wasip2/release");
+    let plugins = home.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        guests.join("disk_usage.wasm"),
+        plugins.join("disk_usage.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guest-tools/examples/disk-usage/disk_usage.toml"),
+        plugins.join("disk_usage.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        guests.join("hostile_tools.wasm"),
+        plugins.join("hostile.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        plugins.join("hostile.toml"),
+        "[requests]\nhosts = [\"*\"]\nusers = [\"*\"]\n",
+    )
+    .unwrap();
+    let config = home.join("config.toml");
+    std::fs::write(
+        &config,
+        "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncommands = [[\"df\", \"-P\", \"-k\", \"*\"]]\n\n\
+         [plugins.hostile]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncpu_seconds = 1.0\n",
+    )
+    .unwrap();
+    let args = [
+        "--plugins".to_string(),
+        plugins.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    spawn_with(cache, home, "warn", &args).await.0
+}
+
 /// Median of a `key=value` field over the server's "call timing" lines.
 fn timing_median(log: &Path, field: &str) -> Duration {
     let text = std::fs::read_to_string(log).unwrap();
@@ -381,6 +434,14 @@ async fn main() {
         cold.push(took);
         s.client.cancel().await.unwrap();
     }
+    // Fill the shared cache first: the measured starts must all be warm.
+    spawn(&cache, home.path(), "warn")
+        .await
+        .0
+        .client
+        .cancel()
+        .await
+        .unwrap();
     let mut warm_start = Vec::new();
     for _ in 0..n.starts {
         let (s, took) = spawn(&cache, home.path(), "warn").await;
@@ -492,6 +553,28 @@ async fn main() {
     let rss_50 = sessions_server.memory("VmRSS");
     sessions_server.client.cancel().await.unwrap();
 
+    // Issue 3: the sandbox's cost, and stopping an endless loop.
+    let sandboxed = sandboxed_server(&cache, home.path()).await;
+    sandboxed
+        .call("execute_command", &key_args(&sshd, port, "true"))
+        .await
+        .unwrap();
+    let df = json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "path": "/"});
+    let df_builtin = bare_args(port, "'df' '-P' '-k' '/'");
+    let (mut third, mut builtin) = (Vec::new(), Vec::new());
+    for _ in 0..n.warm / 2 {
+        third.push(sandboxed.timed_call("disk_usage", &df).await);
+        builtin.push(sandboxed.timed_call("execute_command", &df_builtin).await);
+    }
+    let mut loop_stops = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let res = sandboxed.call("hostile_spin", &json!({})).await;
+        assert!(res.is_err(), "the loop returned");
+        loop_stops.push(started.elapsed());
+    }
+    sandboxed.client.cancel().await.unwrap();
+
     // Baselines, after the server runs so they do not share the CPU.
     let raw = raw_russh(&sshd, n.warm).await;
     let cm = control_master(&sshd, n.ssh);
@@ -567,6 +650,31 @@ async fn main() {
         n.big_output / 1_000_000
     );
     row([&big_label, &ms(big_took), "", "", "", ""]);
+    let (t3, tb, ls) = (stats(third), stats(builtin), stats(loop_stops));
+    let third_label = format!(
+        "granted third-party `disk_usage` (df -P -k /), n={}",
+        n.warm / 2
+    );
+    let builtin_label = format!(
+        "built-in `execute_command` of the same argv: {}",
+        ms(tb.median)
+    );
+    row([
+        &third_label,
+        &ms(t3.median),
+        &ms(t3.p90),
+        &ms(t3.p99),
+        &builtin_label,
+        &ratio(t3.median, tb.median),
+    ]);
+    row([
+        "endless loop in a guest, CPU limit 1 s: call fails after",
+        &ms(ls.median),
+        "",
+        "",
+        "",
+        "",
+    ]);
     let ca = stats(cancels);
     let cancel_label = format!("cancel to remote process gone (pgrep), n={}", n.cancels);
     row([
