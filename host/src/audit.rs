@@ -5,7 +5,7 @@
 //! passwords), only the tool's name; SSH entries carry the target and the
 //! command line, never credentials.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -61,18 +61,8 @@ struct Line<'a> {
 impl AuditLog {
     /// Opens (creating with mode 0600) `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
-            crate::fsutil::create_private_dir(dir)?;
-        }
-        let mut opts = OpenOptions::new();
-        opts.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         Ok(Self {
-            file: Mutex::new(opts.open(path)?),
+            file: Mutex::new(crate::fsutil::open_private_append(path)?),
         })
     }
 

@@ -4,28 +4,16 @@
 //! over stdio, since rmcp's client always sends a token.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::server::{BIN, shared_cache};
 use crate::sshd::{Sshd, TEST_USER};
 
 /// Sends one `tools/call` (with `meta`, if any) and returns every message
 /// the server wrote before its response, and the response.
 fn call_raw(sshd: &Sshd, command: &str, meta: Option<Value>) -> (Vec<Value>, Value) {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--no-plugins", "--cache-dir"])
-        .arg(shared_cache())
-        .arg("--known-hosts")
-        .arg(home.path().join("kh"))
-        .env("HOME", home.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::server::raw_server(home.path());
     let mut params = json!({"name": "execute_command", "arguments": {
         "host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
         "key_filename": sshd.client_key(), "command": command}});

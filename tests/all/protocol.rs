@@ -2,13 +2,12 @@
 //! errors, and a stdout that carries JSON-RPC only.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
 use rmcp::model::ErrorCode;
 use rmcp::service::ServiceError;
 use serde_json::{Value, json};
 
-use crate::server::{BIN, Server, shared_cache};
+use crate::server::Server;
 
 fn invalid_params(res: Result<rmcp::model::CallToolResult, ServiceError>) -> String {
     match res {
@@ -162,18 +161,7 @@ async fn a_failed_connection_is_a_tool_error_not_a_protocol_error() {
 #[test]
 fn stdout_carries_only_jsonrpc() {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--no-plugins", "--cache-dir"])
-        .arg(shared_cache())
-        .arg("--known-hosts")
-        .arg(home.path().join("kh"))
-        .env("HOME", home.path())
-        .env("MCP_SSH_LOG", "trace")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::server::raw_server(home.path());
     let port = crate::sshd::free_port();
     let requests = [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),

@@ -244,3 +244,20 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The binary with piped stdio and nothing between the test and its
+/// JSON-RPC stream: for cases rmcp's client would hide.
+pub fn raw_server(home: &Path) -> std::process::Child {
+    std::process::Command::new(BIN)
+        .args(["--no-plugins", "--cache-dir"])
+        .arg(shared_cache())
+        .arg("--known-hosts")
+        .arg(home.join("kh"))
+        .env("HOME", home)
+        .env("MCP_SSH_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}

@@ -5,8 +5,8 @@
 
 use mcp_ssh_guest::jobs::{self, JobInfo, JobState, OutputStream};
 use mcp_ssh_guest::{
-    Annotations, Credentials, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value,
-    export_tools, json,
+    Annotations, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value, export_tools, json,
+    seconds_to_ms,
 };
 
 fn state_name(s: JobState) -> &'static str {
@@ -156,21 +156,14 @@ impl Tool for StartCommand {
     }
 
     fn call(a: StartArgs) -> Output {
-        let credentials =
-            (a.password.is_some() || a.key_filename.is_some()).then_some(Credentials {
-                password: a.password,
-                key_file: a.key_filename,
-                passphrase: a.passphrase,
-            });
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: a.port,
-            credentials,
-        };
+        let target = Target::new(a.host, Some(a.username), a.port).with_credentials(
+            a.password,
+            a.key_filename,
+            a.passphrase,
+        );
         let request = jobs::JobRequest {
             command: a.command,
-            timeout_ms: a.timeout.map(|s| (s * 1000.0).round() as u64),
+            timeout_ms: seconds_to_ms(a.timeout),
         };
         match jobs::start(&target, &request) {
             Ok(j) => Output::text(format!(

@@ -130,6 +130,40 @@ pub fn describe(e: &SshError) -> String {
     format!("{what}: {msg}")
 }
 
+impl Target {
+    /// `username@host:port` with no credentials of its own: an open
+    /// session, or the operator's agent and default keys, serve it.
+    pub fn new(host: impl Into<String>, username: Option<String>, port: Option<u16>) -> Self {
+        Self {
+            host: host.into(),
+            username,
+            port,
+            credentials: None,
+        }
+    }
+
+    /// Adds the credentials a tool's caller gave, if any: a password, or a
+    /// key file (with its passphrase).
+    pub fn with_credentials(
+        mut self,
+        password: Option<String>,
+        key_file: Option<String>,
+        passphrase: Option<String>,
+    ) -> Self {
+        self.credentials = (password.is_some() || key_file.is_some()).then_some(Credentials {
+            password,
+            key_file,
+            passphrase,
+        });
+        self
+    }
+}
+
+/// Seconds, as a tool argument gives them, to the host's milliseconds.
+pub fn seconds_to_ms(seconds: Option<f64>) -> Option<u64> {
+    seconds.map(|s| (s * 1000.0).round() as u64)
+}
+
 /// Decodes captured output for display: head, an omission notice, tail.
 ///
 /// The host cuts truncated streams on UTF-8 boundaries, so valid UTF-8 stays

@@ -4,19 +4,9 @@
 //! the host's `ssh` interface; the host owns connections, limits and policy.
 
 use mcp_ssh_guest::{
-    Annotations, Credentials, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value,
-    export_tools, json, ssh, stream_text,
+    Annotations, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value, export_tools, json,
+    seconds_to_ms, ssh, stream_text,
 };
-
-/// Arguments every tool uses to name a session.
-fn target(host: String, username: String, port: Option<u16>) -> Target {
-    Target {
-        host,
-        username: Some(username),
-        port,
-        credentials: None,
-    }
-}
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,19 +88,14 @@ impl Tool for ExecuteCommand {
     }
 
     fn call(a: ExecuteCommandArgs) -> Output {
-        let credentials =
-            (a.password.is_some() || a.key_filename.is_some()).then_some(Credentials {
-                password: a.password,
-                key_file: a.key_filename,
-                passphrase: a.passphrase,
-            });
-        let target = Target {
-            credentials,
-            ..target(a.host, a.username, a.port)
-        };
+        let target = Target::new(a.host, Some(a.username), a.port).with_credentials(
+            a.password,
+            a.key_filename,
+            a.passphrase,
+        );
         let request = ssh::ExecRequest {
             command: a.command,
-            timeout_ms: a.timeout.map(|s| (s * 1000.0).round() as u64),
+            timeout_ms: seconds_to_ms(a.timeout),
             max_output_bytes: a.max_output_bytes,
         };
         match ssh::exec(&target, &request) {
@@ -274,7 +259,7 @@ impl Tool for CloseSession {
     fn call(a: CloseSessionArgs) -> Output {
         let port = a.port.unwrap_or(22);
         let key = format!("{}@{}:{port}", a.username, a.host);
-        match ssh::close_session(&target(a.host, a.username, Some(port))) {
+        match ssh::close_session(&Target::new(a.host, Some(a.username), Some(port))) {
             Ok(closed) => {
                 let text = if closed {
                     format!("Closed session: {key}")

@@ -109,13 +109,8 @@ impl ssh::Host for StoreState {
         request: ssh::ExecRequest,
     ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
         let target = target_from_wit(target);
-        let checked = self
-            .grant
-            .check_target(&target)
-            .and_then(|()| self.grant.check_shell());
-        if let Err(why) = checked {
-            self.audit_ssh(&target, Some(&request.command), None, Some(&why), None);
-            return Ok(Err(self.denied(why)));
+        if let Err(denied) = self.check_shell_request(&target, &request.command) {
+            return Ok(Err(denied));
         }
         let request = core::ExecRequest {
             command: request.command,
@@ -205,6 +200,23 @@ impl StoreState {
     fn denied(&self, why: String) -> types::SshError {
         tracing::warn!(component = %self.component, "denied: {why}");
         types::SshError::Denied(why)
+    }
+
+    /// Whether the grant lets this component run `command` (a shell line)
+    /// on `target`; a refusal is audited and logged.
+    fn check_shell_request(
+        &self,
+        target: &core::Target,
+        command: &str,
+    ) -> Result<(), types::SshError> {
+        let checked = self
+            .grant
+            .check_target(target)
+            .and_then(|()| self.grant.check_shell());
+        checked.map_err(|why| {
+            self.audit_ssh(target, Some(command), None, Some(&why), None);
+            self.denied(why)
+        })
     }
 
     /// Records an SSH command (allowed, or denied for `denied`) in the
@@ -352,13 +364,8 @@ impl jobs::Host for StoreState {
         request: jobs::JobRequest,
     ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
         let target = target_from_wit(target);
-        let checked = self
-            .grant
-            .check_target(&target)
-            .and_then(|()| self.grant.check_shell());
-        if let Err(why) = checked {
-            self.audit_ssh(&target, Some(&request.command), None, Some(&why), None);
-            return Ok(Err(self.denied(why)));
+        if let Err(denied) = self.check_shell_request(&target, &request.command) {
+            return Ok(Err(denied));
         }
         // A job is audited when it starts; its end is in get_command_status.
         self.audit_ssh(&target, Some(&request.command), None, None, None);

@@ -6,7 +6,6 @@
 //! any line for the host holds it; it has *changed* when the host is known
 //! with a different key of the same algorithm.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -172,17 +171,7 @@ fn learn(path: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
         key.to_openssh().map_err(std::io::Error::other)?
     );
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        crate::fsutil::create_private_dir(dir)?;
-    }
-    let mut opts = OpenOptions::new();
-    opts.append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
+    let mut f = crate::fsutil::open_private_append(path)?;
     // A file whose last line lacks its newline would swallow ours.
     let needs_newline = std::fs::read(path)
         .map(|b| b.last().is_some_and(|&c| c != b'\n'))
