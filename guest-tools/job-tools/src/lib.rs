@@ -142,13 +142,7 @@ impl Tool for StartCommand {
         get_command_status and get_command_output; stop it with interrupt_command.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Start background command".into()),
-            read_only: Some(false),
-            destructive: Some(true),
-            idempotent: Some(false),
-            open_world: Some(true),
-        })
+        Annotations::changes("Start background command", true, false, true)
     }
 
     fn output_schema() -> Option<Value> {
@@ -192,13 +186,7 @@ impl Tool for GetStatus {
         lost (its connection died), with exit status, duration and bytes of output so far.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Background command status".into()),
-            read_only: Some(true),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::read_only("Background command status")
     }
 
     fn output_schema() -> Option<Value> {
@@ -249,13 +237,7 @@ impl Tool for GetOutput {
         result says how many bytes were.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Background command output".into()),
-            read_only: Some(true),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::read_only("Background command output")
     }
 
     fn output_schema() -> Option<Value> {
@@ -331,13 +313,7 @@ impl Tool for Interrupt {
         then KILL after a grace period) and verify that nothing is left running.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Interrupt background command".into()),
-            read_only: Some(false),
-            destructive: Some(true),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::changes("Interrupt background command", true, true, false)
     }
 
     fn output_schema() -> Option<Value> {
@@ -361,13 +337,7 @@ impl Tool for ListCommands {
         "List background jobs: the running ones and the most recent finished ones.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("List background commands".into()),
-            read_only: Some(true),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::read_only("List background commands")
     }
 
     fn output_schema() -> Option<Value> {

@@ -130,6 +130,36 @@ pub fn describe(e: &SshError) -> String {
     format!("{what}: {msg}")
 }
 
+impl Annotations {
+    /// Hints for a tool that only reads: no side effects, safe to repeat,
+    /// reaches nothing beyond the server.
+    pub fn read_only(title: &str) -> Option<Self> {
+        Some(Self {
+            title: Some(title.into()),
+            read_only: Some(true),
+            destructive: Some(false),
+            idempotent: Some(true),
+            open_world: Some(false),
+        })
+    }
+
+    /// Hints for a tool that changes something.
+    pub fn changes(
+        title: &str,
+        destructive: bool,
+        idempotent: bool,
+        open_world: bool,
+    ) -> Option<Self> {
+        Some(Self {
+            title: Some(title.into()),
+            read_only: Some(false),
+            destructive: Some(destructive),
+            idempotent: Some(idempotent),
+            open_world: Some(open_world),
+        })
+    }
+}
+
 impl Target {
     /// `username@host:port` with no credentials of its own: an open
     /// session, or the operator's agent and default keys, serve it.

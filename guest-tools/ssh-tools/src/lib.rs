@@ -55,13 +55,7 @@ impl Tool for ExecuteCommand {
         exit status is a normal result; connection, authentication and host-key failures are errors.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Execute SSH command".into()),
-            read_only: Some(false),
-            destructive: Some(true),
-            idempotent: Some(false),
-            open_world: Some(true),
-        })
+        Annotations::changes("Execute SSH command", true, false, true)
     }
 
     fn output_schema() -> Option<Value> {
@@ -154,13 +148,7 @@ impl Tool for ListSessions {
         "List the open persistent SSH sessions, as username@host:port.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("List SSH sessions".into()),
-            read_only: Some(true),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::read_only("List SSH sessions")
     }
 
     fn output_schema() -> Option<Value> {
@@ -236,13 +224,7 @@ impl Tool for CloseSession {
         Commands still running on it finish first.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Close SSH session".into()),
-            read_only: Some(false),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::changes("Close SSH session", false, true, false)
     }
 
     fn output_schema() -> Option<Value> {
@@ -281,13 +263,7 @@ impl Tool for CloseAllSessions {
     const DESCRIPTION: &'static str = "Close every persistent SSH session.";
 
     fn annotations() -> Option<Annotations> {
-        Some(Annotations {
-            title: Some("Close all SSH sessions".into()),
-            read_only: Some(false),
-            destructive: Some(false),
-            idempotent: Some(true),
-            open_world: Some(false),
-        })
+        Annotations::changes("Close all SSH sessions", false, true, false)
     }
 
     fn output_schema() -> Option<Value> {

@@ -369,10 +369,6 @@ impl PluginHost {
         }
     }
 
-    pub fn sessions(&self) -> &SessionManager {
-        &self.sessions
-    }
-
     /// Every tool, in load order.
     pub fn tools(&self) -> impl Iterator<Item = &ToolSpec> {
         self.tools.iter().map(|t| &t.spec)

@@ -387,7 +387,8 @@ impl jobs::Host for StoreState {
         let owner = self.job_owner();
         Ok(self
             .sessions
-            .job_status(&id, owner)
+            .jobs()
+            .status(&id, owner)
             .map(job_to_wit)
             .map_err(Into::into))
     }
@@ -407,7 +408,8 @@ impl jobs::Host for StoreState {
         let owner = self.job_owner();
         Ok(self
             .sessions
-            .job_read(&id, owner, which, offset, max)
+            .jobs()
+            .read(&id, owner, which, offset, max)
             .map(|c| jobs::Chunk {
                 data: c.data,
                 offset: c.offset,
@@ -424,7 +426,7 @@ impl jobs::Host for StoreState {
     ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
         let owner = self.job_owner().map(str::to_string);
         let started = std::time::Instant::now();
-        let result = self.sessions.job_interrupt(&id, owner.as_deref()).await;
+        let result = self.sessions.jobs().interrupt(&id, owner.as_deref()).await;
         self.host_time += started.elapsed();
         Ok(result.map(job_to_wit).map_err(Into::into))
     }
@@ -432,7 +434,8 @@ impl jobs::Host for StoreState {
     async fn list_jobs(&mut self) -> wasmtime::Result<Vec<jobs::JobInfo>> {
         Ok(self
             .sessions
-            .job_list(self.job_owner())
+            .jobs()
+            .list(self.job_owner())
             .into_iter()
             .map(job_to_wit)
             .collect())

@@ -73,9 +73,6 @@ pub struct ExecOutput {
     pub duration: Duration,
     pub timed_out: bool,
     pub cancelled: bool,
-    /// After a timeout or cancel: whether the command's whole process group
-    /// is verifiably gone. `None` when it ended by itself.
-    pub remote_stopped: Option<bool>,
 }
 
 /// How a run ended short of an exit status.
@@ -249,6 +246,7 @@ struct Driver<'a, S> {
     sniffer: PidSniffer,
     ending: Ending,
     bytes: u64,
+    track_lines: bool,
     line: Vec<u8>,
     last_line: Option<String>,
 }
@@ -280,9 +278,13 @@ impl<S: OutputSink> Driver<'_, S> {
         Ok(())
     }
 
-    /// Counts bytes and keeps the last complete line for progress.
+    /// Counts bytes and, when progress is reported, keeps the last
+    /// complete line: the scan is skipped when nobody asked for it.
     fn note(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
+        if !self.track_lines {
+            return;
+        }
         for &b in data {
             if b == b'\n' {
                 if !self.line.is_empty() && self.line.len() <= PROGRESS_LINE_MAX {
@@ -329,6 +331,7 @@ pub(crate) async fn drive<H: Handler, S: OutputSink>(
         sniffer: PidSniffer::default(),
         ending: Ending::default(),
         bytes: 0,
+        track_lines: progress.is_some(),
         line: Vec::new(),
         last_line: None,
     };
@@ -412,7 +415,6 @@ pub(crate) async fn run<H: Handler>(
         duration: started.elapsed(),
         timed_out: ending.timed_out,
         cancelled: ending.cancelled,
-        remote_stopped: ending.remote_stopped,
     })
 }
 

@@ -100,7 +100,7 @@ impl Ring {
 
     /// Up to `max` bytes from `offset`, cut before a partial UTF-8
     /// character unless that would return nothing.
-    pub(crate) fn read(&self, offset: u64, max: usize) -> (Vec<u8>, u64, u64) {
+    pub fn read(&self, offset: u64, max: usize) -> (Vec<u8>, u64, u64) {
         let from = offset.clamp(self.start, self.total());
         let dropped = from - offset.min(from);
         let skip = (from - self.start) as usize;
@@ -191,8 +191,9 @@ impl OutputSink for JobSink {
     }
 }
 
-/// Every job of this server.
-pub(crate) struct Jobs {
+/// Every job of this server. `owner: None` in a lookup sees every job;
+/// a component name sees only that component's.
+pub struct Jobs {
     jobs: Mutex<VecDeque<Arc<Job>>>,
     next_id: AtomicU64,
     ring_bytes: usize,
@@ -262,11 +263,11 @@ impl Jobs {
             })
     }
 
-    pub(crate) fn status(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
+    pub fn status(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
         Ok(self.get(id, owner)?.info())
     }
 
-    pub(crate) fn read(
+    pub fn read(
         &self,
         id: &str,
         owner: Option<&str>,
@@ -292,11 +293,7 @@ impl Jobs {
     }
 
     /// Stops a running job and waits until its task has recorded the end.
-    pub(crate) async fn interrupt(
-        &self,
-        id: &str,
-        owner: Option<&str>,
-    ) -> Result<JobInfo, SshError> {
+    pub async fn interrupt(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
         let job = self.get(id, owner)?;
         let mut state = job.state_tx.subscribe();
         job.interrupt.cancel();
@@ -315,7 +312,7 @@ impl Jobs {
         Ok(job.info())
     }
 
-    pub(crate) fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
+    pub fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
         self.all()
             .iter()
             .filter(|j| owner.is_none_or(|o| *j.owner == *o))

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::exec::{self, ExecOutput, ExecRequest, RunError};
-use super::jobs::{Chunk, JobInfo, JobRequest, JobSink, Jobs, Stream};
+use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
 use super::net::QuickAckStream;
 use super::{
     Credentials, HostKeyPolicy, SessionKey, SshConfig, SshError, Target, auth, known_hosts,
@@ -321,28 +321,9 @@ impl SessionManager {
         }
     }
 
-    /// `owner: None` sees every job.
-    pub fn job_status(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
-        self.inner.jobs.status(id, owner)
-    }
-
-    pub fn job_read(
-        &self,
-        id: &str,
-        owner: Option<&str>,
-        which: Stream,
-        offset: u64,
-        max: usize,
-    ) -> Result<Chunk, SshError> {
-        self.inner.jobs.read(id, owner, which, offset, max)
-    }
-
-    pub async fn job_interrupt(&self, id: &str, owner: Option<&str>) -> Result<JobInfo, SshError> {
-        self.inner.jobs.interrupt(id, owner).await
-    }
-
-    pub fn job_list(&self, owner: Option<&str>) -> Vec<JobInfo> {
-        self.inner.jobs.list(owner)
+    /// Every background job of this server.
+    pub fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
     }
 
     /// The open sessions, sorted by key. A dead session is not listed, but

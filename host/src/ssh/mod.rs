@@ -22,7 +22,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use exec::{ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
-pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Stream};
+pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
 pub use known_hosts::HostKeyPolicy;
 pub use manager::{SessionInfo, SessionManager};
 
