@@ -33,15 +33,29 @@ pub struct Cli {
     #[arg(long, conflicts_with = "plugins")]
     pub no_plugins: bool,
 
-    /// known_hosts file to check server keys against [default: ~/.ssh/known_hosts]
+    /// The user's ssh_config, read first ("none" to read none)
+    /// [default: ~/.ssh/config]
+    #[arg(long, env = "MCP_SSH_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// The system-wide ssh_config, read after the user's ("none" to read
+    /// none) [default: /etc/ssh/ssh_config]
+    #[arg(long, env = "MCP_SSH_SYSTEM_SSH_CONFIG", value_name = "FILE")]
+    pub system_ssh_config: Option<PathBuf>,
+
+    /// known_hosts file to check server keys against and record new ones
+    /// in, for every host (replaces ssh_config's UserKnownHostsFile)
+    /// [default: UserKnownHostsFile, else ~/.ssh/known_hosts]
     #[arg(long, env = "MCP_SSH_KNOWN_HOSTS", value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// What to do with server keys known_hosts does not list: record them
+    /// What to do with server keys known_hosts does not list, for every
+    /// host (replaces ssh_config's StrictHostKeyChecking): record them
     /// (accept-new), refuse them (strict), or skip checking (off). A changed
-    /// key is always refused unless off.
-    #[arg(long, env = "MCP_SSH_HOST_KEY_POLICY", value_enum, default_value_t = HostKeyPolicy::AcceptNew)]
-    pub host_key_policy: HostKeyPolicy,
+    /// key is always refused unless off [default: StrictHostKeyChecking,
+    /// else accept-new]
+    #[arg(long, env = "MCP_SSH_HOST_KEY_POLICY", value_enum)]
+    pub host_key_policy: Option<HostKeyPolicy>,
 
     /// Default timeout of execute_command, in seconds.
     #[arg(
@@ -187,9 +201,14 @@ impl Cli {
         let config_path = self.config.clone().unwrap_or_else(default_config_path);
         let file = ConfigFile::load(&config_path, self.config.is_some())?;
         let mut ssh = SshConfig::default();
-        if let Some(path) = self.known_hosts {
-            ssh.known_hosts = path;
+        let none = |p: &PathBuf| p.as_os_str() == "none";
+        if let Some(path) = self.ssh_config {
+            ssh.ssh_config.user = (!none(&path)).then_some(path);
         }
+        if let Some(path) = self.system_ssh_config {
+            ssh.ssh_config.system = (!none(&path)).then_some(path);
+        }
+        ssh.known_hosts = self.known_hosts;
         ssh.host_key_policy = self.host_key_policy;
         ssh.default_command_timeout = seconds("command-timeout", self.command_timeout)?;
         ssh.connect_timeout = seconds("connect-timeout", self.connect_timeout)?;

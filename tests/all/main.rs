@@ -13,6 +13,8 @@ mod exec;
 mod grants;
 mod host_keys;
 mod jobs;
+mod jump;
+mod openssh;
 mod plugins;
 mod progress;
 mod protocol;

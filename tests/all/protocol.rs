@@ -48,8 +48,9 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
         .map(|v| v.as_str().unwrap())
         .collect();
     required.sort();
-    assert_eq!(required, ["command", "host", "username"]);
+    assert_eq!(required, ["command", "host"]);
     for optional in [
+        "username",
         "password",
         "key_filename",
         "port",
@@ -77,7 +78,7 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
         assert!(output["properties"].get(field).is_some(), "{field} missing");
     }
     let close = tools.iter().find(|t| t.name == "close_session").unwrap();
-    assert_eq!(close.input_schema["required"], json!(["host", "username"]));
+    assert_eq!(close.input_schema["required"], json!(["host"]));
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! The real `mcp-ssh-session` binary, spawned over stdio and driven by
 //! rmcp's MCP client.
 //!
-//! Each server gets its own `HOME` (so `~/.ssh` defaults are the test's),
-//! its own known_hosts file, no ssh-agent unless asked, and the shared
+//! Each server gets its own `HOME` (so `~/.ssh/config`, `known_hosts` and
+//! keys are the test's), no system-wide ssh_config, no ssh-agent unless asked, and the shared
 //! compile cache of this test run. Its stderr is kept for inspection.
 
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     home: TempDir,
+    netns: Option<String>,
 }
 
 impl Builder {
@@ -42,17 +43,37 @@ impl Builder {
         self
     }
 
+    /// Runs the server inside network namespace `ns`.
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.into());
+        self
+    }
+
+    /// Writes the server's `~/.ssh/config`.
+    pub fn ssh_config(self, text: &str) -> Self {
+        std::fs::write(self.home.path().join(".ssh").join("config"), text).unwrap();
+        self
+    }
+
     /// The `HOME` the server will see.
     pub fn home(&self) -> &Path {
         self.home.path()
     }
 
     pub fn command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(BIN);
-        let known_hosts = self.home.path().join(".ssh").join("known_hosts");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => tokio::process::Command::new(BIN),
+        };
         let has = |flag: &str| self.args.iter().any(|a| a == flag);
-        if !has("--known-hosts") {
-            cmd.arg("--known-hosts").arg(known_hosts);
+        // The machine's /etc/ssh/ssh_config (HashKnownHosts, ...) is not
+        // the test's; tests of the system file name their own.
+        if !has("--system-ssh-config") {
+            cmd.arg("--system-ssh-config").arg("none");
         }
         if !has("--cache-dir") && !has("--no-cache") {
             cmd.arg("--cache-dir").arg(shared_cache());
@@ -115,6 +136,7 @@ impl Server {
             args: Vec::new(),
             env: Vec::new(),
             home,
+            netns: None,
         }
     }
 

@@ -26,26 +26,52 @@ pub struct Sshd {
     /// Every port it listens on; connections to each are separate sessions.
     ports: Vec<u16>,
     child: Option<Child>,
-    extra_config: String,
+    options: Options,
+    /// Starts so far: each logs its own "Server listening" lines.
+    launches: usize,
+}
+
+/// How to start an sshd beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Config lines placed before the defaults (sshd takes the first value).
+    pub extra: String,
+    /// Ports to listen on (1 if 0; at most 16, sshd's limit).
+    pub ports: usize,
+    /// Run inside this network namespace, listening on this address.
+    pub netns: Option<(String, String)>,
+    /// Present a host certificate for these principals, signed by
+    /// [`Sshd::host_ca`].
+    pub host_cert_principals: Option<String>,
+    /// Trust user certificates signed by [`Sshd::user_ca`], and make
+    /// [`Sshd::cert_key`] (a key not in authorized_keys) with its certificate.
+    pub user_ca: bool,
 }
 
 impl Sshd {
     pub fn start() -> Self {
-        Self::start_with("")
+        Self::start_opts(Options::default())
     }
 
-    /// Starts sshd with `extra` appended to its config.
+    /// Starts sshd with `extra` in its config, ahead of the defaults.
     pub fn start_with(extra: &str) -> Self {
-        Self::start_full(extra, 1)
+        Self::start_opts(Options {
+            extra: extra.into(),
+            ..Options::default()
+        })
     }
 
     /// Starts sshd listening on `ports` ports (at most 16, sshd's limit).
     pub fn start_ports(ports: usize) -> Self {
-        Self::start_full("", ports)
+        Self::start_opts(Options {
+            ports,
+            ..Options::default()
+        })
     }
 
-    fn start_full(extra: &str, ports: usize) -> Self {
+    pub fn start_opts(options: Options) -> Self {
         check_prerequisites();
+        let ports = options.ports;
         let dir = tempfile::Builder::new()
             .prefix("mcpssh-sshd-")
             .tempdir()
@@ -63,14 +89,63 @@ impl Sshd {
         fs::write(&auth_path, authorized).unwrap();
         fs::set_permissions(&auth_path, fs::Permissions::from_mode(0o644)).unwrap();
 
+        let d = dir.path();
+        let mut extra = String::new();
+        if let Some(principals) = &options.host_cert_principals {
+            keygen(&d.join("host_ca"), "");
+            sign(
+                &d.join("host_ca"),
+                &d.join("host_ed25519.pub"),
+                "-h",
+                principals,
+            );
+            extra.push_str(&format!(
+                "HostCertificate {}\n",
+                d.join("host_ed25519-cert.pub").display()
+            ));
+        }
+        if options.user_ca {
+            keygen(&d.join("user_ca"), "");
+            keygen(&d.join("cert_key"), "");
+            sign(&d.join("user_ca"), &d.join("cert_key.pub"), "-I", TEST_USER);
+            extra.push_str(&format!(
+                "TrustedUserCAKeys {}\n",
+                d.join("user_ca.pub").display()
+            ));
+        }
+        let mut options = options;
+        options.extra = extra + &options.extra;
         let mut sshd = Self {
             dir,
             ports: (0..ports.clamp(1, 16)).map(|_| free_port()).collect(),
             child: None,
-            extra_config: extra.to_string(),
+            options,
+            launches: 0,
         };
         sshd.launch();
         sshd
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> &str {
+        self.options
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1", |(_, addr)| addr.as_str())
+    }
+
+    /// The public key line of the CA that signed its host certificate.
+    pub fn host_ca(&self) -> String {
+        fs::read_to_string(self.dir.path().join("host_ca.pub"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A key accepted only through its certificate ([`Options::user_ca`]);
+    /// the certificate is `cert_key-cert.pub` beside it.
+    pub fn cert_key(&self) -> PathBuf {
+        self.dir.path().join("cert_key")
     }
 
     pub fn port(&self) -> u16 {
@@ -129,11 +204,13 @@ impl Sshd {
     }
 
     fn launch(&mut self) {
+        self.launches += 1;
         let d = self.dir.path();
         let ports: String = self.ports.iter().map(|p| format!("Port {p}\n")).collect();
         let config = format!(
-            "{ports}\
-             ListenAddress 127.0.0.1\n\
+            "{extra}\n\
+             {ports}\
+             ListenAddress {addr}\n\
              HostKey {d}/host_ed25519\n\
              PidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\n\
@@ -146,15 +223,15 @@ impl Sshd {
              AllowUsers {TEST_USER}\n\
              MaxStartups 200\n\
              LogLevel VERBOSE\n\
-             {penalties}\
-             {extra}\n",
+             {penalties}",
+            addr = self.addr(),
             d = d.display(),
             penalties = if sshd_has_penalties() {
                 "PerSourcePenalties no\n"
             } else {
                 ""
             },
-            extra = self.extra_config,
+            extra = self.options.extra,
         );
         let config_path = d.join("sshd_config");
         fs::write(&config_path, config).unwrap();
@@ -163,7 +240,15 @@ impl Sshd {
             .append(true)
             .open(d.join("sshd.log"))
             .unwrap();
-        let mut child = Command::new(SSHD)
+        let mut command = match &self.options.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD]);
+                c
+            }
+            None => Command::new(SSHD),
+        };
+        let mut child = command
             .arg("-D")
             .arg("-e")
             .arg("-f")
@@ -178,11 +263,19 @@ impl Sshd {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("sshd exited at start ({status}):\n{}", self.log());
             }
-            if self
-                .ports
-                .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
-            {
+            // Inside a namespace it cannot be reached from here: its own
+            // word that it listens is the sign.
+            let listening = match &self.options.netns {
+                Some(_) => {
+                    self.log().matches("Server listening on").count()
+                        >= self.ports.len() * self.launches
+                }
+                None => self
+                    .ports
+                    .iter()
+                    .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok()),
+            };
+            if listening {
                 break;
             }
             assert!(
@@ -249,6 +342,29 @@ fn keygen(path: &Path, passphrase: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "ssh-keygen failed for {}", path.display());
+}
+
+/// Signs `public` with the CA `ca`: a host certificate (`-h`) for
+/// `principals`, or a user certificate (`-I`) for `principals`.
+fn sign(ca: &Path, public: &Path, kind: &str, principals: &str) {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.arg("-q").arg("-s").arg(ca);
+    if kind == "-h" {
+        cmd.args(["-h", "-I", "mcpssh-test-host"]);
+    } else {
+        cmd.args(["-I", "mcpssh-test-user"]);
+    }
+    let status = cmd
+        .args(["-n", principals, "-V", "-5m:+1d"])
+        .arg(public)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "ssh-keygen -s failed for {}",
+        public.display()
+    );
 }
 
 pub fn free_port() -> u16 {

@@ -106,10 +106,12 @@ fn job_output(j: JobInfo) -> Output {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StartArgs {
-    /// Hostname or IP address of the SSH server.
+    /// Host name, IP address, or an alias from the server's ~/.ssh/config.
     host: String,
-    /// User to log in as.
-    username: String,
+    /// User to log in as. Default: ssh_config's User for the host, else
+    /// the local user name.
+    #[serde(default)]
+    username: Option<String>,
     /// Command line to run in the background, interpreted by the remote
     /// user's shell. Stdin is closed.
     command: String,
@@ -150,7 +152,7 @@ impl Tool for StartCommand {
     }
 
     fn call(a: StartArgs) -> Output {
-        let target = Target::new(a.host, Some(a.username), a.port).with_credentials(
+        let target = Target::new(a.host, a.username, a.port).with_credentials(
             a.password,
             a.key_filename,
             a.passphrase,

@@ -11,10 +11,13 @@ use mcp_ssh_guest::{
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExecuteCommandArgs {
-    /// Hostname or IP address of the SSH server.
+    /// Host name, IP address, or an alias from the server's ~/.ssh/config
+    /// (its HostName, User, Port, IdentityFile, ProxyJump... apply).
     host: String,
-    /// User to log in as.
-    username: String,
+    /// User to log in as. Default: ssh_config's User for the host, else
+    /// the local user name, as with `ssh`.
+    #[serde(default)]
+    username: Option<String>,
     /// Command line to run, interpreted by the remote user's shell. Stdin is
     /// closed, so commands that read it see end-of-file at once.
     command: String,
@@ -28,7 +31,7 @@ struct ExecuteCommandArgs {
     /// Passphrase of an encrypted `key_filename`.
     #[serde(default)]
     passphrase: Option<String>,
-    /// SSH port (default 22).
+    /// SSH port. Default: ssh_config's Port for the host, else 22.
     #[serde(default)]
     #[schemars(range(min = 1, max = 65535))]
     port: Option<u16>,
@@ -63,7 +66,7 @@ impl Tool for ExecuteCommand {
         Some(json!({
             "type": "object",
             "properties": {
-                "session": {"type": "string", "description": "username@host:port"},
+                "session": {"type": "string", "description": "username@host:port, or alias (username@host:port)"},
                 "exit_status": {"type": ["integer", "null"]},
                 "exit_signal": {"type": ["string", "null"]},
                 "stdout": {"type": "string"},
@@ -82,7 +85,7 @@ impl Tool for ExecuteCommand {
     }
 
     fn call(a: ExecuteCommandArgs) -> Output {
-        let target = Target::new(a.host, Some(a.username), a.port).with_credentials(
+        let target = Target::new(a.host, a.username, a.port).with_credentials(
             a.password,
             a.key_filename,
             a.passphrase,
@@ -205,11 +208,13 @@ impl Tool for ListSessions {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CloseSessionArgs {
-    /// Hostname or IP address the session was opened to.
+    /// Host name, IP address or ssh_config alias the session was opened to.
     host: String,
-    /// User the session logged in as.
-    username: String,
-    /// SSH port (default 22).
+    /// User the session logged in as. Default: as for execute_command
+    /// (ssh_config's User, else the local user name).
+    #[serde(default)]
+    username: Option<String>,
+    /// SSH port. Default: ssh_config's Port for the host, else 22.
     #[serde(default)]
     #[schemars(range(min = 1, max = 65535))]
     port: Option<u16>,
@@ -239,9 +244,12 @@ impl Tool for CloseSession {
     }
 
     fn call(a: CloseSessionArgs) -> Output {
-        let port = a.port.unwrap_or(22);
-        let key = format!("{}@{}:{port}", a.username, a.host);
-        match ssh::close_session(&Target::new(a.host, Some(a.username), Some(port))) {
+        let target = Target::new(a.host, a.username, a.port);
+        let key = match ssh::describe_target(&target) {
+            Ok(key) => key,
+            Err(e) => return e.into(),
+        };
+        match ssh::close_session(&target) {
             Ok(closed) => {
                 let text = if closed {
                     format!("Closed session: {key}")

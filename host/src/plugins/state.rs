@@ -153,6 +153,21 @@ impl ssh::Host for StoreState {
         self.run_exec(target, request, Some(argv)).await
     }
 
+    async fn describe_target(
+        &mut self,
+        target: types::Target,
+    ) -> wasmtime::Result<Result<String, types::SshError>> {
+        let target = target_from_wit(target);
+        if let Err(why) = self.grant.check_target(&target) {
+            return Ok(Err(self.denied(why)));
+        }
+        Ok(self
+            .sessions
+            .resolve(&target)
+            .map(|d| d.display_name())
+            .map_err(Into::into))
+    }
+
     async fn list_sessions(&mut self) -> wasmtime::Result<Vec<ssh::SessionInfo>> {
         if !self.grant.see_all_sessions() {
             return Ok(Vec::new());
@@ -162,7 +177,7 @@ impl ssh::Host for StoreState {
             .list()
             .into_iter()
             .map(|s| ssh::SessionInfo {
-                key: s.key.to_string(),
+                key: core::destination::display_name(s.alias.as_deref(), &s.key),
                 username: s.key.username,
                 host: s.key.host,
                 port: s.key.port,
@@ -239,10 +254,7 @@ impl StoreState {
             kind: "ssh_command",
             component: &self.component,
             tool: Some(&self.tool),
-            target: Some(
-                core::SessionKey::from_target(target)
-                    .map_or_else(|_| target.host.clone(), |k| k.to_string()),
-            ),
+            target: Some(target.describe()),
             command: if argv.is_some() { None } else { command },
             argv,
             decision: denied.map_or_else(|| "allowed".into(), |why| format!("denied: {why}")),

@@ -1,81 +1,249 @@
 //! Client authentication: the credentials a call supplies, or else the
-//! operator's ssh-agent and default `~/.ssh/id_*` keys.
+//! destination's ssh-agent, identity files and certificates from ssh_config
+//! (`IdentityFile`, `CertificateFile`, `IdentitiesOnly`, `IdentityAgent`),
+//! in the order `PreferredAuthentications` gives.
 //!
+//! A password answers both the `password` method and keyboard-interactive
+//! prompts, so servers that offer only keyboard-interactive work too.
 //! Messages name the session and the method that failed, never a secret.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::client::{AuthResult, Handle, Handler};
+use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
 
-use super::{Credentials, SessionKey, SshConfig, SshError};
+use super::destination::{Agent, Destination, Method};
+use super::{Credentials, SessionKey, SshError};
 
-/// Logs `user` in over `handle`, or says which methods were refused.
+/// Keyboard-interactive rounds answered before giving up: a server that
+/// keeps asking is not going to accept the password.
+const MAX_KBD_ROUNDS: usize = 4;
+
+/// Logs in over `handle`, or says which methods were refused.
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
-    key: &SessionKey,
+    dest: &Destination,
     credentials: Option<&Credentials>,
-    config: &SshConfig,
 ) -> Result<(), SshError> {
+    let key = &dest.key;
     let mut refused: Vec<String> = Vec::new();
-    match credentials {
-        Some(c) => {
-            if let Some(path) = &c.key_file {
-                let pk = load_key(path, c.passphrase.as_ref().map(|p| p.to_string())).await?;
-                if try_key(handle, key, pk).await? {
-                    return Ok(());
+    let certificates = load_certificates(&dest.certificate_files).await;
+    for method in &dest.methods {
+        let done = match (method, credentials) {
+            (Method::PublicKey, Some(c)) => match &c.key_file {
+                Some(path) => {
+                    let pk = load_key(path, c.passphrase.as_ref().map(|p| p.to_string())).await?;
+                    try_identity(handle, key, path, pk, &certificates, &mut refused).await?
                 }
-                refused.push(format!("key {}", path.display()));
+                None => false,
+            },
+            (Method::PublicKey, None) => {
+                let agent = match &dest.agent {
+                    Some(agent) if !dest.identities_only => {
+                        try_agent(handle, key, agent, &certificates, &mut refused).await?
+                    }
+                    _ => false,
+                };
+                agent || try_identity_files(handle, dest, &certificates, &mut refused).await?
             }
-            if let Some(password) = &c.password {
+            (
+                Method::Password,
+                Some(Credentials {
+                    password: Some(pw), ..
+                }),
+            ) => {
                 let res = handle
-                    .authenticate_password(key.username.as_str(), password.as_str())
+                    .authenticate_password(key.username.as_str(), pw.as_str())
                     .await
                     .map_err(|e| lost(key, e))?;
-                if res.success() {
-                    return Ok(());
+                if !res.success() {
+                    refused.push("password".into());
                 }
-                refused.push("password".into());
+                res.success()
             }
-            Err(SshError::Auth(format!(
-                "{key}: the server rejected the {}",
-                refused.join(" and the ")
-            )))
-        }
-        None => {
-            if config.use_agent && try_agent(handle, key, &mut refused).await? {
-                return Ok(());
-            }
-            for path in &config.default_identities {
-                if !path.exists() {
-                    continue;
-                }
-                let pk = match load_key(path, None).await {
-                    Ok(pk) => pk,
-                    Err(e) => {
-                        tracing::debug!("skipping default key: {e}");
-                        continue;
-                    }
-                };
-                if try_key(handle, key, pk).await? {
-                    return Ok(());
-                }
-                refused.push(format!("key {}", path.display()));
-            }
-            let tried = if refused.is_empty() {
-                "no ssh-agent key and no default key file was available".to_string()
-            } else {
-                format!("the server rejected {}", refused.join(", "))
-            };
-            Err(SshError::Auth(format!(
-                "{key}: no password or key_filename was given, and {tried}. \
-                 Pass password, or key_filename (with passphrase if it is encrypted)."
-            )))
+            (
+                Method::KeyboardInteractive,
+                Some(Credentials {
+                    password: Some(pw), ..
+                }),
+            ) => try_keyboard_interactive(handle, key, pw, &mut refused).await?,
+            _ => false,
+        };
+        if done {
+            return Ok(());
         }
     }
+    let tried = if refused.is_empty() {
+        "nothing could be tried".to_string()
+    } else {
+        format!("the server rejected {}", refused.join(", "))
+    };
+    Err(SshError::Auth(match credentials {
+        Some(_) => format!("{key}: {tried}"),
+        None => format!(
+            "{key}: no password or key_filename was given, and {}. \
+             Pass password, or key_filename (with passphrase if it is encrypted), \
+             or name an IdentityFile for this host in ~/.ssh/config.",
+            if refused.is_empty() {
+                "no ssh-agent key and no identity file was available".to_string()
+            } else {
+                tried
+            }
+        ),
+    }))
+}
+
+/// The destination's identity files; missing ones are skipped, as `ssh`
+/// does with its defaults, and encrypted ones too (there is no one to ask).
+async fn try_identity_files<H: Handler>(
+    handle: &mut Handle<H>,
+    dest: &Destination,
+    certificates: &[Certificate],
+    refused: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    for path in &dest.identity_files {
+        if !path.exists() {
+            continue;
+        }
+        let pk = match load_key(path, None).await {
+            Ok(pk) => pk,
+            Err(e) => {
+                tracing::debug!("skipping identity file: {e}");
+                continue;
+            }
+        };
+        if try_identity(handle, &dest.key, path, pk, certificates, refused).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One private key: first with a certificate for it (from `CertificateFile`
+/// or the `KEY-cert.pub` beside it), then on its own.
+async fn try_identity<H: Handler>(
+    handle: &mut Handle<H>,
+    key: &SessionKey,
+    path: &Path,
+    pk: PrivateKey,
+    certificates: &[Certificate],
+    refused: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    let mut beside = PathBuf::from(path);
+    beside.as_mut_os_string().push("-cert.pub");
+    let own = if beside.exists() {
+        load_certificates(std::slice::from_ref(&beside)).await
+    } else {
+        Vec::new()
+    };
+    let pk = Arc::new(pk);
+    for cert in certificates.iter().chain(&own) {
+        if cert.public_key() != pk.public_key().key_data() {
+            continue;
+        }
+        let res = handle
+            .authenticate_openssh_cert(key.username.as_str(), pk.clone(), cert.clone())
+            .await
+            .map_err(|e| lost(key, e))?;
+        if res.success() {
+            return Ok(true);
+        }
+        refused.push(format!("certificate {}", cert.key_id()));
+    }
+    let hash = rsa_hash(handle, key, pk.algorithm().is_rsa()).await?;
+    let res = handle
+        .authenticate_publickey(key.username.as_str(), PrivateKeyWithHashAlg::new(pk, hash))
+        .await
+        .map_err(|e| lost(key, e))?;
+    if !res.success() {
+        refused.push(format!("key {}", path.display()));
+    }
+    Ok(res.success())
+}
+
+/// Answers every prompt that does not echo (a password prompt) with the
+/// password, and echoing ones with nothing.
+async fn try_keyboard_interactive<H: Handler>(
+    handle: &mut Handle<H>,
+    key: &SessionKey,
+    password: &str,
+    refused: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    let mut reply = handle
+        .authenticate_keyboard_interactive_start(key.username.as_str(), None::<String>)
+        .await
+        .map_err(|e| lost(key, e))?;
+    // A server that does not offer the method fails it at once; that is no
+    // refusal of the password worth reporting.
+    let mut asked = false;
+    for _ in 0..MAX_KBD_ROUNDS {
+        match reply {
+            KeyboardInteractiveAuthResponse::Success => return Ok(true),
+            KeyboardInteractiveAuthResponse::Failure { .. } => break,
+            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                asked |= !prompts.is_empty();
+                let answers = prompts
+                    .iter()
+                    .map(|p| {
+                        if p.echo {
+                            String::new()
+                        } else {
+                            password.to_string()
+                        }
+                    })
+                    .collect();
+                reply = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                    .map_err(|e| lost(key, e))?;
+            }
+        }
+    }
+    if matches!(reply, KeyboardInteractiveAuthResponse::Success) {
+        return Ok(true);
+    }
+    if asked {
+        refused.push("password (keyboard-interactive)".into());
+    }
+    Ok(false)
+}
+
+/// Certificates that could not be read are skipped with a debug line, as
+/// `ssh` skips them.
+async fn load_certificates(paths: &[PathBuf]) -> Vec<Certificate> {
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .filter_map(|p| match russh::keys::load_openssh_certificate(p) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::debug!("skipping certificate {}: {e}", p.display());
+                    None
+                }
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn rsa_hash<H: Handler>(
+    handle: &Handle<H>,
+    key: &SessionKey,
+    is_rsa: bool,
+) -> Result<Option<russh::keys::HashAlg>, SshError> {
+    if !is_rsa {
+        return Ok(None);
+    }
+    Ok(handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|e| lost(key, e))?
+        .flatten())
 }
 
 fn lost(key: &SessionKey, e: russh::Error) -> SshError {
@@ -116,39 +284,19 @@ pub(crate) async fn load_key(
     })
 }
 
-async fn try_key<H: Handler>(
-    handle: &mut Handle<H>,
-    key: &SessionKey,
-    pk: PrivateKey,
-) -> Result<bool, SshError> {
-    let hash = if pk.algorithm().is_rsa() {
-        handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(|e| lost(key, e))?
-            .flatten()
-    } else {
-        None
-    };
-    let res = handle
-        .authenticate_publickey(
-            key.username.as_str(),
-            PrivateKeyWithHashAlg::new(Arc::new(pk), hash),
-        )
-        .await
-        .map_err(|e| lost(key, e))?;
-    Ok(res.success())
-}
-
 async fn try_agent<H: Handler>(
     handle: &mut Handle<H>,
     key: &SessionKey,
+    agent: &Agent,
+    certificates: &[Certificate],
     refused: &mut Vec<String>,
 ) -> Result<bool, SshError> {
-    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-        return Ok(false);
-    }
-    let mut agent = match AgentClient::connect_env().await {
+    let connected = match agent {
+        Agent::Env if std::env::var_os("SSH_AUTH_SOCK").is_none() => return Ok(false),
+        Agent::Env => AgentClient::connect_env().await,
+        Agent::Socket(path) => AgentClient::connect_uds(path).await,
+    };
+    let mut agent = match connected {
         Ok(a) => a,
         Err(e) => {
             tracing::debug!("ssh-agent unavailable: {e}");
@@ -163,18 +311,30 @@ async fn try_agent<H: Handler>(
         }
     };
     for id in identities {
-        let AgentIdentity::PublicKey { key: public, .. } = id else {
-            continue;
+        let (public, cert) = match id {
+            AgentIdentity::PublicKey { key: public, .. } => {
+                let cert = certificates
+                    .iter()
+                    .find(|c| c.public_key() == public.key_data())
+                    .cloned();
+                (public, cert)
+            }
+            AgentIdentity::Certificate { certificate, .. } => (
+                russh::keys::PublicKey::from(certificate.public_key().clone()),
+                Some(certificate),
+            ),
         };
-        let hash = if public.algorithm().is_rsa() {
-            handle
-                .best_supported_rsa_hash()
+        let hash = rsa_hash(handle, key, public.algorithm().is_rsa()).await?;
+        if let Some(cert) = cert {
+            match handle
+                .authenticate_certificate_with(key.username.as_str(), cert, hash, &mut agent)
                 .await
-                .map_err(|e| lost(key, e))?
-                .flatten()
-        } else {
-            None
-        };
+            {
+                Ok(AuthResult::Success) => return Ok(true),
+                Ok(_) => refused.push("an ssh-agent certificate".into()),
+                Err(e) => tracing::debug!("ssh-agent could not sign: {e}"),
+            }
+        }
         match handle
             .authenticate_publickey_with(key.username.as_str(), public, hash, &mut agent)
             .await

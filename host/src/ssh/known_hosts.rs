@@ -2,17 +2,22 @@
 //!
 //! Parsing is ssh-key's; matching follows OpenSSH: `[host]:port` for
 //! non-default ports, `*`/`?` wildcards, `!` negation, hashed `|1|` names,
-//! and `@revoked` lines that refuse a key outright. A key is trusted when
-//! any line for the host holds it; it has *changed* when the host is known
-//! with a different key of the same algorithm.
+//! `@revoked` lines that refuse a key outright, and `@cert-authority` lines
+//! that vouch for host certificates. Several files are read (the user's,
+//! then the global ones); a key is trusted when any line of any file holds
+//! it, and has *changed* when the host is known with a different key of the
+//! same algorithm. New keys are appended in OpenSSH's own format, hashed
+//! when `HashKnownHosts` says so, so `ssh` accepts them afterwards.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts, Marker};
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use sha1::Sha1;
 
 use super::SshError;
@@ -32,6 +37,24 @@ pub enum HostKeyPolicy {
 /// Appends from concurrent first connections must not interleave.
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
+/// The known_hosts files of one destination, from `UserKnownHostsFile` and
+/// `GlobalKnownHostsFile` (or the operator's `--known-hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownHostsFiles {
+    /// Checked first; new keys are recorded in the first one.
+    pub user: Vec<PathBuf>,
+    /// Checked after the user files, never written.
+    pub global: Vec<PathBuf>,
+    /// Record new hosts hashed (`HashKnownHosts yes`).
+    pub hash: bool,
+}
+
+impl KnownHostsFiles {
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        self.user.iter().chain(&self.global)
+    }
+}
+
 /// The name a key is recorded under: OpenSSH's `host` or `[host]:port`.
 fn host_port(host: &str, port: u16) -> String {
     if port == 22 {
@@ -45,11 +68,45 @@ pub(crate) fn fingerprint(key: &PublicKey) -> String {
     format!("{} ({})", key.fingerprint(HashAlg::Sha256), key.algorithm())
 }
 
-/// Checks `key` for `host:port` under `policy`, recording it in `path` when
-/// the policy is accept-new and the host is unknown.
+/// Whether an `@cert-authority` line covers `host:port`: only then is the
+/// server asked for a host certificate, as OpenSSH does.
+pub(crate) fn has_cert_authority(files: &KnownHostsFiles, host: &str, port: u16) -> bool {
+    let name = host_port(host, port);
+    files.all().any(|path| {
+        entries(path).is_ok_and(|list| {
+            list.iter().any(|(_, e)| {
+                matches!(e.marker(), Some(Marker::CertAuthority)) && entry_matches(e, &name)
+            })
+        })
+    })
+}
+
+/// Checks the server's key or host certificate for `host:port` under
+/// `policy`, recording a new plain key when the policy is accept-new.
 pub(crate) fn verify(
     policy: HostKeyPolicy,
-    path: &Path,
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    offered: &PublicKeyOrCertificate,
+) -> Result<(), SshError> {
+    let key = match offered {
+        PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        PublicKeyOrCertificate::Certificate(cert) => {
+            if let Some(verdict) = verify_certificate(policy, files, host, port, cert) {
+                return verdict;
+            }
+            // No authority vouches for it: OpenSSH then checks the
+            // certificate's plain key, and so do we.
+            PublicKey::from(cert.public_key().clone())
+        }
+    };
+    verify_key(policy, files, host, port, &key)
+}
+
+fn verify_key(
+    policy: HostKeyPolicy,
+    files: &KnownHostsFiles,
     host: &str,
     port: u16,
     key: &PublicKey,
@@ -64,34 +121,140 @@ pub(crate) fn verify(
         return Ok(());
     }
     let name = host_port(host, port);
-    let file = path.display();
-    match lookup(path, &name, key)? {
-        Lookup::Trusted => Ok(()),
-        Lookup::Revoked { line } => Err(SshError::HostKey(format!(
-            "the host key of {name} is marked @revoked in {file} line {line}: {}",
-            fingerprint(key)
-        ))),
-        Lookup::Changed { known, line } => Err(SshError::HostKey(format!(
+    let mut changed = None;
+    let mut trusted = false;
+    for path in files.all() {
+        let file = path.display();
+        match lookup(path, &name, key)? {
+            Lookup::Trusted => trusted = true,
+            Lookup::Revoked { line } => {
+                return Err(SshError::HostKey(format!(
+                    "the host key of {name} is marked @revoked in {file} line {line}: {}",
+                    fingerprint(key)
+                )));
+            }
+            Lookup::Changed { known, line } if changed.is_none() => {
+                changed = Some((path, known, line));
+            }
+            Lookup::Changed { .. } | Lookup::Unknown => {}
+        }
+    }
+    if trusted {
+        return Ok(());
+    }
+    if let Some((path, known, line)) = changed {
+        let file = path.display();
+        return Err(SshError::HostKey(format!(
             "the host key of {name} has CHANGED: the server offered {}, but {file} line {line} \
              has {}. Someone may be intercepting the connection. If the change is expected, \
              remove the old key with: ssh-keygen -f '{file}' -R '{name}'",
             fingerprint(key),
             fingerprint(&known),
-        ))),
-        Lookup::Unknown if policy == HostKeyPolicy::Strict => Err(SshError::HostKey(format!(
-            "{name} is not in {file} and the host-key policy is strict; the server offered {}",
+        )));
+    }
+    let shown = files
+        .all()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(target) = files
+        .user
+        .first()
+        .filter(|_| policy == HostKeyPolicy::AcceptNew)
+    else {
+        return Err(SshError::HostKey(format!(
+            "{name} is not in the known_hosts files ({shown}) and host keys are checked \
+             strictly; the server offered {}",
             fingerprint(key)
-        ))),
-        Lookup::Unknown => {
-            learn(path, &name, key).map_err(|e| {
-                SshError::HostKey(format!(
-                    "could not record the host key of {name} in {file}: {e}"
-                ))
-            })?;
-            tracing::info!(host = %name, "recorded new host key {} in {file}", fingerprint(key));
-            Ok(())
+        )));
+    };
+    learn(target, &name, key, files.hash).map_err(|e| {
+        SshError::HostKey(format!(
+            "could not record the host key of {name} in {}: {e}",
+            target.display()
+        ))
+    })?;
+    tracing::info!(host = %name, "recorded new host key {} in {}", fingerprint(key), target.display());
+    Ok(())
+}
+
+/// `Some` when an `@cert-authority` line for the host names the
+/// certificate's signer: the certificate then decides, whatever its plain
+/// key would. `None` when no authority is known for it.
+fn verify_certificate(
+    policy: HostKeyPolicy,
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+) -> Option<Result<(), SshError>> {
+    let name = host_port(host, port);
+    let signer = cert.signature_key();
+    let mut authority = None;
+    for path in files.all() {
+        let Ok(list) = entries(path) else { continue };
+        for (line, entry) in list {
+            let same = entry.public_key().key_data() == signer;
+            match entry.marker() {
+                Some(Marker::Revoked) if same && entry_matches(&entry, &name) => {
+                    return Some(Err(SshError::HostKey(format!(
+                        "the certificate authority that signed the host certificate of {name} \
+                         is marked @revoked in {} line {line}",
+                        path.display()
+                    ))));
+                }
+                Some(Marker::CertAuthority) if same && entry_matches(&entry, &name) => {
+                    authority.get_or_insert((path.clone(), line, entry.public_key().clone()));
+                }
+                _ => {}
+            }
         }
     }
+    let (path, line, ca) = authority?;
+    if policy == HostKeyPolicy::Off {
+        return Some(Ok(()));
+    }
+    let refuse = |why: String| {
+        Some(Err(SshError::HostKey(format!(
+            "the host certificate of {name} (signed by the authority in {} line {line}) is not \
+             valid: {why}",
+            path.display()
+        ))))
+    };
+    if cert.cert_type() != CertType::Host {
+        return refuse("it is a user certificate, not a host certificate".into());
+    }
+    let principal = host.to_ascii_lowercase();
+    if !cert.valid_principals().is_empty()
+        && !cert
+            .valid_principals()
+            .iter()
+            .any(|p| p.to_ascii_lowercase() == principal)
+    {
+        return refuse(format!(
+            "its principals {:?} do not include {principal}",
+            cert.valid_principals()
+        ));
+    }
+    if !cert.critical_options().is_empty() {
+        return refuse("it has critical options, which host certificates must not".into());
+    }
+    if let Err(e) = cert.validate([&ca.fingerprint(HashAlg::Sha256)]) {
+        return refuse(format!("{e} (expired, not yet valid, or a bad signature)"));
+    }
+    // The plain key may still be revoked on its own.
+    let plain = PublicKey::from(cert.public_key().clone());
+    for path in files.all() {
+        if let Ok(Lookup::Revoked { line }) = lookup(path, &name, &plain) {
+            return Some(Err(SshError::HostKey(format!(
+                "the host key of {name} is marked @revoked in {} line {line}: {}",
+                path.display(),
+                fingerprint(&plain)
+            ))));
+        }
+    }
+    tracing::debug!(host = %name, "host certificate signed by {}", fingerprint(&ca));
+    Some(Ok(()))
 }
 
 enum Lookup {
@@ -101,10 +264,13 @@ enum Lookup {
     Revoked { line: usize },
 }
 
-fn lookup(path: &Path, name: &str, key: &PublicKey) -> Result<Lookup, SshError> {
+/// Every entry of a file with its line number. One line at a time, so a
+/// line this parser does not understand is skipped instead of hiding every
+/// line after it. A missing file has no entries.
+fn entries(path: &Path) -> Result<Vec<(usize, Entry)>, SshError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Unknown),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(SshError::HostKey(format!(
                 "cannot read {}: {e}",
@@ -112,24 +278,30 @@ fn lookup(path: &Path, name: &str, key: &PublicKey) -> Result<Lookup, SshError> 
             )));
         }
     };
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| match KnownHosts::new(line).next() {
+            Some(Ok(entry)) => Some((i + 1, entry)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn lookup(path: &Path, name: &str, key: &PublicKey) -> Result<Lookup, SshError> {
     let mut trusted = false;
     let mut changed = None;
-    for (index, line) in text.lines().enumerate() {
-        // One line at a time, so a line this parser does not understand is
-        // skipped instead of hiding every line after it.
-        let Some(Ok(entry)) = KnownHosts::new(line).next() else {
-            continue;
-        };
+    for (line, entry) in entries(path)? {
         if !entry_matches(&entry, name) {
             continue;
         }
         let same_key = entry.public_key().key_data() == key.key_data();
         match entry.marker() {
-            Some(Marker::Revoked) if same_key => return Ok(Lookup::Revoked { line: index + 1 }),
+            Some(Marker::Revoked) if same_key => return Ok(Lookup::Revoked { line }),
             Some(_) => {}
             None if same_key => trusted = true,
             None if entry.public_key().algorithm() == key.algorithm() && changed.is_none() => {
-                changed = Some((Box::new(entry.public_key().clone()), index + 1));
+                changed = Some((Box::new(entry.public_key().clone()), line));
             }
             None => {}
         }
@@ -165,12 +337,45 @@ fn entry_matches(entry: &Entry, name: &str) -> bool {
     }
 }
 
-fn learn(path: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+/// OpenSSH's hashed host name: `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`
+/// with a fresh 20-byte salt.
+fn hashed_name(name: &str) -> std::io::Result<String> {
+    use base64ct::Encoding;
+    let mut salt = [0u8; 20];
+    getrandom::fill(&mut salt).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt)
+        .map_err(std::io::Error::other)?
+        .chain_update(name.as_bytes())
+        .finalize()
+        .into_bytes();
+    Ok(format!(
+        "|1|{}|{}",
+        base64ct::Base64::encode_string(&salt),
+        base64ct::Base64::encode_string(&mac)
+    ))
+}
+
+fn learn(path: &Path, name: &str, key: &PublicKey, hash: bool) -> std::io::Result<()> {
+    let shown = if hash {
+        hashed_name(name)?
+    } else {
+        name.to_string()
+    };
     let line = format!(
-        "{name} {}\n",
+        "{shown} {}\n",
         key.to_openssh().map_err(std::io::Error::other)?
     );
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        // As ssh does for ~/.ssh: private to the user.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
     let mut f = crate::fsutil::open_private_append(path)?;
     // A file whose last line lacks its newline would swallow ours.
     let needs_newline = std::fs::read(path)
@@ -209,6 +414,24 @@ mod tests {
         (dir, path)
     }
 
+    fn files(path: &Path) -> KnownHostsFiles {
+        KnownHostsFiles {
+            user: vec![path.to_path_buf()],
+            global: Vec::new(),
+            hash: false,
+        }
+    }
+
+    fn check(
+        policy: HostKeyPolicy,
+        path: &Path,
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+    ) -> Result<(), SshError> {
+        verify(policy, &files(path), host, port, &key.clone().into())
+    }
+
     fn line(name: &str, k: &PublicKey) -> String {
         format!("{name} {}\n", k.to_openssh().unwrap())
     }
@@ -217,17 +440,17 @@ mod tests {
     fn accept_new_records_then_trusts() {
         let (_d, path) = file_with("");
         let k = key();
-        verify(HostKeyPolicy::AcceptNew, &path, "127.0.0.1", 2222, &k).unwrap();
+        check(HostKeyPolicy::AcceptNew, &path, "127.0.0.1", 2222, &k).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("[127.0.0.1]:2222 ssh-ed25519 "), "{text}");
-        verify(HostKeyPolicy::Strict, &path, "127.0.0.1", 2222, &k).unwrap();
+        check(HostKeyPolicy::Strict, &path, "127.0.0.1", 2222, &k).unwrap();
     }
 
     #[test]
     fn changed_key_names_both_fingerprints() {
         let (old, new) = (key(), key());
         let (_d, path) = file_with(&line("[h]:2222", &old));
-        let err = verify(HostKeyPolicy::AcceptNew, &path, "h", 2222, &new).unwrap_err();
+        let err = check(HostKeyPolicy::AcceptNew, &path, "h", 2222, &new).unwrap_err();
         let SshError::HostKey(msg) = err else {
             panic!("{err:?}")
         };
@@ -245,7 +468,7 @@ mod tests {
     #[test]
     fn strict_refuses_unknown_and_writes_nothing() {
         let (_d, path) = file_with("");
-        assert!(verify(HostKeyPolicy::Strict, &path, "h", 22, &key()).is_err());
+        assert!(check(HostKeyPolicy::Strict, &path, "h", 22, &key()).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 
@@ -265,26 +488,81 @@ mod tests {
             base64ct::Base64::encode_string(&mac)
         );
         let (_d, path) = file_with(&line(&hashed, &k));
-        verify(HostKeyPolicy::Strict, &path, "127.0.0.1", 2200, &k).unwrap();
-        assert!(verify(HostKeyPolicy::Strict, &path, "127.0.0.1", 2201, &k).is_err());
+        check(HostKeyPolicy::Strict, &path, "127.0.0.1", 2200, &k).unwrap();
+        assert!(check(HostKeyPolicy::Strict, &path, "127.0.0.1", 2201, &k).is_err());
     }
 
     #[test]
     fn negation_and_revocation() {
         let k = key();
         let (_d, path) = file_with(&line("*.corp,!bad.corp", &k));
-        verify(HostKeyPolicy::Strict, &path, "good.corp", 22, &k).unwrap();
-        assert!(verify(HostKeyPolicy::Strict, &path, "bad.corp", 22, &k).is_err());
+        check(HostKeyPolicy::Strict, &path, "good.corp", 22, &k).unwrap();
+        assert!(check(HostKeyPolicy::Strict, &path, "bad.corp", 22, &k).is_err());
 
         let (_d2, path) = file_with(&(line("h", &k) + "@revoked " + &line("*", &k)));
-        let err = verify(HostKeyPolicy::AcceptNew, &path, "h", 22, &k).unwrap_err();
+        let err = check(HostKeyPolicy::AcceptNew, &path, "h", 22, &k).unwrap_err();
         assert!(err.to_string().contains("@revoked"), "{err}");
+    }
+
+    #[test]
+    fn hashed_learning_round_trips_and_hides_the_name() {
+        let (_d, path) = file_with("");
+        let k = key();
+        let hashed = KnownHostsFiles {
+            hash: true,
+            ..files(&path)
+        };
+        verify(
+            HostKeyPolicy::AcceptNew,
+            &hashed,
+            "10.1.2.3",
+            2200,
+            &k.clone().into(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("|1|") && !text.contains("10.1.2.3"),
+            "{text}"
+        );
+        check(HostKeyPolicy::Strict, &path, "10.1.2.3", 2200, &k).unwrap();
+        assert!(check(HostKeyPolicy::Strict, &path, "10.1.2.3", 22, &k).is_err());
+    }
+
+    #[test]
+    fn every_file_is_read_and_only_the_first_user_file_written() {
+        let k = key();
+        let (_d, global) = file_with(&line("[g]:2200", &k));
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&second, line("[u]:2200", &k)).unwrap();
+        let all = KnownHostsFiles {
+            user: vec![first.clone(), second.clone()],
+            global: vec![global],
+            hash: false,
+        };
+        for host in ["g", "u"] {
+            verify(HostKeyPolicy::Strict, &all, host, 2200, &k.clone().into()).unwrap();
+        }
+        verify(
+            HostKeyPolicy::AcceptNew,
+            &all,
+            "new",
+            2200,
+            &k.clone().into(),
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&first)
+                .unwrap()
+                .starts_with("[new]:2200 ")
+        );
     }
 
     #[test]
     fn unparsable_lines_do_not_hide_later_ones() {
         let k = key();
         let (_d, path) = file_with(&format!("garbage line here\n{}", line("h", &k)));
-        verify(HostKeyPolicy::Strict, &path, "h", 22, &k).unwrap();
+        check(HostKeyPolicy::Strict, &path, "h", 22, &k).unwrap();
     }
 }

@@ -15,22 +15,30 @@ use std::time::{Duration, Instant};
 
 use russh::Channel;
 use russh::client::{self, Handle, Msg};
-use russh::keys::{PublicKey, PublicKeyOrCertificate};
+use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelOpenFailure, Disconnect};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use super::destination::{self, Destination, Route};
 use super::exec::{self, ExecOutput, ExecRequest, RunError};
 use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
 use super::net::QuickAckStream;
 use super::{
-    Credentials, HostKeyPolicy, SessionKey, SshConfig, SshError, Target, auth, known_hosts,
+    Credentials, HostKeyPolicy, KnownHostsFiles, SessionKey, SshConfig, SshError, Target, auth,
+    known_hosts, proxy,
 };
+
+/// Jump hosts reached through jump hosts, at most: deeper is a loop in
+/// ssh_config more often than a network.
+const MAX_JUMP_DEPTH: usize = 8;
 
 /// An open session as shown to tools: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub key: SessionKey,
+    /// The ssh_config alias it was opened under, if any.
+    pub alias: Option<String>,
     pub active_commands: u32,
     pub age: Duration,
     pub idle: Duration,
@@ -44,7 +52,6 @@ pub struct SessionManager {
 
 struct Inner {
     config: SshConfig,
-    russh: Arc<client::Config>,
     /// Established connections. A std mutex: it is never held across an
     /// `.await`, and lookups are far more frequent than connects.
     live: Mutex<HashMap<SessionKey, Arc<Connection>>>,
@@ -56,6 +63,7 @@ struct Inner {
 struct Connection {
     handle: Handle<ClientHandler>,
     key: SessionKey,
+    alias: Option<String>,
     /// What authenticated it: compared with later calls' credentials, and
     /// reused to reconnect when the connection dies.
     credentials: Option<Credentials>,
@@ -80,6 +88,7 @@ impl Connection {
         let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
         SessionInfo {
             key: self.key.clone(),
+            alias: self.alias.clone(),
             active_commands: self.active.load(Ordering::Relaxed),
             age: self.opened.elapsed(),
             idle: last.elapsed(),
@@ -130,7 +139,7 @@ impl Connection {
         if request.cancel.is_cancelled() {
             return Err(RunError::Cancelled);
         }
-        let session = self.key.to_string();
+        let session = destination::display_name(self.alias.as_deref(), &self.key);
         exec::run(&self.handle, channel, session, request, timeout, limit).await
     }
 
@@ -166,19 +175,11 @@ impl Connection {
 
 impl SessionManager {
     pub fn new(config: SshConfig) -> Self {
-        let russh = client::Config {
-            nodelay: true,
-            keepalive_interval: Some(config.keepalive_interval),
-            keepalive_max: 3,
-            inactivity_timeout: None,
-            ..client::Config::default()
-        };
         let jobs = Jobs::new(config.job_buffer_bytes, config.job_history);
         Self {
             inner: Arc::new(Inner {
                 jobs,
                 config,
-                russh: Arc::new(russh),
                 live: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
             }),
@@ -199,7 +200,8 @@ impl SessionManager {
         target: &Target,
         request: &ExecRequest,
     ) -> Result<ExecOutput, SshError> {
-        let key = SessionKey::from_target(target)?;
+        let dest = self.resolve(target)?;
+        let key = dest.key.clone();
         tracing::Span::current().record("session", tracing::field::display(&key));
         validate_command(&request.command)?;
         let cfg = &self.inner.config;
@@ -218,7 +220,7 @@ impl SessionManager {
         let mut retried = false;
         loop {
             let conn = tokio::select! {
-                c = self.connection(&key, credentials) => c?,
+                c = self.connection(&dest, credentials, &[]) => c?,
                 () = request.cancel.cancelled() => return Err(cancelled()),
             };
             match conn.run(request, timeout, limit, cfg.connect_timeout).await {
@@ -259,13 +261,14 @@ impl SessionManager {
         request: JobRequest,
         owner: Arc<str>,
     ) -> Result<JobInfo, SshError> {
-        let key = SessionKey::from_target(target)?;
+        let dest = self.resolve(target)?;
+        let key = dest.key.clone();
         validate_command(&request.command)?;
         let cfg = &self.inner.config;
         let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
         let mut retried = false;
         loop {
-            let conn = self.connection(&key, credentials).await?;
+            let conn = self.connection(&dest, credentials, &[]).await?;
             let Ok(job_slot) = conn.job_slots.clone().try_acquire_owned() else {
                 return Err(SshError::Denied(format!(
                     "{key} already runs {} background jobs, the most one session may; \
@@ -292,7 +295,7 @@ impl SessionManager {
             let job = self
                 .inner
                 .jobs
-                .create(key.to_string(), request.command.clone(), owner);
+                .create(dest.display_name(), request.command.clone(), owner);
             let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
             let (task_job, manager, command) = (job.clone(), self.clone(), request.command);
             tokio::spawn(async move {
@@ -343,7 +346,7 @@ impl SessionManager {
     /// Closes one session; running commands finish first. Returns whether
     /// one was open.
     pub fn close(&self, target: &Target) -> Result<bool, SshError> {
-        let key = SessionKey::from_target(target)?;
+        let key = self.resolve(target)?.key;
         let removed = self.live().remove(&key);
         Ok(match removed {
             Some(conn) => {
@@ -390,13 +393,28 @@ impl SessionManager {
         (allowed && conn.alive()).then(|| conn.clone())
     }
 
+    /// Where `target` really goes, through ssh_config.
+    pub fn resolve(&self, target: &Target) -> Result<Destination, SshError> {
+        destination::resolve(target, &self.inner.config)
+    }
+
+    /// The live session for `dest`, connecting it (through its jump hosts)
+    /// if needed. `via` lists the sessions being connected that lead here,
+    /// so a loop of jump hosts is an error instead of a deadlock on a gate.
     async fn connection(
         &self,
-        key: &SessionKey,
+        dest: &Destination,
         credentials: Option<&Credentials>,
+        via: &[SessionKey],
     ) -> Result<Arc<Connection>, SshError> {
+        let key = &dest.key;
         if let Some(conn) = self.reusable(key, credentials) {
             return Ok(conn);
+        }
+        if via.contains(key) {
+            return Err(SshError::InvalidArgument(format!(
+                "ssh_config ProxyJump loops: {key} is reached through itself"
+            )));
         }
         let gate = {
             let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
@@ -413,7 +431,7 @@ impl SessionManager {
             Some(c) => Some(c.clone()),
             None => self.live().get(key).and_then(|c| c.credentials.clone()),
         };
-        let conn = self.connect(key, credentials).await?;
+        let conn = self.connect(dest, credentials, via).await?;
         let old = self.live().insert(key.clone(), conn.clone());
         if let Some(old) = old {
             old.close_when_idle();
@@ -423,49 +441,86 @@ impl SessionManager {
 
     async fn connect(
         &self,
-        key: &SessionKey,
+        dest: &Destination,
         credentials: Option<Credentials>,
+        via: &[SessionKey],
     ) -> Result<Arc<Connection>, SshError> {
         let cfg = &self.inner.config;
+        let key = &dest.key;
         let started = Instant::now();
         let attempt = async {
-            let tcp = TcpStream::connect((key.host.as_str(), key.port))
-                .await
-                .map_err(|e| {
-                    SshError::Connect(format!("cannot connect to {}:{}: {e}", key.host, key.port))
-                })?;
-            let stream = QuickAckStream::new(tcp);
-            tracing::debug!(peer = ?stream.peer_addr().ok(), "TCP connected");
             let handler = ClientHandler {
                 host: key.host.clone(),
                 port: key.port,
-                policy: cfg.host_key_policy,
-                known_hosts: cfg.known_hosts.clone(),
+                policy: dest.host_key_policy,
+                known_hosts: dest.known_hosts.clone(),
             };
-            let mut handle = client::connect_stream(self.inner.russh.clone(), stream, handler)
-                .await
-                .map_err(|e| match e {
-                    HandlerError::HostKey(e) => e,
-                    HandlerError::Ssh(e) => {
-                        SshError::Connect(format!("{key}: SSH handshake failed: {e}"))
+            let russh = Arc::new(Self::russh_config(dest));
+            let handshake_failed = |e: HandlerError, detail: &str| match e {
+                HandlerError::HostKey(e) => e,
+                HandlerError::Ssh(e) => {
+                    SshError::Connect(format!("{key}: SSH handshake failed: {e}{detail}"))
+                }
+            };
+            let mut handle = match &dest.route {
+                Route::Direct => {
+                    let tcp = TcpStream::connect((key.host.as_str(), key.port))
+                        .await
+                        .map_err(|e| {
+                            SshError::Connect(format!(
+                                "cannot connect to {}:{}: {e}",
+                                key.host, key.port
+                            ))
+                        })?;
+                    let stream = QuickAckStream::new(tcp);
+                    tracing::debug!(peer = ?stream.peer_addr().ok(), "TCP connected");
+                    client::connect_stream(russh, stream, handler)
+                        .await
+                        .map_err(|e| handshake_failed(e, ""))?
+                }
+                Route::Jump(hops) => {
+                    let stream = self.through_jump_hosts(dest, hops, via).await?;
+                    client::connect_stream(russh, stream, handler)
+                        .await
+                        .map_err(|e| handshake_failed(e, ""))?
+                }
+                Route::Command(command) => {
+                    let (stream, stderr) = proxy::spawn(command).map_err(|e| {
+                        SshError::Connect(format!("{key}: cannot start ProxyCommand: {e}"))
+                    })?;
+                    match client::connect_stream(russh, stream, handler).await {
+                        Ok(handle) => handle,
+                        Err(e) => {
+                            // Let the command finish its complaint.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let said = stderr.text();
+                            let detail = if said.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (ProxyCommand said: {said})")
+                            };
+                            return Err(handshake_failed(e, &detail));
+                        }
                     }
-                })?;
-            auth::authenticate(&mut handle, key, credentials.as_ref(), cfg).await?;
+                }
+            };
+            auth::authenticate(&mut handle, dest, credentials.as_ref()).await?;
             Ok::<_, SshError>(handle)
         };
-        let handle = tokio::time::timeout(cfg.connect_timeout, attempt)
+        let handle = tokio::time::timeout(dest.connect_timeout, attempt)
             .await
             .map_err(|_| {
                 SshError::Timeout(format!(
                     "{key}: connecting and authenticating took longer than {} s",
-                    cfg.connect_timeout.as_secs_f64()
+                    dest.connect_timeout.as_secs_f64()
                 ))
             })??;
-        tracing::info!(session = %key, ms = started.elapsed().as_millis() as u64, "connected");
+        tracing::info!(session = %dest.display_name(), ms = started.elapsed().as_millis() as u64, "connected");
         let slots = cfg.channels_per_connection.max(1);
         Ok(Arc::new(Connection {
             handle,
             key: key.clone(),
+            alias: dest.alias.clone(),
             credentials,
             channels: Arc::new(Semaphore::new(slots)),
             channel_slots: slots as u32,
@@ -477,6 +532,79 @@ impl SessionManager {
             active: AtomicU32::new(0),
             broken: AtomicBool::new(false),
         }))
+    }
+
+    /// A direct-tcpip channel to `dest` from the last of `hops`, whose own
+    /// session (reached through the hops before it, or its own ssh_config
+    /// route when it is the first) is shared like any other session.
+    async fn through_jump_hosts(
+        &self,
+        dest: &Destination,
+        hops: &[destination::Hop],
+        via: &[SessionKey],
+    ) -> Result<russh::ChannelStream<Msg>, SshError> {
+        let key = &dest.key;
+        let Some((last, before)) = hops.split_last() else {
+            return Err(SshError::InvalidArgument("empty ProxyJump".into()));
+        };
+        if via.len() >= MAX_JUMP_DEPTH {
+            return Err(SshError::InvalidArgument(format!(
+                "{key}: more than {MAX_JUMP_DEPTH} jump hosts; does ssh_config's ProxyJump loop?"
+            )));
+        }
+        let mut jump = self.resolve(&Target {
+            host: last.host.clone(),
+            username: last.user.clone(),
+            port: last.port,
+            credentials: None,
+        })?;
+        if !before.is_empty() {
+            jump.route = Route::Jump(before.to_vec());
+        }
+        let mut chain = via.to_vec();
+        chain.push(key.clone());
+        let conn = Box::pin(self.connection(&jump, None, &chain))
+            .await
+            .map_err(|e| match e {
+                SshError::HostKey(m) => SshError::HostKey(format!("jump host: {m}")),
+                SshError::Auth(m) => SshError::Auth(format!("jump host: {m}")),
+                other => SshError::Connect(format!(
+                    "{key}: cannot reach jump host {}: {other}",
+                    jump.display_name()
+                )),
+            })?;
+        let channel = conn
+            .handle
+            .channel_open_direct_tcpip(key.host.as_str(), u32::from(key.port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                if conn.handle.is_closed() {
+                    self.mark_broken(&conn);
+                }
+                SshError::Connect(format!(
+                    "{key}: jump host {} could not connect to {}:{}: {e}",
+                    conn.key, key.host, key.port
+                ))
+            })?;
+        tracing::debug!(session = %key, jump = %conn.key, "tunnel open through jump host");
+        Ok(channel.into_stream())
+    }
+
+    /// russh's settings for one connection: keepalive from
+    /// `ServerAliveInterval`, and host certificates asked for only when an
+    /// `@cert-authority` line could vouch for one (as OpenSSH does).
+    fn russh_config(dest: &Destination) -> client::Config {
+        let mut config = client::Config {
+            nodelay: true,
+            keepalive_interval: dest.keepalive.map(|(interval, _)| interval),
+            keepalive_max: dest.keepalive.map_or(3, |(_, max)| max),
+            inactivity_timeout: None,
+            ..client::Config::default()
+        };
+        if known_hosts::has_cert_authority(&dest.known_hosts, &dest.key.host, dest.key.port) {
+            config.preferred.host_key_certificates = config.preferred.key.clone();
+        }
+        config
     }
 }
 
@@ -499,7 +627,7 @@ struct ClientHandler {
     host: String,
     port: u16,
     policy: HostKeyPolicy,
-    known_hosts: std::path::PathBuf,
+    known_hosts: KnownHostsFiles,
 }
 
 #[derive(Debug)]
@@ -521,14 +649,14 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match server_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            // Without a @cert-authority line, OpenSSH checks a host
-            // certificate's plain key; so do we.
-            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
-        };
-        known_hosts::verify(self.policy, &self.known_hosts, &self.host, self.port, &key)
-            .map_err(HandlerError::HostKey)?;
+        known_hosts::verify(
+            self.policy,
+            &self.known_hosts,
+            &self.host,
+            self.port,
+            server_key,
+        )
+        .map_err(HandlerError::HostKey)?;
         Ok(true)
     }
 }

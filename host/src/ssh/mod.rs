@@ -8,12 +8,15 @@
 //! host calls [`SessionManager`] on behalf of tool components.
 
 pub mod auth;
+pub mod destination;
 pub mod exec;
 pub mod jobs;
 mod kill;
 pub mod known_hosts;
 pub mod manager;
 mod net;
+pub mod openssh_config;
+mod proxy;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,10 +24,12 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+pub use destination::Destination;
 pub use exec::{ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
 pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
-pub use known_hosts::HostKeyPolicy;
+pub use known_hosts::{HostKeyPolicy, KnownHostsFiles};
 pub use manager::{SessionInfo, SessionManager};
+pub use openssh_config::ConfigFiles;
 
 /// Why an SSH request failed. The variants mirror the WIT `ssh-error`, so a
 /// guest can tell a wrong password from a refused port.
@@ -107,27 +112,48 @@ impl fmt::Display for SessionKey {
     }
 }
 
+impl Target {
+    /// The target as the call named it, for logs and the audit log:
+    /// `[user@]host[:port]`, before ssh_config fills in the rest.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(u) = &self.username {
+            out.push_str(u);
+            out.push('@');
+        }
+        out.push_str(&self.host);
+        if let Some(p) = self.port {
+            out.push_str(&format!(":{p}"));
+        }
+        out
+    }
+}
+
+/// Validates a host name as given: it ends up in ssh_config matching,
+/// known_hosts lines and logs, so control characters and blanks are
+/// refused. `[::1]` and `::1` name the same host; the bare form is kept.
+pub(crate) fn validate_host(host: &str) -> Result<String, SshError> {
+    let host = host.trim();
+    if host.is_empty() {
+        return Err(SshError::InvalidArgument("host must not be empty".into()));
+    }
+    if host.len() > 255 || host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(SshError::InvalidArgument(format!(
+            "host {host:?} is not a valid host name or address"
+        )));
+    }
+    Ok(host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_string())
+}
+
 impl SessionKey {
-    /// Validates a target's names: they end up in known_hosts lines, logs and
-    /// the remote login, so control characters and blanks are refused.
-    pub fn from_target(target: &Target) -> Result<Self, SshError> {
-        let host = target.host.trim();
-        if host.is_empty() {
-            return Err(SshError::InvalidArgument("host must not be empty".into()));
-        }
-        if host.len() > 255 || host.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(SshError::InvalidArgument(format!(
-                "host {host:?} is not a valid host name or address"
-            )));
-        }
-        let username = match &target.username {
-            Some(u) => u.clone(),
-            None => default_username().ok_or_else(|| {
-                SshError::InvalidArgument(
-                    "username is required: no local user name is known".into(),
-                )
-            })?,
-        };
+    /// Validates resolved names: they reach known_hosts lines, logs and the
+    /// remote login.
+    pub fn new(username: String, host: &str, port: u16) -> Result<Self, SshError> {
+        let host = validate_host(host)?;
         if username.is_empty()
             || username.len() > 255
             || username
@@ -138,18 +164,11 @@ impl SessionKey {
                 "username {username:?} is not a valid user name"
             )));
         }
-        let port = target.port.unwrap_or(22);
         if port == 0 {
             return Err(SshError::InvalidArgument(
                 "port must be between 1 and 65535".into(),
             ));
         }
-        // `[::1]` and `::1` name the same host; keep the bare form.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host)
-            .to_string();
         Ok(Self {
             username,
             host,
@@ -158,19 +177,38 @@ impl SessionKey {
     }
 }
 
-fn default_username() -> Option<String> {
+/// The local user name, as `ssh` finds it: `USER` or `LOGNAME`, else the
+/// passwd entry of this process's user (services often run without either
+/// variable).
+pub(crate) fn default_username() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .or_else(passwd_name)
+}
+
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }
 
 /// Tunables of the SSH core. Defaults are what a user gets with no flags.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
-    /// The known_hosts file checked and (under `accept-new`) appended to.
-    pub known_hosts: PathBuf,
-    pub host_key_policy: HostKeyPolicy,
-    /// TCP connect, handshake and authentication together.
+    /// The ssh_config files read for every destination.
+    pub ssh_config: ConfigFiles,
+    /// The operator's known_hosts file: replaces `UserKnownHostsFile`.
+    pub known_hosts: Option<PathBuf>,
+    /// The operator's host-key policy: replaces `StrictHostKeyChecking`.
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// TCP connect, handshake and authentication together, unless
+    /// ssh_config's `ConnectTimeout` says otherwise for a host.
     pub connect_timeout: Duration,
     pub default_command_timeout: Duration,
     /// Upper bound on any requested command timeout.
@@ -184,9 +222,11 @@ pub struct SshConfig {
     /// yet freed after we saw it close.
     pub channels_per_connection: usize,
     pub keepalive_interval: Duration,
-    /// Tried, in order, when a call gives no credentials (after ssh-agent).
+    /// Tried, in order, when a call gives no credentials (after ssh-agent)
+    /// and ssh_config names no `IdentityFile`.
     pub default_identities: Vec<PathBuf>,
-    /// Use `SSH_AUTH_SOCK` when a call gives no credentials.
+    /// Use an ssh-agent (`IdentityAgent`, else `SSH_AUTH_SOCK`) when a call
+    /// gives no credentials.
     pub use_agent: bool,
     /// Background jobs running at once per connection (they hold a channel
     /// each; they get fewer than `channels_per_connection`).
@@ -201,8 +241,9 @@ impl Default for SshConfig {
     fn default() -> Self {
         let ssh_dir = dirs::home_dir().unwrap_or_default().join(".ssh");
         Self {
-            known_hosts: ssh_dir.join("known_hosts"),
-            host_key_policy: HostKeyPolicy::AcceptNew,
+            ssh_config: ConfigFiles::default(),
+            known_hosts: None,
+            host_key_policy: None,
             connect_timeout: Duration::from_secs(15),
             default_command_timeout: Duration::from_secs(60),
             max_command_timeout: Duration::from_secs(24 * 3600),
@@ -226,36 +267,27 @@ impl Default for SshConfig {
 mod tests {
     use super::*;
 
-    fn target(host: &str, user: Option<&str>, port: Option<u16>) -> Target {
-        Target {
-            host: host.into(),
-            username: user.map(Into::into),
-            port,
-            credentials: None,
-        }
-    }
-
     #[test]
-    fn session_key_defaults_port_22_and_strips_brackets() {
-        let k = SessionKey::from_target(&target("[::1]", Some("bob"), None)).unwrap();
+    fn session_key_strips_brackets() {
+        let k = SessionKey::new("bob".into(), "[::1]", 22).unwrap();
         assert_eq!(k.to_string(), "bob@[::1]:22");
     }
 
     #[test]
     fn session_key_rejects_port_zero_and_blank_names() {
-        for t in [
-            target("h", Some("u"), Some(0)),
-            target("  ", Some("u"), None),
-            target("a b", Some("u"), None),
-            target("h", Some("u\nx"), None),
-            target("h", Some(""), None),
+        for (user, host, port) in [
+            ("u", "h", 0),
+            ("u", "  ", 22),
+            ("u", "a b", 22),
+            ("u\nx", "h", 22),
+            ("", "h", 22),
         ] {
             assert!(
                 matches!(
-                    SessionKey::from_target(&t),
+                    SessionKey::new(user.into(), host, port),
                     Err(SshError::InvalidArgument(_))
                 ),
-                "{t:?} accepted"
+                "{user:?} {host:?} {port} accepted"
             );
         }
     }

@@ -1,0 +1,415 @@
+//! Where a call really goes: a tool's [`Target`] resolved through ssh_config
+//! into a session key, a route (direct, jump hosts or a proxy command) and
+//! the options of that connection, as `ssh` would resolve them.
+//!
+//! Precedence follows `ssh`: explicit tool arguments, then the operator's
+//! command-line flags, then ssh_config (first value wins), then defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::known_hosts::KnownHostsFiles;
+use super::openssh_config::{Query, Tokens, expand_hostname};
+use super::{HostKeyPolicy, SessionKey, SshConfig, SshError, Target};
+
+/// A resolved destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub key: SessionKey,
+    /// The name the call used, when ssh_config maps it to another host name.
+    pub alias: Option<String>,
+    pub route: Route,
+    /// Keys tried when a call brings no credentials of its own.
+    pub identity_files: Vec<PathBuf>,
+    pub certificate_files: Vec<PathBuf>,
+    /// Only `identity_files` are offered, never the agent's other keys.
+    pub identities_only: bool,
+    pub agent: Option<Agent>,
+    /// Authentication methods in the order they are tried.
+    pub methods: Vec<Method>,
+    pub known_hosts: KnownHostsFiles,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    /// Keepalive interval and how many unanswered ones end the connection.
+    pub keepalive: Option<(Duration, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    /// Through these hosts, first to last, over direct-tcpip channels.
+    Jump(Vec<Hop>),
+    /// Through the stdin and stdout of this shell command.
+    Command(String),
+}
+
+/// One `ProxyJump` host: `[user@]host[:port]`, itself resolved through
+/// ssh_config when it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Agent {
+    /// `SSH_AUTH_SOCK`.
+    Env,
+    Socket(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    PublicKey,
+    KeyboardInteractive,
+    Password,
+}
+
+const DEFAULT_METHODS: [Method; 3] = [
+    Method::PublicKey,
+    Method::KeyboardInteractive,
+    Method::Password,
+];
+
+impl Destination {
+    /// How the session is shown: `user@host:port`, or `alias (user@host:port)`.
+    pub fn display_name(&self) -> String {
+        display_name(self.alias.as_deref(), &self.key)
+    }
+}
+
+pub(crate) fn display_name(alias: Option<&str>, key: &SessionKey) -> String {
+    match alias {
+        Some(alias) => format!("{alias} ({key})"),
+        None => key.to_string(),
+    }
+}
+
+/// Resolves `target` through the operator's settings and ssh_config.
+pub(crate) fn resolve(target: &Target, config: &SshConfig) -> Result<Destination, SshError> {
+    let given = super::validate_host(&target.host)?;
+    let local_user = super::default_username().unwrap_or_default();
+    let query = Query {
+        host: &given,
+        user: target.username.as_deref(),
+        port: target.port,
+        local_user: &local_user,
+    };
+    let host_config = config
+        .ssh_config
+        .resolve(&query)
+        .map_err(|e| SshError::InvalidArgument(format!("ssh_config: {e}")))?;
+
+    let hostname = host_config
+        .hostname
+        .as_deref()
+        .map_or_else(|| given.clone(), |h| expand_hostname(h, &given));
+    let username = match host_config.user.clone() {
+        Some(u) => u,
+        None if !local_user.is_empty() => local_user.clone(),
+        None => {
+            return Err(SshError::InvalidArgument(
+                "username is required: ssh_config names no User and no local user name is known"
+                    .into(),
+            ));
+        }
+    };
+    let key = SessionKey::new(username, &hostname, host_config.port.unwrap_or(22))?;
+    let alias =
+        (key.host != given.to_ascii_lowercase() && key.host != given).then(|| given.clone());
+
+    let tokens = Tokens {
+        host: &key.host,
+        original_host: &given,
+        port: key.port,
+        remote_user: &key.username,
+        local_user: &local_user,
+    };
+    let expand = |what: &str, value: &str| {
+        tokens
+            .expand(value)
+            .map_err(|e| SshError::InvalidArgument(format!("ssh_config {what}: {e}")))
+    };
+    let paths = |what: &str, values: &[String]| -> Result<Vec<PathBuf>, SshError> {
+        values
+            .iter()
+            .filter(|v| !v.eq_ignore_ascii_case("none"))
+            .map(|v| expand(what, v).map(PathBuf::from))
+            .collect()
+    };
+
+    let identity_files = if host_config.identity_files.is_empty() {
+        config.default_identities.clone()
+    } else {
+        paths("IdentityFile", &host_config.identity_files)?
+    };
+    let certificate_files = paths("CertificateFile", &host_config.certificate_files)?;
+
+    let route = match (&host_config.proxy_jump, &host_config.proxy_command) {
+        (Some(jump), _) if !jump.eq_ignore_ascii_case("none") => Route::Jump(parse_jump(jump)?),
+        (_, Some(command)) if !command.eq_ignore_ascii_case("none") => {
+            Route::Command(expand("ProxyCommand", command)?)
+        }
+        _ => Route::Direct,
+    };
+
+    let agent = match host_config.identity_agent.as_deref() {
+        _ if !config.use_agent => None,
+        None => Some(Agent::Env),
+        Some(v) if v.eq_ignore_ascii_case("none") => None,
+        Some("SSH_AUTH_SOCK") => Some(Agent::Env),
+        Some(v) => match v.strip_prefix('$') {
+            Some(var) => std::env::var_os(var.trim_matches(['{', '}']))
+                .filter(|s| !s.is_empty())
+                .map(|s| Agent::Socket(PathBuf::from(s))),
+            None => Some(Agent::Socket(PathBuf::from(expand("IdentityAgent", v)?))),
+        },
+    };
+
+    let mut methods: Vec<Method> = match &host_config.preferred_authentications {
+        Some(list) => list
+            .iter()
+            .filter_map(|m| match m.as_str() {
+                "publickey" => Some(Method::PublicKey),
+                "keyboard-interactive" => Some(Method::KeyboardInteractive),
+                "password" => Some(Method::Password),
+                _ => None,
+            })
+            .collect(),
+        None => DEFAULT_METHODS.to_vec(),
+    };
+    let off = [
+        (host_config.pubkey_authentication, Method::PublicKey),
+        (
+            host_config.kbd_interactive_authentication,
+            Method::KeyboardInteractive,
+        ),
+        (host_config.password_authentication, Method::Password),
+    ];
+    for (enabled, method) in off {
+        if enabled == Some(false) {
+            methods.retain(|m| *m != method);
+        }
+    }
+    methods.dedup();
+
+    let ssh_dir = dirs::home_dir().unwrap_or_default().join(".ssh");
+    let user_known_hosts = match (&config.known_hosts, &host_config.user_known_hosts_files) {
+        (Some(path), _) => vec![path.clone()],
+        (None, Some(files)) => paths("UserKnownHostsFile", files)?,
+        (None, None) => vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
+    };
+    let global_known_hosts = match &host_config.global_known_hosts_files {
+        Some(files) => paths("GlobalKnownHostsFile", files)?,
+        None => vec![
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+        ],
+    };
+    let host_key_policy = match (
+        config.host_key_policy,
+        &host_config.strict_host_key_checking,
+    ) {
+        (Some(policy), _) => policy,
+        (None, Some(v)) => match v.as_str() {
+            // `ask` needs a terminal; without one ssh refuses, and so do we.
+            "yes" | "ask" => HostKeyPolicy::Strict,
+            "accept-new" => HostKeyPolicy::AcceptNew,
+            "no" | "off" => HostKeyPolicy::Off,
+            other => {
+                return Err(SshError::InvalidArgument(format!(
+                    "ssh_config StrictHostKeyChecking {other:?} is not yes, accept-new, no or ask"
+                )));
+            }
+        },
+        (None, None) => HostKeyPolicy::AcceptNew,
+    };
+
+    let connect_timeout = host_config
+        .connect_timeout
+        .filter(|s| *s > 0)
+        .map_or(config.connect_timeout, Duration::from_secs);
+    let keepalive = match host_config.server_alive_interval {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None => Some(config.keepalive_interval),
+    }
+    .map(|interval| {
+        let max = host_config.server_alive_count_max.unwrap_or(3).max(1);
+        (interval, max as usize)
+    });
+
+    Ok(Destination {
+        key,
+        alias,
+        route,
+        identity_files,
+        certificate_files,
+        identities_only: host_config.identities_only.unwrap_or(false),
+        agent,
+        methods,
+        known_hosts: KnownHostsFiles {
+            user: user_known_hosts,
+            global: global_known_hosts,
+            hash: host_config.hash_known_hosts.unwrap_or(false),
+        },
+        host_key_policy,
+        connect_timeout,
+        keepalive,
+    })
+}
+
+/// `ProxyJump`: comma-separated `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+pub(crate) fn parse_jump(value: &str) -> Result<Vec<Hop>, SshError> {
+    let bad = |hop: &str| {
+        SshError::InvalidArgument(format!(
+            "ssh_config ProxyJump {hop:?} is not [user@]host[:port]"
+        ))
+    };
+    value
+        .split(',')
+        .map(|hop| {
+            let spec = hop.trim();
+            let spec = spec.strip_prefix("ssh://").unwrap_or(spec);
+            let (user, rest) = match spec.rsplit_once('@') {
+                Some((u, r)) => (Some(u.to_string()), r),
+                None => (None, spec),
+            };
+            let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+                let (h, after) = inner.split_once(']').ok_or_else(|| bad(hop))?;
+                let port = match after.strip_prefix(':') {
+                    Some(p) => Some(p.parse().map_err(|_| bad(hop))?),
+                    None if after.is_empty() => None,
+                    None => return Err(bad(hop)),
+                };
+                (h.to_string(), port)
+            } else {
+                match rest.split_once(':') {
+                    Some((h, p)) => (h.to_string(), Some(p.parse().map_err(|_| bad(hop))?)),
+                    None => (rest.to_string(), None),
+                }
+            };
+            if host.is_empty() || user.as_deref() == Some("") || port == Some(0) {
+                return Err(bad(hop));
+            }
+            Ok(Hop { host, user, port })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::openssh_config::ConfigFiles;
+
+    fn config_with(text: &str) -> (tempfile::TempDir, SshConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        let config = SshConfig {
+            ssh_config: ConfigFiles {
+                user: Some(path),
+                system: None,
+            },
+            ..SshConfig::default()
+        };
+        (dir, config)
+    }
+
+    fn target(host: &str, user: Option<&str>, port: Option<u16>) -> Target {
+        Target {
+            host: host.into(),
+            username: user.map(Into::into),
+            port,
+            credentials: None,
+        }
+    }
+
+    #[test]
+    fn alias_resolves_to_user_hostname_port() {
+        let (_d, cfg) = config_with(
+            "Host db-prod\n HostName 10.0.0.5\n User deploy\n Port 2200\n \
+             IdentityFile %d/keys/%r@%h\n ProxyJump ops@bastion:2222,[::1]\n",
+        );
+        let d = resolve(&target("db-prod", None, None), &cfg).unwrap();
+        assert_eq!(d.key.to_string(), "deploy@10.0.0.5:2200");
+        assert_eq!(d.display_name(), "db-prod (deploy@10.0.0.5:2200)");
+        let home = dirs::home_dir().unwrap();
+        assert_eq!(
+            d.identity_files,
+            [home.join("keys/deploy@10.0.0.5")],
+            "identity files"
+        );
+        assert_eq!(
+            d.route,
+            Route::Jump(vec![
+                Hop {
+                    host: "bastion".into(),
+                    user: Some("ops".into()),
+                    port: Some(2222)
+                },
+                Hop {
+                    host: "::1".into(),
+                    user: None,
+                    port: None
+                },
+            ])
+        );
+        let explicit = resolve(&target("db-prod", Some("root"), Some(22)), &cfg).unwrap();
+        assert_eq!(explicit.key.to_string(), "root@10.0.0.5:22");
+    }
+
+    #[test]
+    fn no_config_means_the_host_as_given_and_defaults() {
+        let (_d, cfg) = config_with("");
+        let d = resolve(&target("127.0.0.1", Some("u"), None), &cfg).unwrap();
+        assert_eq!(d.key.to_string(), "u@127.0.0.1:22");
+        assert_eq!(d.alias, None);
+        assert_eq!(d.route, Route::Direct);
+        assert_eq!(d.methods, DEFAULT_METHODS);
+        assert_eq!(d.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(d.identity_files, cfg.default_identities);
+    }
+
+    #[test]
+    fn auth_and_host_key_options() {
+        let (_d, cfg) = config_with(
+            "Host h\n PreferredAuthentications password,publickey\n PasswordAuthentication no\n \
+             StrictHostKeyChecking yes\n UserKnownHostsFile ~/kh1 /tmp/kh2\n HashKnownHosts yes\n \
+             IdentityAgent none\n ConnectTimeout 4\n ServerAliveInterval 0\n ProxyJump none\n \
+             ProxyCommand nc %h %p\n",
+        );
+        let d = resolve(&target("h", Some("u"), None), &cfg).unwrap();
+        assert_eq!(d.methods, [Method::PublicKey]);
+        assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
+        let home = dirs::home_dir().unwrap();
+        assert_eq!(
+            d.known_hosts.user,
+            [home.join("kh1"), PathBuf::from("/tmp/kh2")]
+        );
+        assert!(d.known_hosts.hash);
+        assert_eq!(d.agent, None);
+        assert_eq!(d.connect_timeout, Duration::from_secs(4));
+        assert_eq!(d.keepalive, None);
+        // ProxyJump none came first, so the ProxyCommand is not used.
+        assert_eq!(d.route, Route::Direct);
+    }
+
+    #[test]
+    fn operator_flags_beat_ssh_config() {
+        let (_d, mut cfg) = config_with("Host *\n StrictHostKeyChecking no\n");
+        cfg.host_key_policy = Some(HostKeyPolicy::Strict);
+        cfg.known_hosts = Some(PathBuf::from("/k"));
+        let d = resolve(&target("h", Some("u"), None), &cfg).unwrap();
+        assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(d.known_hosts.user, [PathBuf::from("/k")]);
+    }
+
+    #[test]
+    fn bad_jumps_are_refused() {
+        for bad in ["", "user@", "h:0", "h:x", "[::1", "@h"] {
+            assert!(parse_jump(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
