@@ -88,6 +88,10 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
 }
@@ -709,6 +713,56 @@ async fn main() {
         host.as_micros()
     );
     row([&plugin, "", "", "", "", ""]);
+
+    let samples = if quick { 200 } else { 2000 };
+    let r = resolve_cost(home.path(), samples);
+    row([
+        &format!("ssh_config resolution per call, 200 Host blocks + the system file, n={samples}"),
+        &micros(r.median),
+        &micros(r.p90),
+        &micros(r.p99),
+        &format!("warm call: {}", ms(w.median)),
+        &ratio(r.median, w.median),
+    ]);
+}
+
+/// In-process cost of resolving a target through ssh_config, which every
+/// call pays: a user file of 200 `Host` blocks (the match is the last) and
+/// this machine's `/etc/ssh/ssh_config` with its `Include`.
+fn resolve_cost(dir: &Path, n: usize) -> Stats {
+    use mcp_ssh_session::ssh::{ConfigFiles, SessionManager, SshConfig, Target};
+    let path = dir.join("ssh_config_bench");
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!(
+            "Host web-{i} web-{i}.example\n  HostName 10.0.{}.{}\n  User deploy\n  \
+             Port {}\n  IdentityFile ~/.ssh/id_web_{i}\n\n",
+            i / 250,
+            i % 250,
+            2200 + i
+        ));
+    }
+    text.push_str("Host *\n  ServerAliveInterval 30\n  SendEnv LANG\n");
+    std::fs::write(&path, text).unwrap();
+    let manager = SessionManager::new(SshConfig {
+        ssh_config: ConfigFiles {
+            user: Some(path),
+            system: Some("/etc/ssh/ssh_config".into()),
+        },
+        ..SshConfig::default()
+    });
+    let target = Target {
+        host: "web-199".into(),
+        ..Target::default()
+    };
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let dest = manager.resolve(&target).unwrap();
+        times.push(started.elapsed());
+        assert_eq!(dest.key.port, 2399);
+    }
+    stats(times)
 }
 
 fn sshd_version() -> String {

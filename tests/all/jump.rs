@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::server::{Builder, Server, stdout, structured, text, tool_error};
+use crate::server::{Builder, Server, session_names, stdout, succeeded, tool_error};
 use crate::sshd::{Options, Sshd, TEST_USER};
 
 /// Network namespaces made for one test, deleted on drop.
@@ -21,8 +21,8 @@ struct Namespaces {
 
 impl Namespaces {
     /// client <-> jump on 10.77.1.0/24, jump <-> target on 10.77.2.0/24;
-    /// the client has no route to the second network. `None` (with the
-    /// reason) when this machine cannot make namespaces.
+    /// the client has no route to the second network. The reason when this
+    /// machine cannot make namespaces.
     fn client_jump_target() -> Result<Self, String> {
         let id = format!("{}-{}", std::process::id(), crate::sshd::free_port());
         let names: Vec<String> = ["c", "j", "t"]
@@ -95,10 +95,6 @@ fn host_block(alias: &str, sshd: &Sshd, extra: &str) -> String {
     )
 }
 
-fn ok(res: &rmcp::model::CallToolResult) {
-    assert_ne!(res.is_error, Some(true), "tool failed: {}", text(res));
-}
-
 /// The target is reachable only through the jump host; both hops' keys
 /// are checked; two targets share one jump connection; a changed key on
 /// either hop is refused.
@@ -156,7 +152,7 @@ async fn proxy_jump_reaches_a_target_only_the_jump_host_can_route_to() {
             json!({"host": "target", "command": "echo $SSH_CONNECTION"}),
         )
         .await;
-    ok(&res);
+    succeeded(&res);
     let from = stdout(&res);
     if namespaces.is_some() {
         // The target saw the jump host's address on the inner network.
@@ -168,28 +164,25 @@ async fn proxy_jump_reaches_a_target_only_the_jump_host_can_route_to() {
         "the jump host did not forward to the target:\n{}",
         jump.log()
     );
-    ok(&server
-        .call(
-            "execute_command",
-            json!({"host": "target2", "command": "true"}),
-        )
-        .await);
+    succeeded(
+        &server
+            .call(
+                "execute_command",
+                json!({"host": "target2", "command": "true"}),
+            )
+            .await,
+    );
     // One connection to the jump host served both targets.
     assert_eq!(jump.log().matches("Accepted publickey").count(), 1);
     let list = server.call("list_sessions", json!({})).await;
-    let shown: Vec<String> = structured(&list)["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session"].as_str().unwrap().to_string())
-        .collect();
+    let shown = session_names(&list);
     for (alias, sshd) in [("jump", &jump), ("target", &target), ("target2", &target2)] {
         let name = format!("{alias} ({TEST_USER}@{}:{})", sshd.addr(), sshd.port());
         assert!(shown.contains(&name), "{name} not in {shown:?}");
     }
 
     // A changed key on the target is refused...
-    ok(&server.call("close_all_sessions", json!({})).await);
+    succeeded(&server.call("close_all_sessions", json!({})).await);
     target.change_host_key();
     let err = tool_error(
         &server
@@ -206,7 +199,7 @@ async fn proxy_jump_reaches_a_target_only_the_jump_host_can_route_to() {
     );
 
     // ...and so is one on the jump host, before any target is reached.
-    ok(&server.call("close_all_sessions", json!({})).await);
+    succeeded(&server.call("close_all_sessions", json!({})).await);
     jump.change_host_key();
     let err = tool_error(
         &server
@@ -252,7 +245,7 @@ async fn proxy_jump_chains_go_through_every_hop_in_order() {
             json!({"host": "target", "command": "echo through"}),
         )
         .await;
-    ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), "through");
     let forwards = |sshd: &Sshd, to: &Sshd| {
         let log = sshd.log();
@@ -311,7 +304,7 @@ async fn proxy_command_carries_the_connection() {
             json!({"host": "target", "command": "echo proxied"}),
         )
         .await;
-    ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), "proxied");
     assert!(
         jump.log().contains("server_request_direct_tcpip"),

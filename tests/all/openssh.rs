@@ -9,22 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, stdout, structured, text, tool_error};
+use crate::server::{Server, session_names, stdout, structured, succeeded, text, tool_error};
 use crate::sshd::{Options, Sshd, TEST_PASSWORD, TEST_USER};
-
-fn call_ok(res: &rmcp::model::CallToolResult) -> String {
-    assert_ne!(res.is_error, Some(true), "tool failed: {}", text(res));
-    text(res)
-}
-
-fn sessions(res: &rmcp::model::CallToolResult) -> Vec<String> {
-    structured(res)["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session"].as_str().unwrap().to_string())
-        .collect()
-}
 
 /// An alias with `HostName`, `User`, `Port` and a token-expanded
 /// `IdentityFile`: the call names only the alias and the command.
@@ -48,13 +34,13 @@ async fn an_alias_gets_hostname_user_port_and_identity_from_ssh_config() {
             json!({"host": "db-prod", "command": "id -un"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
     let shown = format!("db-prod ({TEST_USER}@127.0.0.1:{})", sshd.port());
     assert_eq!(structured(&res)["session"], shown.as_str());
 
     let list = server.call("list_sessions", json!({})).await;
-    assert_eq!(sessions(&list), std::slice::from_ref(&shown));
+    assert_eq!(session_names(&list), std::slice::from_ref(&shown));
     assert!(text(&list).contains(&shown), "{}", text(&list));
 
     // The same host by its real name rides on the same session.
@@ -65,7 +51,7 @@ async fn an_alias_gets_hostname_user_port_and_identity_from_ssh_config() {
                    "command": "true"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(sshd.log().matches("Accepted publickey").count(), 1);
 
     let closed = server
@@ -74,7 +60,7 @@ async fn an_alias_gets_hostname_user_port_and_identity_from_ssh_config() {
     assert_eq!(structured(&closed)["session"], shown.as_str());
     assert_eq!(structured(&closed)["closed"], true);
     let list = server.call("list_sessions", json!({})).await;
-    assert!(sessions(&list).is_empty());
+    assert!(session_names(&list).is_empty());
 }
 
 /// Explicit arguments beat ssh_config, as on `ssh`'s command line.
@@ -102,7 +88,7 @@ async fn explicit_arguments_beat_ssh_config() {
                    "command": "id -un"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
 }
 
@@ -143,7 +129,7 @@ async fn include_match_and_the_system_file_resolve_like_ssh() {
             json!({"host": "web", "command": "id -un"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
     let log = server.log();
     assert!(
@@ -165,7 +151,7 @@ async fn a_malformed_ssh_config_is_a_clear_error() {
         .await;
     let err = tool_error(&res);
     assert!(err.contains("line 2") && err.contains("banana"), "{err}");
-    call_ok(&server.call("list_sessions", json!({})).await);
+    succeeded(&server.call("list_sessions", json!({})).await);
 }
 
 /// Keyboard-interactive is answered from the password when the server
@@ -185,7 +171,7 @@ async fn keyboard_interactive_only_servers_take_the_password() {
     assert!(err.contains("keyboard-interactive"), "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
     let res = server.call("execute_command", args(TEST_PASSWORD)).await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
     assert!(
         sshd.log().contains("Accepted keyboard-interactive/pam"),
@@ -253,7 +239,7 @@ async fn certificate_file_logs_in_with_a_user_certificate() {
             json!({"host": "ca-host", "command": "id -un"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
     assert!(
         sshd.log().contains("Accepted publickey") && sshd.log().contains("ID mcpssh-test-user"),
@@ -327,7 +313,7 @@ async fn an_ssh_agent_from_ssh_auth_sock_logs_in() {
         .spawn()
         .await;
     let res = server.call("execute_command", bare(&sshd)).await;
-    call_ok(&res);
+    succeeded(&res);
     assert_eq!(stdout(&res).trim(), TEST_USER);
 
     // Without the agent the same call has nothing to log in with.
@@ -345,7 +331,7 @@ async fn identity_agent_and_identities_only() {
     let config = format!("Host *\n{agent_line}");
     let server = Server::builder().ssh_config(&config).spawn().await;
     let res = server.call("execute_command", bare(&sshd)).await;
-    call_ok(&res);
+    succeeded(&res);
 
     let only = format!("Host *\n  IdentitiesOnly yes\n{agent_line}");
     let server = Server::builder().ssh_config(&only).spawn().await;
@@ -369,7 +355,7 @@ async fn hashed_known_hosts_entries_are_accepted_by_real_ssh() {
                    "key_filename": sshd.client_key(), "command": "true"}),
         )
         .await;
-    call_ok(&res);
+    succeeded(&res);
     let known = std::fs::read_to_string(server.known_hosts()).unwrap();
     assert!(
         known.starts_with("|1|") && !known.contains("127.0.0.1"),
@@ -445,7 +431,7 @@ async fn several_known_hosts_files_and_revocation() {
     let args = json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
                       "command": "true"});
     let server = Server::builder().ssh_config(&config(false)).spawn().await;
-    call_ok(&server.call("execute_command", args.clone()).await);
+    succeeded(&server.call("execute_command", args.clone()).await);
 
     let server = Server::builder().ssh_config(&config(true)).spawn().await;
     let err = tool_error(&server.call("execute_command", args).await);
@@ -481,7 +467,62 @@ async fn cert_authority_vouches_for_host_certificates() {
             server.call("execute_command", args).await
         }
     };
-    call_ok(&run(sshd.host_ca()).await);
+    succeeded(&run(sshd.host_ca()).await);
     let err = tool_error(&run(other_ca.host_ca()).await);
     assert!(err.contains("not in the known_hosts files"), "{err}");
+}
+
+/// `ConnectTimeout` bounds connecting: a server that accepts the TCP
+/// connection and never speaks SSH fails the call after it.
+#[tokio::test]
+async fn connect_timeout_from_ssh_config_bounds_a_silent_server() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let server = Server::builder()
+        .ssh_config("Host silent\n  HostName 127.0.0.1\n  ConnectTimeout 1\n")
+        .spawn()
+        .await;
+    let started = std::time::Instant::now();
+    let res = server
+        .call(
+            "execute_command",
+            json!({"host": "silent", "port": port, "username": TEST_USER, "command": "true"}),
+        )
+        .await;
+    let err = tool_error(&res);
+    assert!(err.contains("longer than 1 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// `ServerAliveInterval` and `ServerAliveCountMax`: a server that stops
+/// answering is found dead by keepalives and leaves the session list; the
+/// next call reconnects once it answers again.
+#[tokio::test]
+async fn server_alive_settings_detect_a_frozen_server() {
+    let sshd = Sshd::start();
+    let config = format!(
+        "Host frozen\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  \
+         IdentityFile {}\n  ServerAliveInterval 1\n  ServerAliveCountMax 1\n",
+        sshd.port(),
+        sshd.client_key().display()
+    );
+    let server = Server::builder().ssh_config(&config).spawn().await;
+    let run = json!({"host": "frozen", "command": "true"});
+    succeeded(&server.call("execute_command", run.clone()).await);
+    sshd.freeze_connections(true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let list = server.call("list_sessions", json!({})).await;
+        if session_names(&list).is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frozen session is still listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    sshd.freeze_connections(false);
+    succeeded(&server.call("execute_command", run).await);
+    assert_eq!(sshd.log().matches("Accepted publickey").count(), 2);
 }

@@ -214,6 +214,22 @@ pub fn text(res: &CallToolResult) -> String {
         .join("\n")
 }
 
+/// The text of a result that must not be a tool error.
+pub fn succeeded(res: &CallToolResult) -> String {
+    assert_ne!(res.is_error, Some(true), "tool failed: {}", text(res));
+    text(res)
+}
+
+/// The `session` names of a `list_sessions` result.
+pub fn session_names(res: &CallToolResult) -> Vec<String> {
+    structured(res)["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The text of a result that must be a tool error (`isError: true`).
 pub fn tool_error(res: &CallToolResult) -> String {
     assert_eq!(

@@ -198,6 +198,19 @@ impl Sshd {
         self.launch();
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) every connection sshd
+    /// serves: a server that stops answering without closing anything.
+    pub fn freeze_connections(&self, frozen: bool) {
+        let Some(child) = &self.child else { return };
+        let pids = descendants(child.id());
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let _ = Command::new("kill")
+            .arg(signal)
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    }
+
     /// What sshd logged so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()

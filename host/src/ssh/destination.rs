@@ -116,8 +116,7 @@ pub(crate) fn resolve(target: &Target, config: &SshConfig) -> Result<Destination
         }
     };
     let key = SessionKey::new(username, &hostname, host_config.port.unwrap_or(22))?;
-    let alias =
-        (key.host != given.to_ascii_lowercase() && key.host != given).then(|| given.clone());
+    let alias = (key.host != given).then(|| given.clone());
 
     let tokens = Tokens {
         host: &key.host,

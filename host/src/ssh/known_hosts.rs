@@ -162,9 +162,13 @@ fn verify_key(
         .first()
         .filter(|_| policy == HostKeyPolicy::AcceptNew)
     else {
+        let why = if policy == HostKeyPolicy::AcceptNew {
+            "there is no UserKnownHostsFile to record it in"
+        } else {
+            "host keys are checked strictly"
+        };
         return Err(SshError::HostKey(format!(
-            "{name} is not in the known_hosts files ({shown}) and host keys are checked \
-             strictly; the server offered {}",
+            "{name} is not in the known_hosts files ({shown}) and {why}; the server offered {}",
             fingerprint(key)
         )));
     };

@@ -139,6 +139,11 @@ impl Resolver<'_> {
         // Lines before the first Host or Match apply to every host.
         let mut active = true;
         for (index, raw) in text.lines().enumerate() {
+            // Most lines sit in blocks for other hosts: skip them before
+            // tokenizing, which is most of the cost of a large config.
+            if !active && !opens_block(raw) {
+                continue;
+            }
             let err = |message: String| ConfigError {
                 file: file.clone(),
                 line: index + 1,
@@ -315,6 +320,16 @@ impl Resolver<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a line starts a `Host` or `Match` block.
+fn opens_block(line: &str) -> bool {
+    let line = line.trim_start();
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
+    let keyword = &line[..end];
+    keyword.eq_ignore_ascii_case("host") || keyword.eq_ignore_ascii_case("match")
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T) {
