@@ -193,7 +193,8 @@ async fn preferred_authentications_limits_the_methods() {
                    "password": TEST_PASSWORD, "command": "true"}),
         )
         .await;
-    tool_error(&res);
+    let err = tool_error(&res);
+    assert!(err.contains("ssh_config allows publickey,"), "{err}");
     assert!(!sshd.log().contains("Accepted password"), "{}", sshd.log());
 }
 

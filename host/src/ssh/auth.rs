@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use russh::MethodKind;
 use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
@@ -29,9 +30,31 @@ pub(crate) async fn authenticate<H: Handler>(
     credentials: Option<&Credentials>,
 ) -> Result<(), SshError> {
     let key = &dest.key;
+    // Ask with `none` first, as ssh does: the answer lists the methods the
+    // server accepts, and sshd does not delay it the way it pads every
+    // failed real attempt (~10 ms, to hide which users exist).
+    let offered = match handle
+        .authenticate_none(key.username.as_str())
+        .await
+        .map_err(|e| lost(key, e))?
+    {
+        AuthResult::Success => return Ok(()),
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => remaining_methods,
+    };
+    let offers = |m: &Method| {
+        let kind = match m {
+            Method::PublicKey => MethodKind::PublicKey,
+            Method::KeyboardInteractive => MethodKind::KeyboardInteractive,
+            Method::Password => MethodKind::Password,
+        };
+        // A server that names nothing gets every method tried.
+        offered.is_empty() || offered.contains(&kind)
+    };
     let mut refused: Vec<String> = Vec::new();
     let certificates = load_certificates(&dest.certificate_files).await;
-    for method in &dest.methods {
+    for method in dest.methods.iter().filter(|m| offers(m)) {
         let done = match (method, credentials) {
             (Method::PublicKey, Some(c)) => match &c.key_file {
                 Some(path) => {
@@ -77,7 +100,19 @@ pub(crate) async fn authenticate<H: Handler>(
         }
     }
     let tried = if refused.is_empty() {
-        "nothing could be tried".to_string()
+        let offered: Vec<&str> = offered.iter().map(<&str>::from).collect();
+        let allowed: Vec<&str> = dest.methods.iter().map(|m| m.name()).collect();
+        let given = match credentials {
+            Some(c) if c.key_file.is_some() && c.password.is_some() => "a key file and a password",
+            Some(c) if c.key_file.is_some() => "a key file",
+            _ => "a password",
+        };
+        format!(
+            "nothing could be tried: the server accepts {}, ssh_config allows {}, and the \
+             call gave {given}",
+            offered.join(", "),
+            allowed.join(", ")
+        )
     } else {
         format!("the server rejected {}", refused.join(", "))
     };

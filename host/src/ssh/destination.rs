@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::known_hosts::KnownHostsFiles;
-use super::openssh_config::{Query, Tokens, expand_hostname};
+use super::openssh_config::{ConfigCache, Query, Tokens, expand_hostname};
 use super::{HostKeyPolicy, SessionKey, SshConfig, SshError, Target};
 
 /// A resolved destination.
@@ -66,6 +66,17 @@ pub enum Method {
     Password,
 }
 
+impl Method {
+    /// The method's name on the wire and in `PreferredAuthentications`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::PublicKey => "publickey",
+            Method::KeyboardInteractive => "keyboard-interactive",
+            Method::Password => "password",
+        }
+    }
+}
+
 const DEFAULT_METHODS: [Method; 3] = [
     Method::PublicKey,
     Method::KeyboardInteractive,
@@ -87,7 +98,11 @@ pub(crate) fn display_name(alias: Option<&str>, key: &SessionKey) -> String {
 }
 
 /// Resolves `target` through the operator's settings and ssh_config.
-pub(crate) fn resolve(target: &Target, config: &SshConfig) -> Result<Destination, SshError> {
+pub(crate) fn resolve(
+    target: &Target,
+    config: &SshConfig,
+    cache: &ConfigCache,
+) -> Result<Destination, SshError> {
     let given = super::validate_host(&target.host)?;
     let local_user = super::default_username().unwrap_or_default();
     let query = Query {
@@ -96,9 +111,8 @@ pub(crate) fn resolve(target: &Target, config: &SshConfig) -> Result<Destination
         port: target.port,
         local_user: &local_user,
     };
-    let host_config = config
-        .ssh_config
-        .resolve(&query)
+    let host_config = cache
+        .resolve(&config.ssh_config, &query)
         .map_err(|e| SshError::InvalidArgument(format!("ssh_config: {e}")))?;
 
     let hostname = host_config
@@ -169,12 +183,7 @@ pub(crate) fn resolve(target: &Target, config: &SshConfig) -> Result<Destination
     let mut methods: Vec<Method> = match &host_config.preferred_authentications {
         Some(list) => list
             .iter()
-            .filter_map(|m| match m.as_str() {
-                "publickey" => Some(Method::PublicKey),
-                "keyboard-interactive" => Some(Method::KeyboardInteractive),
-                "password" => Some(Method::Password),
-                _ => None,
-            })
+            .filter_map(|m| DEFAULT_METHODS.into_iter().find(|d| d.name() == m))
             .collect(),
         None => DEFAULT_METHODS.to_vec(),
     };
@@ -331,7 +340,12 @@ mod tests {
             "Host db-prod\n HostName 10.0.0.5\n User deploy\n Port 2200\n \
              IdentityFile %d/keys/%r@%h\n ProxyJump ops@bastion:2222,[::1]\n",
         );
-        let d = resolve(&target("db-prod", None, None), &cfg).unwrap();
+        let d = resolve(
+            &target("db-prod", None, None),
+            &cfg,
+            &ConfigCache::default(),
+        )
+        .unwrap();
         assert_eq!(d.key.to_string(), "deploy@10.0.0.5:2200");
         assert_eq!(d.display_name(), "db-prod (deploy@10.0.0.5:2200)");
         let home = dirs::home_dir().unwrap();
@@ -355,14 +369,24 @@ mod tests {
                 },
             ])
         );
-        let explicit = resolve(&target("db-prod", Some("root"), Some(22)), &cfg).unwrap();
+        let explicit = resolve(
+            &target("db-prod", Some("root"), Some(22)),
+            &cfg,
+            &ConfigCache::default(),
+        )
+        .unwrap();
         assert_eq!(explicit.key.to_string(), "root@10.0.0.5:22");
     }
 
     #[test]
     fn no_config_means_the_host_as_given_and_defaults() {
         let (_d, cfg) = config_with("");
-        let d = resolve(&target("127.0.0.1", Some("u"), None), &cfg).unwrap();
+        let d = resolve(
+            &target("127.0.0.1", Some("u"), None),
+            &cfg,
+            &ConfigCache::default(),
+        )
+        .unwrap();
         assert_eq!(d.key.to_string(), "u@127.0.0.1:22");
         assert_eq!(d.alias, None);
         assert_eq!(d.route, Route::Direct);
@@ -379,7 +403,7 @@ mod tests {
              IdentityAgent none\n ConnectTimeout 4\n ServerAliveInterval 0\n ProxyJump none\n \
              ProxyCommand nc %h %p\n",
         );
-        let d = resolve(&target("h", Some("u"), None), &cfg).unwrap();
+        let d = resolve(&target("h", Some("u"), None), &cfg, &ConfigCache::default()).unwrap();
         assert_eq!(d.methods, [Method::PublicKey]);
         assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
         let home = dirs::home_dir().unwrap();
@@ -400,7 +424,7 @@ mod tests {
         let (_d, mut cfg) = config_with("Host *\n StrictHostKeyChecking no\n");
         cfg.host_key_policy = Some(HostKeyPolicy::Strict);
         cfg.known_hosts = Some(PathBuf::from("/k"));
-        let d = resolve(&target("h", Some("u"), None), &cfg).unwrap();
+        let d = resolve(&target("h", Some("u"), None), &cfg, &ConfigCache::default()).unwrap();
         assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
         assert_eq!(d.known_hosts.user, [PathBuf::from("/k")]);
     }

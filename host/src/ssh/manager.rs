@@ -24,6 +24,7 @@ use super::destination::{self, Destination, Route};
 use super::exec::{self, ExecOutput, ExecRequest, RunError};
 use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
 use super::net::QuickAckStream;
+use super::openssh_config::ConfigCache;
 use super::{
     Credentials, HostKeyPolicy, KnownHostsFiles, SessionKey, SshConfig, SshError, Target, auth,
     known_hosts, proxy,
@@ -58,6 +59,7 @@ struct Inner {
     /// Per-key gates serializing connection attempts.
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
     jobs: Jobs,
+    ssh_config: ConfigCache,
 }
 
 struct Connection {
@@ -182,6 +184,7 @@ impl SessionManager {
                 config,
                 live: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
+                ssh_config: ConfigCache::default(),
             }),
         }
     }
@@ -395,7 +398,7 @@ impl SessionManager {
 
     /// Where `target` really goes, through ssh_config.
     pub fn resolve(&self, target: &Target) -> Result<Destination, SshError> {
-        destination::resolve(target, &self.inner.config)
+        destination::resolve(target, &self.inner.config, &self.inner.ssh_config)
     }
 
     /// The live session for `dest`, connecting it (through its jump hosts)

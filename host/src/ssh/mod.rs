@@ -181,10 +181,15 @@ impl SessionKey {
 /// passwd entry of this process's user (services often run without either
 /// variable).
 pub(crate) fn default_username() -> Option<String> {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .or_else(passwd_name)
+    // Looked up once: every call resolves its target with it.
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .or_else(passwd_name)
+    })
+    .clone()
 }
 
 fn passwd_name() -> Option<String> {

@@ -13,8 +13,9 @@
 //! `UserKnownHostsFile` or `StrictHostKeyChecking`) covers what `ssh` users
 //! write, hence this module.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Nesting depth of `Include`, as in OpenSSH's `READCONF_MAX_DEPTH`.
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -89,6 +90,16 @@ impl ConfigFiles {
     /// Resolves the options for `query`. A missing file is no error; an
     /// unreadable or malformed one is.
     pub fn resolve(&self, query: &Query<'_>) -> Result<HostConfig, ConfigError> {
+        self.resolve_tracked(query).map(|(config, _)| config)
+    }
+
+    /// Resolves, and says what the answer depends on: every file read (or
+    /// found missing) and every directory an `Include` globbed. `None` when
+    /// that cannot be told (a wildcard above the last path component).
+    fn resolve_tracked(
+        &self,
+        query: &Query<'_>,
+    ) -> Result<(HostConfig, Option<Vec<Dependency>>), ConfigError> {
         let mut r = Resolver {
             query,
             out: HostConfig {
@@ -97,6 +108,7 @@ impl ConfigFiles {
                 ..HostConfig::default()
             },
             ignored: BTreeSet::new(),
+            deps: Some(Vec::new()),
         };
         let user_base = dirs::home_dir().unwrap_or_default().join(".ssh");
         if let Some(path) = &self.user {
@@ -112,7 +124,92 @@ impl ConfigFiles {
                 r.ignored.into_iter().collect::<Vec<_>>().join(", ")
             );
         }
-        Ok(r.out)
+        Ok((r.out, r.deps))
+    }
+}
+
+/// Resolutions remembered per query, each valid while the files and
+/// directories it was read from are unchanged. Every tool call resolves
+/// its target; with this, a call costs a few `stat`s instead of reading
+/// and parsing every config file (and listing every `Include` directory).
+#[derive(Default)]
+pub struct ConfigCache {
+    entries: Mutex<HashMap<CacheKey, (Vec<Dependency>, HostConfig)>>,
+}
+
+/// Entries kept at most; past it the cache starts over.
+const CACHE_ENTRIES: usize = 1024;
+
+type CacheKey = (String, Option<String>, Option<u16>, String);
+
+impl ConfigCache {
+    pub fn resolve(
+        &self,
+        files: &ConfigFiles,
+        query: &Query<'_>,
+    ) -> Result<HostConfig, ConfigError> {
+        let key: CacheKey = (
+            query.host.to_string(),
+            query.user.map(str::to_string),
+            query.port,
+            query.local_user.to_string(),
+        );
+        if let Some((deps, config)) = self.lock().get(&key)
+            && deps.iter().all(Dependency::unchanged)
+        {
+            return Ok(config.clone());
+        }
+        let (config, deps) = files.resolve_tracked(query)?;
+        if let Some(deps) = deps {
+            let mut entries = self.lock();
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(key, (deps, config.clone()));
+        }
+        Ok(config)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (Vec<Dependency>, HostConfig)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A file or directory a resolution read, with what it looked like then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dependency {
+    path: PathBuf,
+    stamp: Option<Stamp>,
+}
+
+/// Enough of a file's metadata to tell it changed: an edit moves mtime,
+/// ctime or the size, a replacement (editors write a new file and rename
+/// it) the inode, an added or removed entry a directory's mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    len: u64,
+    ino: u64,
+}
+
+impl Dependency {
+    fn of(path: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = std::fs::metadata(path).ok().map(|m| Stamp {
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            len: m.len(),
+            ino: m.ino(),
+        });
+        Self {
+            path: path.to_path_buf(),
+            stamp,
+        }
+    }
+
+    fn unchanged(&self) -> bool {
+        Self::of(&self.path).stamp == self.stamp
     }
 }
 
@@ -120,10 +217,20 @@ struct Resolver<'q> {
     query: &'q Query<'q>,
     out: HostConfig,
     ignored: BTreeSet<String>,
+    /// What the result depends on; `None` once that cannot be told.
+    deps: Option<Vec<Dependency>>,
 }
 
 impl Resolver<'_> {
+    fn depends_on(&mut self, path: &Path) {
+        if let Some(deps) = &mut self.deps {
+            deps.push(Dependency::of(path));
+        }
+    }
+
     fn read_file(&mut self, path: &Path, base: &Path, depth: usize) -> Result<(), ConfigError> {
+        // Stamped before reading: a change in between is seen next time.
+        self.depends_on(path);
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -183,7 +290,12 @@ impl Resolver<'_> {
                         return Err(err("Include nested too deeply".into()));
                     }
                     for pattern in &args {
-                        for included in include_paths(pattern, base) {
+                        let (paths, listed) = include_paths(pattern, base);
+                        match listed {
+                            Some(dir) => self.depends_on(&dir),
+                            None => self.deps = None,
+                        }
+                        for included in paths {
                             self.read_file(&included, base, depth + 1)?;
                         }
                     }
@@ -470,18 +582,25 @@ pub fn expand_hostname(hostname: &str, original: &str) -> String {
 }
 
 /// The files one `Include` argument names: `~` expanded, relative to
-/// `base`, globbed and sorted as OpenSSH does.
-fn include_paths(pattern: &str, base: &Path) -> Vec<PathBuf> {
+/// `base`, globbed and sorted as OpenSSH does. Also the directory whose
+/// listing decides the result, when only the last component has wildcards
+/// (`None` when a wildcard sits higher up).
+fn include_paths(pattern: &str, base: &Path) -> (Vec<PathBuf>, Option<PathBuf>) {
     let expanded = expand_tilde(pattern);
     let full = if Path::new(&expanded).is_absolute() {
         PathBuf::from(expanded)
     } else {
         base.join(expanded)
     };
-    let Some(text) = full.to_str() else {
-        return Vec::new();
+    let wild = |p: &Path| p.to_string_lossy().contains(['*', '?', '[']);
+    let listed = match full.parent() {
+        Some(dir) if !wild(dir) => Some(dir.to_path_buf()),
+        _ => None,
     };
-    match glob::glob(text) {
+    let Some(text) = full.to_str() else {
+        return (Vec::new(), listed);
+    };
+    let paths = match glob::glob(text) {
         Ok(paths) => {
             let mut out: Vec<PathBuf> = paths.flatten().filter(|p| p.is_file()).collect();
             out.sort();
@@ -491,7 +610,8 @@ fn include_paths(pattern: &str, base: &Path) -> Vec<PathBuf> {
             tracing::debug!("ssh_config Include {pattern:?} is not a valid glob: {e}");
             Vec::new()
         }
-    }
+    };
+    (paths, listed)
 }
 
 /// `~` and `~/...` name the home directory.
@@ -708,6 +828,44 @@ mod tests {
             q("h"),
         );
         assert_eq!(c.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn the_cache_sees_edits_and_new_included_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        let main = dir.path().join("config");
+        std::fs::write(
+            &main,
+            format!("Include {}/*.conf\nHost h\n  Port 1\n", conf_d.display()),
+        )
+        .unwrap();
+        let files = ConfigFiles {
+            user: Some(main.clone()),
+            system: Some(dir.path().join("missing")),
+        };
+        let cache = ConfigCache::default();
+        let port = || cache.resolve(&files, &q("h")).unwrap().port;
+        assert_eq!(port(), Some(1));
+        assert_eq!(port(), Some(1));
+        // An edit, same size.
+        std::fs::write(
+            &main,
+            std::fs::read_to_string(&main)
+                .unwrap()
+                .replace("Port 1", "Port 2"),
+        )
+        .unwrap();
+        assert_eq!(port(), Some(2));
+        // A new file in the included directory, read before the main file's.
+        std::fs::write(conf_d.join("a.conf"), "Host h\n  Port 3\n").unwrap();
+        assert_eq!(port(), Some(3));
+        // A file that was missing appears.
+        std::fs::remove_file(conf_d.join("a.conf")).unwrap();
+        std::fs::write(&main, "").unwrap();
+        std::fs::write(dir.path().join("missing"), "Port 4\n").unwrap();
+        assert_eq!(port(), Some(4));
     }
 
     #[test]
