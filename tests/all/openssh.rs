@@ -168,7 +168,12 @@ async fn keyboard_interactive_only_servers_take_the_password() {
     };
     let res = server.call("execute_command", args("wrong-password")).await;
     let err = tool_error(&res);
-    assert!(err.contains("keyboard-interactive"), "{err}");
+    // The `password` method is not offered: only keyboard-interactive
+    // counts as a refusal of the password.
+    assert!(
+        err.contains("the server rejected password (keyboard-interactive) (it accepts"),
+        "{err}"
+    );
     assert!(!err.contains("wrong-password"), "{err}");
     let res = server.call("execute_command", args(TEST_PASSWORD)).await;
     succeeded(&res);
@@ -178,6 +183,23 @@ async fn keyboard_interactive_only_servers_take_the_password() {
         "{}",
         sshd.log()
     );
+}
+
+/// A password for a server that takes keys only: the error says what the
+/// server accepts instead of blaming the password.
+#[tokio::test]
+async fn a_password_for_a_keys_only_server_says_what_it_accepts() {
+    let sshd = Sshd::start_with("PasswordAuthentication no\n");
+    let server = Server::start().await;
+    let res = server
+        .call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
+                   "password": TEST_PASSWORD, "command": "true"}),
+        )
+        .await;
+    let err = tool_error(&res);
+    assert!(err.contains("accepts only publickey"), "{err}");
 }
 
 /// `PreferredAuthentications` orders and limits the methods tried.
@@ -526,4 +548,26 @@ async fn server_alive_settings_detect_a_frozen_server() {
     sshd.freeze_connections(false);
     succeeded(&server.call("execute_command", run).await);
     assert_eq!(sshd.log().matches("Accepted publickey").count(), 2);
+}
+
+/// An edit to `~/.ssh/config` applies at the next call: resolutions are
+/// cached only while the files they were read from are unchanged.
+#[tokio::test]
+async fn edits_to_ssh_config_apply_at_the_next_call() {
+    let sshd = Sshd::start();
+    let config = |port: u16| {
+        format!(
+            "Host moving\n  HostName 127.0.0.1\n  Port {port}\n  User {TEST_USER}\n  \
+             IdentityFile {}\n",
+            sshd.client_key().display()
+        )
+    };
+    let builder = Server::builder().ssh_config(&config(1));
+    let path = builder.home().join(".ssh").join("config");
+    let server = builder.spawn().await;
+    let run = json!({"host": "moving", "command": "true"});
+    let err = tool_error(&server.call("execute_command", run.clone()).await);
+    assert!(err.contains(":1"), "{err}");
+    std::fs::write(&path, config(sshd.port())).unwrap();
+    succeeded(&server.call("execute_command", run).await);
 }

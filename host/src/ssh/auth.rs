@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::MethodKind;
 use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
+use russh::{MethodKind, MethodSet};
 
 use super::destination::{Agent, Destination, Method};
 use super::{Credentials, SessionKey, SshError};
@@ -24,53 +24,43 @@ use super::{Credentials, SessionKey, SshError};
 const MAX_KBD_ROUNDS: usize = 4;
 
 /// Logs in over `handle`, or says which methods were refused.
+///
+/// There is no `none` probe for the server's methods, as `ssh` makes:
+/// sshd pads that failure like any other (~9 ms, measured), so the methods
+/// it still accepts are learnt from the first real failure instead, and
+/// methods it no longer accepts are not tried.
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     dest: &Destination,
     credentials: Option<&Credentials>,
 ) -> Result<(), SshError> {
-    let key = &dest.key;
-    // Ask with `none` first, as ssh does: the answer lists the methods the
-    // server accepts, and sshd does not delay it the way it pads every
-    // failed real attempt (~10 ms, to hide which users exist).
-    let offered = match handle
-        .authenticate_none(key.username.as_str())
-        .await
-        .map_err(|e| lost(key, e))?
-    {
-        AuthResult::Success => return Ok(()),
-        AuthResult::Failure {
-            remaining_methods, ..
-        } => remaining_methods,
+    let mut login = Login {
+        handle,
+        key: &dest.key,
+        refused: Vec::new(),
+        offered: None,
     };
-    let offers = |m: &Method| {
-        let kind = match m {
-            Method::PublicKey => MethodKind::PublicKey,
-            Method::KeyboardInteractive => MethodKind::KeyboardInteractive,
-            Method::Password => MethodKind::Password,
-        };
-        // A server that names nothing gets every method tried.
-        offered.is_empty() || offered.contains(&kind)
-    };
-    let mut refused: Vec<String> = Vec::new();
     let certificates = load_certificates(&dest.certificate_files).await;
-    for method in dest.methods.iter().filter(|m| offers(m)) {
+    for method in &dest.methods {
+        if !login.offers(*method) {
+            continue;
+        }
         let done = match (method, credentials) {
             (Method::PublicKey, Some(c)) => match &c.key_file {
                 Some(path) => {
                     let pk = load_key(path, c.passphrase.as_ref().map(|p| p.to_string())).await?;
-                    try_identity(handle, key, path, pk, &certificates, &mut refused).await?
+                    login.identity(path, pk, &certificates).await?
                 }
                 None => false,
             },
             (Method::PublicKey, None) => {
                 let agent = match &dest.agent {
                     Some(agent) if !dest.identities_only => {
-                        try_agent(handle, key, agent, &certificates, &mut refused).await?
+                        login.agent(agent, &certificates).await?
                     }
                     _ => false,
                 };
-                agent || try_identity_files(handle, dest, &certificates, &mut refused).await?
+                agent || login.identity_files(dest, &certificates).await?
             }
             (
                 Method::Password,
@@ -78,29 +68,34 @@ pub(crate) async fn authenticate<H: Handler>(
                     password: Some(pw), ..
                 }),
             ) => {
-                let res = handle
-                    .authenticate_password(key.username.as_str(), pw.as_str())
+                let res = login
+                    .handle
+                    .authenticate_password(login.key.username.as_str(), pw.as_str())
                     .await
-                    .map_err(|e| lost(key, e))?;
-                if !res.success() {
-                    refused.push("password".into());
-                }
-                res.success()
+                    .map_err(|e| lost(login.key, e))?;
+                login.outcome(Method::Password, "password", res)
             }
             (
                 Method::KeyboardInteractive,
                 Some(Credentials {
                     password: Some(pw), ..
                 }),
-            ) => try_keyboard_interactive(handle, key, pw, &mut refused).await?,
+            ) => login.keyboard_interactive(pw).await?,
             _ => false,
         };
         if done {
             return Ok(());
         }
     }
-    let tried = if refused.is_empty() {
-        let offered: Vec<&str> = offered.iter().map(<&str>::from).collect();
+    let key = login.key;
+    let accepts = login
+        .offered
+        .as_ref()
+        .filter(|o| !o.is_empty())
+        .map(|o| o.iter().map(<&str>::from).collect::<Vec<_>>().join(", "));
+    let tried = if let (true, Some(accepts)) = (login.refused.is_empty(), &accepts) {
+        format!("the server accepts only {accepts}, and nothing the call gave fits")
+    } else if login.refused.is_empty() {
         let allowed: Vec<&str> = dest.methods.iter().map(|m| m.name()).collect();
         let given = match credentials {
             Some(c) if c.key_file.is_some() && c.password.is_some() => "a key file and a password",
@@ -108,13 +103,15 @@ pub(crate) async fn authenticate<H: Handler>(
             _ => "a password",
         };
         format!(
-            "nothing could be tried: the server accepts {}, ssh_config allows {}, and the \
-             call gave {given}",
-            offered.join(", "),
+            "nothing could be tried: ssh_config allows {}, and the call gave {given}",
             allowed.join(", ")
         )
     } else {
-        format!("the server rejected {}", refused.join(", "))
+        let mut tried = format!("the server rejected {}", login.refused.join(", "));
+        if let Some(accepts) = accepts {
+            tried.push_str(&format!(" (it accepts {accepts})"));
+        }
+        tried
     };
     Err(SshError::Auth(match credentials {
         Some(_) => format!("{key}: {tried}"),
@@ -122,7 +119,7 @@ pub(crate) async fn authenticate<H: Handler>(
             "{key}: no password or key_filename was given, and {}. \
              Pass password, or key_filename (with passphrase if it is encrypted), \
              or name an IdentityFile for this host in ~/.ssh/config.",
-            if refused.is_empty() {
+            if login.refused.is_empty() {
                 "no ssh-agent key and no identity file was available".to_string()
             } else {
                 tried
@@ -131,119 +128,252 @@ pub(crate) async fn authenticate<H: Handler>(
     }))
 }
 
-/// The destination's identity files; missing ones are skipped, as `ssh`
-/// does with its defaults, and encrypted ones too (there is no one to ask).
-async fn try_identity_files<H: Handler>(
-    handle: &mut Handle<H>,
-    dest: &Destination,
-    certificates: &[Certificate],
-    refused: &mut Vec<String>,
-) -> Result<bool, SshError> {
-    for path in &dest.identity_files {
-        if !path.exists() {
-            continue;
+/// One login attempt in progress: what was refused, and which methods the
+/// server still accepts.
+struct Login<'a, H: Handler> {
+    handle: &'a mut Handle<H>,
+    key: &'a SessionKey,
+    refused: Vec<String>,
+    /// From the server's last failure; `None` before the first.
+    offered: Option<MethodSet>,
+}
+
+impl<H: Handler> Login<'_, H> {
+    fn offers(&self, method: Method) -> bool {
+        let kind = match method {
+            Method::PublicKey => MethodKind::PublicKey,
+            Method::KeyboardInteractive => MethodKind::KeyboardInteractive,
+            Method::Password => MethodKind::Password,
+        };
+        // A server that names nothing gets every method tried.
+        self.offered
+            .as_ref()
+            .is_none_or(|o| o.is_empty() || o.contains(&kind))
+    }
+
+    /// Whether `res` logged in. A failure is recorded as `what` refused,
+    /// unless the server does not take `method` at all (then the message
+    /// lists what it does take instead).
+    fn outcome(&mut self, method: Method, what: impl Into<String>, res: AuthResult) -> bool {
+        match res {
+            AuthResult::Success => true,
+            AuthResult::Failure {
+                remaining_methods, ..
+            } => {
+                self.offered = Some(remaining_methods);
+                if self.offers(method) {
+                    self.refused.push(what.into());
+                }
+                false
+            }
         }
-        let pk = match load_key(path, None).await {
-            Ok(pk) => pk,
-            Err(e) => {
-                tracing::debug!("skipping identity file: {e}");
+    }
+
+    /// The destination's identity files; missing ones are skipped, as `ssh`
+    /// does with its defaults, and encrypted ones too (there is no one to
+    /// ask).
+    async fn identity_files(
+        &mut self,
+        dest: &Destination,
+        certificates: &[Certificate],
+    ) -> Result<bool, SshError> {
+        for path in &dest.identity_files {
+            if !path.exists() {
                 continue;
             }
-        };
-        if try_identity(handle, &dest.key, path, pk, certificates, refused).await? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// One private key: first with a certificate for it (from `CertificateFile`
-/// or the `KEY-cert.pub` beside it), then on its own.
-async fn try_identity<H: Handler>(
-    handle: &mut Handle<H>,
-    key: &SessionKey,
-    path: &Path,
-    pk: PrivateKey,
-    certificates: &[Certificate],
-    refused: &mut Vec<String>,
-) -> Result<bool, SshError> {
-    let mut beside = PathBuf::from(path);
-    beside.as_mut_os_string().push("-cert.pub");
-    let own = if beside.exists() {
-        load_certificates(std::slice::from_ref(&beside)).await
-    } else {
-        Vec::new()
-    };
-    let pk = Arc::new(pk);
-    for cert in certificates.iter().chain(&own) {
-        if cert.public_key() != pk.public_key().key_data() {
-            continue;
-        }
-        let res = handle
-            .authenticate_openssh_cert(key.username.as_str(), pk.clone(), cert.clone())
-            .await
-            .map_err(|e| lost(key, e))?;
-        if res.success() {
-            return Ok(true);
-        }
-        refused.push(format!("certificate {}", cert.key_id()));
-    }
-    let hash = rsa_hash(handle, key, pk.algorithm().is_rsa()).await?;
-    let res = handle
-        .authenticate_publickey(key.username.as_str(), PrivateKeyWithHashAlg::new(pk, hash))
-        .await
-        .map_err(|e| lost(key, e))?;
-    if !res.success() {
-        refused.push(format!("key {}", path.display()));
-    }
-    Ok(res.success())
-}
-
-/// Answers every prompt that does not echo (a password prompt) with the
-/// password, and echoing ones with nothing.
-async fn try_keyboard_interactive<H: Handler>(
-    handle: &mut Handle<H>,
-    key: &SessionKey,
-    password: &str,
-    refused: &mut Vec<String>,
-) -> Result<bool, SshError> {
-    let mut reply = handle
-        .authenticate_keyboard_interactive_start(key.username.as_str(), None::<String>)
-        .await
-        .map_err(|e| lost(key, e))?;
-    // A server that does not offer the method fails it at once; that is no
-    // refusal of the password worth reporting.
-    let mut asked = false;
-    for _ in 0..MAX_KBD_ROUNDS {
-        match reply {
-            KeyboardInteractiveAuthResponse::Success => return Ok(true),
-            KeyboardInteractiveAuthResponse::Failure { .. } => break,
-            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
-                asked |= !prompts.is_empty();
-                let answers = prompts
-                    .iter()
-                    .map(|p| {
-                        if p.echo {
-                            String::new()
-                        } else {
-                            password.to_string()
-                        }
-                    })
-                    .collect();
-                reply = handle
-                    .authenticate_keyboard_interactive_respond(answers)
-                    .await
-                    .map_err(|e| lost(key, e))?;
+            let pk = match load_key(path, None).await {
+                Ok(pk) => pk,
+                Err(e) => {
+                    tracing::debug!("skipping identity file: {e}");
+                    continue;
+                }
+            };
+            if self.identity(path, pk, certificates).await? {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
-    if matches!(reply, KeyboardInteractiveAuthResponse::Success) {
-        return Ok(true);
+
+    /// One private key: first with a certificate for it (from
+    /// `CertificateFile` or the `KEY-cert.pub` beside it), then on its own.
+    async fn identity(
+        &mut self,
+        path: &Path,
+        pk: PrivateKey,
+        certificates: &[Certificate],
+    ) -> Result<bool, SshError> {
+        let user = self.key.username.as_str();
+        let mut beside = PathBuf::from(path);
+        beside.as_mut_os_string().push("-cert.pub");
+        let own = if beside.exists() {
+            load_certificates(std::slice::from_ref(&beside)).await
+        } else {
+            Vec::new()
+        };
+        let pk = Arc::new(pk);
+        for cert in certificates.iter().chain(&own) {
+            if cert.public_key() != pk.public_key().key_data() {
+                continue;
+            }
+            let res = self
+                .handle
+                .authenticate_openssh_cert(user, pk.clone(), cert.clone())
+                .await
+                .map_err(|e| lost(self.key, e))?;
+            if self.outcome(
+                Method::PublicKey,
+                format!("certificate {}", cert.key_id()),
+                res,
+            ) {
+                return Ok(true);
+            }
+        }
+        let hash = self.rsa_hash(pk.algorithm().is_rsa()).await?;
+        let res = self
+            .handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(pk, hash))
+            .await
+            .map_err(|e| lost(self.key, e))?;
+        Ok(self.outcome(Method::PublicKey, format!("key {}", path.display()), res))
     }
-    if asked {
-        refused.push("password (keyboard-interactive)".into());
+
+    /// Answers every prompt that does not echo (a password prompt) with
+    /// the password, and echoing ones with nothing.
+    async fn keyboard_interactive(&mut self, password: &str) -> Result<bool, SshError> {
+        let mut reply = self
+            .handle
+            .authenticate_keyboard_interactive_start(self.key.username.as_str(), None::<String>)
+            .await
+            .map_err(|e| lost(self.key, e))?;
+        // A server that does not offer the method fails it at once; that is
+        // no refusal of the password worth reporting.
+        let mut asked = false;
+        for _ in 0..MAX_KBD_ROUNDS {
+            match reply {
+                KeyboardInteractiveAuthResponse::Success => return Ok(true),
+                KeyboardInteractiveAuthResponse::Failure {
+                    remaining_methods, ..
+                } => {
+                    self.offered = Some(remaining_methods);
+                    return Ok(self.kbd_refused(asked));
+                }
+                KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                    asked |= !prompts.is_empty();
+                    let answers = prompts
+                        .iter()
+                        .map(|p| {
+                            if p.echo {
+                                String::new()
+                            } else {
+                                password.to_string()
+                            }
+                        })
+                        .collect();
+                    reply = self
+                        .handle
+                        .authenticate_keyboard_interactive_respond(answers)
+                        .await
+                        .map_err(|e| lost(self.key, e))?;
+                }
+            }
+        }
+        // Still asking after every round.
+        Ok(self.kbd_refused(asked))
     }
-    Ok(false)
+
+    /// Records a keyboard-interactive refusal, if the server ever asked.
+    fn kbd_refused(&mut self, asked: bool) -> bool {
+        if asked {
+            self.refused.push("password (keyboard-interactive)".into());
+        }
+        false
+    }
+
+    async fn agent(
+        &mut self,
+        agent: &Agent,
+        certificates: &[Certificate],
+    ) -> Result<bool, SshError> {
+        let connected = match agent {
+            Agent::Env if std::env::var_os("SSH_AUTH_SOCK").is_none() => return Ok(false),
+            Agent::Env => AgentClient::connect_env().await,
+            Agent::Socket(path) => AgentClient::connect_uds(path).await,
+        };
+        let mut agent = match connected {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!("ssh-agent unavailable: {e}");
+                return Ok(false);
+            }
+        };
+        let identities = match agent.request_identities().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::debug!("ssh-agent did not list keys: {e}");
+                return Ok(false);
+            }
+        };
+        let user = self.key.username.as_str();
+        for id in identities {
+            let (public, cert) = match id {
+                AgentIdentity::PublicKey { key: public, .. } => {
+                    let cert = certificates
+                        .iter()
+                        .find(|c| c.public_key() == public.key_data())
+                        .cloned();
+                    (public, cert)
+                }
+                AgentIdentity::Certificate { certificate, .. } => (
+                    russh::keys::PublicKey::from(certificate.public_key().clone()),
+                    Some(certificate),
+                ),
+            };
+            let hash = self.rsa_hash(public.algorithm().is_rsa()).await?;
+            if let Some(cert) = cert {
+                match self
+                    .handle
+                    .authenticate_certificate_with(user, cert, hash, &mut agent)
+                    .await
+                {
+                    Ok(res) => {
+                        if self.outcome(Method::PublicKey, "an ssh-agent certificate", res) {
+                            return Ok(true);
+                        }
+                    }
+                    Err(e) => tracing::debug!("ssh-agent could not sign: {e}"),
+                }
+            }
+            match self
+                .handle
+                .authenticate_publickey_with(user, public, hash, &mut agent)
+                .await
+            {
+                Ok(res) => {
+                    if self.outcome(Method::PublicKey, "an ssh-agent key", res) {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("ssh-agent could not sign: {e}");
+                    self.refused.push("an ssh-agent key".into());
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn rsa_hash(&self, is_rsa: bool) -> Result<Option<russh::keys::HashAlg>, SshError> {
+        if !is_rsa {
+            return Ok(None);
+        }
+        Ok(self
+            .handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| lost(self.key, e))?
+            .flatten())
+    }
 }
 
 /// Certificates that could not be read are skipped with a debug line, as
@@ -264,21 +394,6 @@ async fn load_certificates(paths: &[PathBuf]) -> Vec<Certificate> {
     })
     .await
     .unwrap_or_default()
-}
-
-async fn rsa_hash<H: Handler>(
-    handle: &Handle<H>,
-    key: &SessionKey,
-    is_rsa: bool,
-) -> Result<Option<russh::keys::HashAlg>, SshError> {
-    if !is_rsa {
-        return Ok(None);
-    }
-    Ok(handle
-        .best_supported_rsa_hash()
-        .await
-        .map_err(|e| lost(key, e))?
-        .flatten())
 }
 
 fn lost(key: &SessionKey, e: russh::Error) -> SshError {
@@ -317,68 +432,4 @@ pub(crate) async fn load_key(
             other => format!("key file {shown} is not a usable private key: {other}"),
         })
     })
-}
-
-async fn try_agent<H: Handler>(
-    handle: &mut Handle<H>,
-    key: &SessionKey,
-    agent: &Agent,
-    certificates: &[Certificate],
-    refused: &mut Vec<String>,
-) -> Result<bool, SshError> {
-    let connected = match agent {
-        Agent::Env if std::env::var_os("SSH_AUTH_SOCK").is_none() => return Ok(false),
-        Agent::Env => AgentClient::connect_env().await,
-        Agent::Socket(path) => AgentClient::connect_uds(path).await,
-    };
-    let mut agent = match connected {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!("ssh-agent unavailable: {e}");
-            return Ok(false);
-        }
-    };
-    let identities = match agent.request_identities().await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::debug!("ssh-agent did not list keys: {e}");
-            return Ok(false);
-        }
-    };
-    for id in identities {
-        let (public, cert) = match id {
-            AgentIdentity::PublicKey { key: public, .. } => {
-                let cert = certificates
-                    .iter()
-                    .find(|c| c.public_key() == public.key_data())
-                    .cloned();
-                (public, cert)
-            }
-            AgentIdentity::Certificate { certificate, .. } => (
-                russh::keys::PublicKey::from(certificate.public_key().clone()),
-                Some(certificate),
-            ),
-        };
-        let hash = rsa_hash(handle, key, public.algorithm().is_rsa()).await?;
-        if let Some(cert) = cert {
-            match handle
-                .authenticate_certificate_with(key.username.as_str(), cert, hash, &mut agent)
-                .await
-            {
-                Ok(AuthResult::Success) => return Ok(true),
-                Ok(_) => refused.push("an ssh-agent certificate".into()),
-                Err(e) => tracing::debug!("ssh-agent could not sign: {e}"),
-            }
-        }
-        match handle
-            .authenticate_publickey_with(key.username.as_str(), public, hash, &mut agent)
-            .await
-        {
-            Ok(AuthResult::Success) => return Ok(true),
-            Ok(_) => {}
-            Err(e) => tracing::debug!("ssh-agent could not sign: {e}"),
-        }
-        refused.push("an ssh-agent key".into());
-    }
-    Ok(false)
 }

@@ -77,10 +77,14 @@ impl Method {
     }
 }
 
+/// Without `PreferredAuthentications`: as OpenSSH, except that `password`
+/// comes before `keyboard-interactive`. Every failed attempt costs ~10 ms
+/// of sshd's padding, and most servers take passwords through `password`;
+/// a server that refuses it says so, and keyboard-interactive follows.
 const DEFAULT_METHODS: [Method; 3] = [
     Method::PublicKey,
-    Method::KeyboardInteractive,
     Method::Password,
+    Method::KeyboardInteractive,
 ];
 
 impl Destination {
