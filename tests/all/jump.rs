@@ -321,3 +321,32 @@ async fn proxy_command_carries_the_connection() {
     );
     assert!(err.contains("proxy-says-no"), "{err}");
 }
+
+/// A host name from a tool call never reaches `/bin/sh` through a
+/// `ProxyCommand`'s `%h`: shell metacharacters are refused before anything
+/// runs.
+#[tokio::test]
+async fn a_hostile_host_name_cannot_inject_into_proxy_command() {
+    let marker = tempfile::tempdir().unwrap();
+    let pwned = marker.path().join("pwned");
+    let server = Server::builder()
+        .ssh_config("Host *\n  ProxyCommand nc %h %p\n")
+        .spawn()
+        .await;
+    for host in [
+        // No blanks: those are refused as a host name anyway.
+        format!("x$(touch${{IFS}}{})", pwned.display()),
+        format!("x;touch${{IFS}}{}", pwned.display()),
+        format!("`touch${{IFS}}{}`", pwned.display()),
+    ] {
+        let res = server
+            .call(
+                "execute_command",
+                json!({"host": host, "username": TEST_USER, "command": "true"}),
+            )
+            .await;
+        let err = tool_error(&res);
+        assert!(err.contains("cannot go into a command line"), "{err}");
+    }
+    assert!(!pwned.exists(), "the shell ran the injected command");
+}

@@ -655,16 +655,35 @@ impl Tokens<'_> {
             match chars.next() {
                 Some('%') => out.push('%'),
                 Some('d') => out.push_str(&dirs::home_dir().unwrap_or_default().to_string_lossy()),
-                Some('h') => out.push_str(self.host),
-                Some('n') => out.push_str(self.original_host),
+                Some('h') => out.push_str(plain(self.host)?),
+                Some('n') => out.push_str(plain(self.original_host)?),
                 Some('p') => out.push_str(&self.port.to_string()),
-                Some('r') => out.push_str(self.remote_user),
-                Some('u') => out.push_str(self.local_user),
+                Some('r') => out.push_str(plain(self.remote_user)?),
+                Some('u') => out.push_str(plain(self.local_user)?),
                 Some(t) => return Err(format!("unknown token %{t} in {text:?}")),
                 None => return Err(format!("a lone % ends {text:?}")),
             }
         }
         Ok(out)
+    }
+}
+
+/// A host or user name fit to be put into a `ProxyCommand` shell line or
+/// a file path: the host name can come from a tool call, so `$(...)`, `;`,
+/// quotes, `/` or a leading `-` must not reach `/bin/sh` or name another
+/// file. OpenSSH refuses such names on its command line for the same reason.
+fn plain(value: &str) -> Result<&str, String> {
+    let fits = !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:@%+-".contains(c));
+    if fits {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value:?} has characters that cannot go into a command line or path \
+             (only letters, digits and . _ : @ % + -, not leading -)"
+        ))
     }
 }
 
@@ -884,6 +903,21 @@ mod tests {
         );
         assert_eq!(t.expand("~/k").unwrap(), format!("{home}/k"));
         assert!(t.expand("%z").is_err());
+        for hostile in [
+            "$(touch x)",
+            "a;b",
+            "a b",
+            "../etc",
+            "-oProxyCommand=x",
+            "a'b",
+        ] {
+            let t = Tokens {
+                host: hostile,
+                ..t.clone()
+            };
+            assert!(t.expand("nc %h %p").is_err(), "{hostile:?} expanded");
+            assert_eq!(t.expand("nc %p").unwrap(), "nc 2200");
+        }
         assert_eq!(expand_hostname("%h.example.com", "web"), "web.example.com");
     }
 
