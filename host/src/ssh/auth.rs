@@ -379,6 +379,9 @@ impl<H: Handler> Login<'_, H> {
 /// Certificates that could not be read are skipped with a debug line, as
 /// `ssh` skips them.
 async fn load_certificates(paths: &[PathBuf]) -> Vec<Certificate> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
     let paths = paths.to_vec();
     tokio::task::spawn_blocking(move || {
         paths
