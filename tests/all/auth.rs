@@ -5,18 +5,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::server::{Server, bare_args, exec_args, stdout, text, tool_error};
+use crate::server::{Server, bare_args, exec_args, password_args, stdout, text, tool_error};
 use crate::sshd::{KEY_PASSPHRASE, Sshd, TEST_PASSWORD, TEST_USER};
-
-fn password_args(sshd: &Sshd, password: &str, command: &str) -> serde_json::Value {
-    json!({
-        "host": "127.0.0.1",
-        "port": sshd.port(),
-        "username": TEST_USER,
-        "password": password,
-        "command": command,
-    })
-}
 
 #[tokio::test]
 async fn password_auth_works_and_the_password_is_never_logged() {

@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, session_names, stdout, structured, succeeded, text, tool_error};
+use crate::server::{
+    Server, password_args, session_names, stdout, structured, succeeded, text, tool_error,
+};
 use crate::sshd::{Options, Sshd, TEST_PASSWORD, TEST_USER};
 
 /// An alias with `HostName`, `User`, `Port` and a token-expanded
@@ -162,10 +164,7 @@ async fn keyboard_interactive_only_servers_take_the_password() {
         "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n",
     );
     let server = Server::start().await;
-    let args = |password: &str| {
-        json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
-               "password": password, "command": "id -un"})
-    };
+    let args = |password: &str| password_args(&sshd, password, "id -un");
     let res = server.call("execute_command", args("wrong-password")).await;
     let err = tool_error(&res);
     // The `password` method is not offered: only keyboard-interactive
@@ -194,8 +193,7 @@ async fn a_password_for_a_keys_only_server_says_what_it_accepts() {
     let res = server
         .call(
             "execute_command",
-            json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
-                   "password": TEST_PASSWORD, "command": "true"}),
+            password_args(&sshd, TEST_PASSWORD, "true"),
         )
         .await;
     let err = tool_error(&res);
@@ -211,8 +209,7 @@ async fn preferred_authentications_limits_the_methods() {
     let res = server
         .call(
             "execute_command",
-            json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
-                   "password": TEST_PASSWORD, "command": "true"}),
+            password_args(&sshd, TEST_PASSWORD, "true"),
         )
         .await;
     let err = tool_error(&res);

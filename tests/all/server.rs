@@ -194,6 +194,17 @@ pub fn exec_args(sshd: &Sshd, command: &str) -> Value {
     })
 }
 
+/// Arguments for `execute_command` against `sshd` with `password`.
+pub fn password_args(sshd: &Sshd, password: &str, command: &str) -> Value {
+    json!({
+        "host": "127.0.0.1",
+        "port": sshd.port(),
+        "username": TEST_USER,
+        "password": password,
+        "command": command,
+    })
+}
+
 /// Arguments with no credentials: only an open session (or the server's
 /// agent and default keys) can serve them.
 pub fn bare_args(sshd: &Sshd, command: &str) -> Value {
