@@ -1,12 +1,10 @@
 //! Authentication: password, key files (plain and encrypted), ssh-agent,
 //! default keys, and the errors for each way it can go wrong.
 
-use std::process::Command;
-
 use serde_json::json;
 
 use crate::server::{Server, bare_args, exec_args, password_args, stdout, text, tool_error};
-use crate::sshd::{KEY_PASSPHRASE, Sshd, TEST_PASSWORD, TEST_USER};
+use crate::sshd::{KEY_PASSPHRASE, SshAgent, Sshd, TEST_PASSWORD, TEST_USER};
 
 #[tokio::test]
 async fn password_auth_works_and_the_password_is_never_logged() {
@@ -166,39 +164,14 @@ async fn no_credentials_and_no_keys_says_what_to_pass() {
 #[tokio::test]
 async fn ssh_agent_keys_are_used_without_credentials() {
     let sshd = Sshd::start();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(start.elapsed().as_secs() < 10, "ssh-agent did not start");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let added = Command::new("ssh-add")
-        .arg(sshd.client_key())
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-
+    let agent = SshAgent::start_with(&sshd.client_key());
     let server = Server::builder()
-        .env("SSH_AUTH_SOCK", sock.display().to_string())
+        .env("SSH_AUTH_SOCK", agent.socket().display().to_string())
         .spawn()
         .await;
     let res = server
         .call("execute_command", bare_args(&sshd, "echo agent"))
         .await;
-    let _ = agent.kill();
-    let _ = agent.wait();
     assert_eq!(stdout(&res), "agent\n", "{}", text(&res));
 }
 

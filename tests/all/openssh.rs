@@ -4,15 +4,15 @@
 //! full (hashed entries the real `ssh` accepts, several files,
 //! `@cert-authority`, `@revoked`). Jump hosts are in [`crate::jump`].
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::server::{
     Server, password_args, session_names, stdout, structured, succeeded, text, tool_error,
 };
-use crate::sshd::{Options, Sshd, TEST_PASSWORD, TEST_USER};
+use crate::sshd::{Options, SshAgent, Sshd, TEST_PASSWORD, TEST_USER};
 
 /// An alias with `HostName`, `User`, `Port` and a token-expanded
 /// `IdentityFile`: the call names only the alias and the command.
@@ -268,77 +268,9 @@ async fn certificate_file_logs_in_with_a_user_certificate() {
     );
 }
 
-/// A real ssh-agent, killed on drop.
-struct Agent {
-    child: Child,
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start_with(key: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "ssh-agent did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let added = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &socket)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(added.status.success(), "ssh-add failed: {added:?}");
-        Self {
-            child,
-            _dir: dir,
-            socket,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn bare(sshd: &Sshd) -> Value {
     json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER,
            "command": "id -un"})
-}
-
-/// `SSH_AUTH_SOCK` names a real agent holding the key (added with
-/// `ssh-add`); the call gives no key file and the server has no default key.
-#[tokio::test]
-async fn an_ssh_agent_from_ssh_auth_sock_logs_in() {
-    let sshd = Sshd::start();
-    let agent = Agent::start_with(&sshd.client_key());
-    let server = Server::builder()
-        .env("SSH_AUTH_SOCK", agent.socket.display().to_string())
-        .spawn()
-        .await;
-    let res = server.call("execute_command", bare(&sshd)).await;
-    succeeded(&res);
-    assert_eq!(stdout(&res).trim(), TEST_USER);
-
-    // Without the agent the same call has nothing to log in with.
-    let none = Server::start().await;
-    tool_error(&none.call("execute_command", bare(&sshd)).await);
 }
 
 /// `IdentityAgent` names the agent's socket when `SSH_AUTH_SOCK` is unset;
@@ -346,8 +278,8 @@ async fn an_ssh_agent_from_ssh_auth_sock_logs_in() {
 #[tokio::test]
 async fn identity_agent_and_identities_only() {
     let sshd = Sshd::start();
-    let agent = Agent::start_with(&sshd.client_key());
-    let agent_line = format!("  IdentityAgent {}\n", agent.socket.display());
+    let agent = SshAgent::start_with(&sshd.client_key());
+    let agent_line = format!("  IdentityAgent {}\n", agent.socket().display());
     let config = format!("Host *\n{agent_line}");
     let server = Server::builder().ssh_config(&config).spawn().await;
     let res = server.call("execute_command", bare(&sshd)).await;

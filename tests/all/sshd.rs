@@ -1,5 +1,6 @@
 //! A real OpenSSH `sshd` on 127.0.0.1: a free port, a host key and config
-//! in a temp dir, killed (with every connection it forked) on drop.
+//! in a temp dir, killed (with every connection it forked) on drop. Also a
+//! real `ssh-agent` ([`SshAgent`]).
 //!
 //! Logins use the test account made by `scripts/test` ([`TEST_USER`], with
 //! `/bin/sh` and [`TEST_PASSWORD`]), so password auth checks a real
@@ -355,6 +356,62 @@ fn keygen(path: &Path, passphrase: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "ssh-keygen failed for {}", path.display());
+}
+
+/// A real `ssh-agent` on a socket of its own, holding one key added with
+/// `ssh-add`; killed on drop.
+pub struct SshAgent {
+    child: Child,
+    socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl SshAgent {
+    pub fn start_with(key: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let added = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            added.status.success(),
+            "ssh-add failed: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        Self {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// For `SSH_AUTH_SOCK` or `IdentityAgent`.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Signs `public` with the CA `ca`: a host certificate (`-h`) for

@@ -325,19 +325,7 @@ fn entry_matches(entry: &Entry, name: &str) -> bool {
             };
             mac.chain_update(name.as_bytes()).verify_slice(hash).is_ok()
         }
-        HostPatterns::Patterns(patterns) => {
-            let mut matched = false;
-            for p in patterns {
-                match p.strip_prefix('!') {
-                    Some(neg) if crate::pattern::glob_match(&neg.to_ascii_lowercase(), name) => {
-                        return false;
-                    }
-                    Some(_) => {}
-                    None => matched |= crate::pattern::glob_match(&p.to_ascii_lowercase(), name),
-                }
-            }
-            matched
-        }
+        HostPatterns::Patterns(patterns) => crate::pattern::list_match(patterns, name),
     }
 }
 

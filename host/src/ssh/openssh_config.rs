@@ -17,6 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::pattern::list_match;
+
 /// Nesting depth of `Include`, as in OpenSSH's `READCONF_MAX_DEPTH`.
 const MAX_INCLUDE_DEPTH: usize = 16;
 /// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
@@ -282,7 +284,7 @@ impl Resolver<'_> {
                     if args.is_empty() {
                         return Err(err("Host needs at least one pattern".into()));
                     }
-                    active = host_matches(&args, self.query.host);
+                    active = list_match(&args, self.query.host);
                 }
                 "match" => active = self.match_line(&args).map_err(err)?,
                 "include" if active => {
@@ -343,14 +345,14 @@ impl Resolver<'_> {
                     match criterion.as_str() {
                         "host" => {
                             let host = self.out.hostname.as_deref().unwrap_or(self.query.host);
-                            pattern_list_matches(&patterns, &expand_hostname(host, self.query.host))
+                            list_match(&patterns, &expand_hostname(host, self.query.host))
                         }
-                        "originalhost" => pattern_list_matches(&patterns, self.query.host),
+                        "originalhost" => list_match(&patterns, self.query.host),
                         "user" => {
                             let user = self.out.user.as_deref().unwrap_or(self.query.local_user);
-                            pattern_list_matches(&patterns, user)
+                            list_match(&patterns, user)
                         }
-                        "localuser" => pattern_list_matches(&patterns, self.query.local_user),
+                        "localuser" => list_match(&patterns, self.query.local_user),
                         other => {
                             self.ignored.insert(format!("Match {other}"));
                             false
@@ -550,27 +552,6 @@ struct Line {
     args: Vec<String>,
     /// The value as written: `ProxyCommand` is a shell line, kept verbatim.
     raw: String,
-}
-
-/// A `Host` line: any pattern matches and no negated one does.
-fn host_matches(patterns: &[String], host: &str) -> bool {
-    pattern_list_matches(patterns, host)
-}
-
-/// OpenSSH's `match_pattern_list`: case-insensitive globs, `!` negates and
-/// a negated match wins over everything.
-fn pattern_list_matches(patterns: &[String], name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let mut matched = false;
-    for p in patterns {
-        let p = p.to_ascii_lowercase();
-        match p.strip_prefix('!') {
-            Some(neg) if crate::pattern::glob_match(neg, &name) => return false,
-            Some(_) => {}
-            None => matched |= crate::pattern::glob_match(&p, &name),
-        }
-    }
-    matched
 }
 
 /// `HostName` may name the original host with `%h` (and `%%`).
