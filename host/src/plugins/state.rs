@@ -87,6 +87,7 @@ fn target_from_wit(t: types::Target) -> core::Target {
             key_file: c.key_file.map(Into::into),
             passphrase: c.passphrase.map(Zeroizing::new),
         }),
+        peer_check: None,
     }
 }
 
@@ -384,6 +385,7 @@ impl jobs::Host for StoreState {
         let request = core::JobRequest {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),
+            slot: None,
         };
         let owner = self.component.clone();
         let started = std::time::Instant::now();

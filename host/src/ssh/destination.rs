@@ -334,7 +334,7 @@ mod tests {
             host: host.into(),
             username: user.map(Into::into),
             port,
-            credentials: None,
+            ..Target::default()
         }
     }
 

@@ -18,10 +18,13 @@ use super::SshError;
 use super::exec::{Ending, OutputSink, utf8_floor};
 
 /// What to run in the background.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct JobRequest {
     pub command: String,
     pub timeout: Option<Duration>,
+    /// Held until the job ends: a caller's concurrency slot (a grant's
+    /// `max_concurrency`), so a job counts like any running command.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,11 +79,21 @@ struct Connection {
     active: AtomicU32,
     /// Set when a call found it unusable before russh noticed.
     broken: AtomicBool,
+    /// The address connected to, on a direct route.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Connection {
     fn alive(&self) -> bool {
         !self.broken.load(Ordering::Relaxed) && !self.handle.is_closed()
+    }
+
+    /// Whether `target`'s peer policy allows this connection's address.
+    fn check_peer(&self, target: &Target) -> Result<(), SshError> {
+        match &target.peer_check {
+            Some(check) => (check.0)(self.peer).map_err(SshError::Denied),
+            None => Ok(()),
+        }
     }
 
     fn info(&self) -> SessionInfo {
@@ -226,6 +236,7 @@ impl SessionManager {
                 c = self.connection(&dest, credentials, &[]) => c?,
                 () = request.cancel.cancelled() => return Err(cancelled()),
             };
+            conn.check_peer(target)?;
             match conn.run(request, timeout, limit, cfg.connect_timeout).await {
                 Ok(out) => return Ok(out),
                 Err(RunError::NotStarted(why)) if !retried => {
@@ -261,7 +272,7 @@ impl SessionManager {
     pub async fn start_job(
         &self,
         target: &Target,
-        request: JobRequest,
+        mut request: JobRequest,
         owner: Arc<str>,
     ) -> Result<JobInfo, SshError> {
         let dest = self.resolve(target)?;
@@ -272,6 +283,7 @@ impl SessionManager {
         let mut retried = false;
         loop {
             let conn = self.connection(&dest, credentials, &[]).await?;
+            conn.check_peer(target)?;
             let Ok(job_slot) = conn.job_slots.clone().try_acquire_owned() else {
                 return Err(SshError::Denied(format!(
                     "{key} already runs {} background jobs, the most one session may; \
@@ -301,8 +313,9 @@ impl SessionManager {
                 .create(dest.display_name(), request.command.clone(), owner);
             let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
             let (task_job, manager, command) = (job.clone(), self.clone(), request.command);
+            let caller_slot = request.slot.take();
             tokio::spawn(async move {
-                let _slots = (job_slot, channel_slot);
+                let _slots = (job_slot, channel_slot, caller_slot);
                 conn.active.fetch_add(1, Ordering::Relaxed);
                 let mut sink = JobSink(task_job.clone());
                 let cancel = task_job.interrupt.clone();
@@ -451,6 +464,7 @@ impl SessionManager {
         let cfg = &self.inner.config;
         let key = &dest.key;
         let started = Instant::now();
+        let mut peer = None;
         let attempt = async {
             let handler = ClientHandler {
                 host: key.host.clone(),
@@ -476,7 +490,8 @@ impl SessionManager {
                             ))
                         })?;
                     let stream = QuickAckStream::new(tcp);
-                    tracing::debug!(peer = ?stream.peer_addr().ok(), "TCP connected");
+                    peer = stream.peer_addr().ok().map(|a| a.ip());
+                    tracing::debug!(?peer, "TCP connected");
                     client::connect_stream(russh, stream, handler)
                         .await
                         .map_err(|e| handshake_failed(e, ""))?
@@ -534,6 +549,7 @@ impl SessionManager {
             last_used: Mutex::new(Instant::now()),
             active: AtomicU32::new(0),
             broken: AtomicBool::new(false),
+            peer,
         }))
     }
 
@@ -559,7 +575,7 @@ impl SessionManager {
             host: last.host.clone(),
             username: last.user.clone(),
             port: last.port,
-            credentials: None,
+            ..Target::default()
         })?;
         if !before.is_empty() {
             jump.route = Route::Jump(before.to_vec());

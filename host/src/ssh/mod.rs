@@ -92,6 +92,23 @@ pub struct Target {
     pub username: Option<String>,
     pub port: Option<u16>,
     pub credentials: Option<Credentials>,
+    /// Checked against the address the session is actually connected to
+    /// before anything runs on it (a grant's address patterns).
+    pub peer_check: Option<PeerCheck>,
+}
+
+/// A policy on the peer address of a session: `None` when the route goes
+/// through a jump host or a ProxyCommand, where the address is not known
+/// here. `Err` says why the address is refused.
+#[derive(Clone)]
+pub struct PeerCheck(
+    pub std::sync::Arc<dyn Fn(Option<std::net::IpAddr>) -> Result<(), String> + Send + Sync>,
+);
+
+impl fmt::Debug for PeerCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerCheck")
+    }
 }
 
 /// The identity of a persistent session: `username@host:port`.
