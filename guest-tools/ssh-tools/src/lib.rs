@@ -77,7 +77,11 @@ impl Tool for ExecuteCommand {
                 "stderr_bytes": {"type": "integer", "description": "total bytes the command wrote"},
                 "duration_ms": {"type": "integer"},
                 "timed_out": {"type": "boolean"},
-                "cancelled": {"type": "boolean"}
+                "cancelled": {"type": "boolean"},
+                "remote_stopped": {
+                    "type": ["boolean", "null"],
+                    "description": "after a timeout or cancel: true when the command and its children are verifiably gone, false when something survived, null when it could not be verified"
+                }
             },
             "required": ["session", "exit_status", "exit_signal", "stdout", "stderr",
                          "stdout_truncated", "stderr_truncated", "duration_ms", "timed_out"]
@@ -95,14 +99,23 @@ impl Tool for ExecuteCommand {
             timeout_ms: seconds_to_ms(a.timeout),
             max_output_bytes: a.max_output_bytes,
         };
-        match ssh::exec(&target, &request) {
-            Ok(out) => render_exec(&out),
+        match ssh::run(&target, &request) {
+            Ok(run) => render_exec(&run.output, run.remote_stopped),
             Err(e) => e.into(),
         }
     }
 }
 
-fn render_exec(out: &ssh::ExecOutput) -> Output {
+/// What the text says of a stop: "stopped" only when the host verified it.
+fn stop_note(remote_stopped: Option<bool>) -> &'static str {
+    match remote_stopped {
+        Some(true) => "the command and its children were stopped (verified)",
+        Some(false) => "WARNING: a process of the command survived the stop (KILL did not end it)",
+        None => "WARNING: the command was signalled, but whether it stopped could not be verified",
+    }
+}
+
+fn render_exec(out: &ssh::ExecOutput, remote_stopped: Option<bool>) -> Output {
     let stdout = stream_text(&out.stdout);
     let stderr = stream_text(&out.stderr);
     let mut text = match (out.exit_status, &out.exit_signal) {
@@ -112,12 +125,16 @@ fn render_exec(out: &ssh::ExecOutput) -> Output {
     };
     if out.timed_out {
         text.push_str(&format!(
-            "Timed out after {:.1} s: the command was stopped and the output so far follows.\n",
-            out.duration_ms as f64 / 1000.0
+            "Timed out after {:.1} s: {}; the output so far follows.\n",
+            out.duration_ms as f64 / 1000.0,
+            stop_note(remote_stopped)
         ));
     }
     if out.cancelled {
-        text.push_str("Cancelled: the command was stopped and the output so far follows.\n");
+        text.push_str(&format!(
+            "Cancelled: {}; the output so far follows.\n",
+            stop_note(remote_stopped)
+        ));
     }
     text.push('\n');
     if !stdout.is_empty() {
@@ -139,6 +156,7 @@ fn render_exec(out: &ssh::ExecOutput) -> Output {
         "duration_ms": out.duration_ms,
         "timed_out": out.timed_out,
         "cancelled": out.cancelled,
+        "remote_stopped": remote_stopped,
     }))
 }
 

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::ProgressSink;
 use super::bindings::{jobs, log, progress, ssh, types};
-use super::grants::{Grant, quote_argv};
+use super::grants::Grant;
 use crate::audit::{self, AuditLog};
 use crate::ssh as core;
 
@@ -103,18 +103,34 @@ fn stream_to_wit(s: core::StreamOutput) -> ssh::StreamOutput {
 impl types::Host for StoreState {}
 
 impl ssh::Host for StoreState {
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
     async fn exec(
         &mut self,
         target: types::Target,
         request: ssh::ExecRequest,
     ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+        Ok(self.run(target, request).await?.map(|r| r.output))
+    }
+
+    async fn exec_argv(
+        &mut self,
+        target: types::Target,
+        request: ssh::ArgvRequest,
+    ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+        Ok(self.run_argv(target, request).await?.map(|r| r.output))
+    }
+
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    async fn run(
+        &mut self,
+        target: types::Target,
+        request: ssh::ExecRequest,
+    ) -> wasmtime::Result<Result<ssh::RunOutput, types::SshError>> {
         let target = target_from_wit(target);
         if let Err(denied) = self.check_shell_request(&target, &request.command) {
             return Ok(Err(denied));
         }
         let request = core::ExecRequest {
-            command: request.command,
+            command: core::Command::Line(request.command),
             timeout: request.timeout_ms.map(Duration::from_millis),
             max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
             cancel: self.cancel.clone(),
@@ -124,11 +140,11 @@ impl ssh::Host for StoreState {
     }
 
     #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
-    async fn exec_argv(
+    async fn run_argv(
         &mut self,
         target: types::Target,
         request: ssh::ArgvRequest,
-    ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+    ) -> wasmtime::Result<Result<ssh::RunOutput, types::SshError>> {
         let target = target_from_wit(target);
         if request.argv.is_empty() {
             return Ok(Err(types::SshError::InvalidArgument(
@@ -145,7 +161,7 @@ impl ssh::Host for StoreState {
         }
         let argv = request.argv;
         let request = core::ExecRequest {
-            command: quote_argv(&argv),
+            command: core::Command::Argv(argv.clone()),
             timeout: request.timeout_ms.map(Duration::from_millis),
             max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
             cancel: self.cancel.clone(),
@@ -274,43 +290,38 @@ impl StoreState {
         target: core::Target,
         request: core::ExecRequest,
         argv: Option<Vec<String>>,
-    ) -> wasmtime::Result<Result<ssh::ExecOutput, types::SshError>> {
+    ) -> wasmtime::Result<Result<ssh::RunOutput, types::SshError>> {
+        let line = match &request.command {
+            core::Command::Line(l) => Some(l.as_str()),
+            core::Command::Argv(_) => None,
+        };
         let _slot = match self.grant.slot() {
             Ok(slot) => slot,
             Err(why) => {
-                self.audit_ssh(
-                    &target,
-                    Some(&request.command),
-                    argv.as_deref(),
-                    Some(&why),
-                    None,
-                );
+                self.audit_ssh(&target, line, argv.as_deref(), Some(&why), None);
                 return Ok(Err(self.denied(why)));
             }
         };
         let started = std::time::Instant::now();
         let result = self.sessions.exec(&target, &request).await;
         self.host_time += started.elapsed();
-        self.audit_ssh(
-            &target,
-            Some(&request.command),
-            argv.as_deref(),
-            None,
-            Some(&result),
-        );
+        self.audit_ssh(&target, line, argv.as_deref(), None, Some(&result));
         let out = match result {
             Ok(out) => out,
             Err(e) => return Ok(Err(e.into())),
         };
-        Ok(Ok(ssh::ExecOutput {
-            session: out.session,
-            exit_status: out.exit_status,
-            exit_signal: out.exit_signal,
-            stdout: stream_to_wit(out.stdout),
-            stderr: stream_to_wit(out.stderr),
-            duration_ms: out.duration.as_millis() as u64,
-            timed_out: out.timed_out,
-            cancelled: out.cancelled,
+        Ok(Ok(ssh::RunOutput {
+            remote_stopped: out.remote_stopped,
+            output: ssh::ExecOutput {
+                session: out.session,
+                exit_status: out.exit_status,
+                exit_signal: out.exit_signal,
+                stdout: stream_to_wit(out.stdout),
+                stderr: stream_to_wit(out.stderr),
+                duration_ms: out.duration.as_millis() as u64,
+                timed_out: out.timed_out,
+                cancelled: out.cancelled,
+            },
         }))
     }
 }

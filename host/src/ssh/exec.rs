@@ -8,16 +8,42 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
 
-use super::kill::{self, KillOutcome, PidSniffer};
+use super::kill::{self, KillOutcome, Stopper, Victim};
+use super::launch::{self, Marker, Payload};
+
+/// What to run: a command line for the login shell, or a program and its
+/// arguments passed on as exactly those words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Self::Line(String::new())
+    }
+}
+
+impl Command {
+    pub(crate) fn payload(&self) -> Payload<'_> {
+        match self {
+            Self::Line(l) => Payload::Line(l),
+            Self::Argv(a) => Payload::Argv(a),
+        }
+    }
+}
 
 /// What to run and how much of it to keep.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
-    pub command: String,
+    pub command: Command,
     pub timeout: Option<Duration>,
     pub max_output_bytes: Option<u64>,
     /// Cancelled when the client gives up on the call: the command is then
@@ -73,19 +99,26 @@ pub struct ExecOutput {
     pub duration: Duration,
     pub timed_out: bool,
     pub cancelled: bool,
+    /// After a timeout or a cancel: whether the command and its children
+    /// are verifiably gone (`None`: the stop could not be verified).
+    pub remote_stopped: Option<bool>,
 }
 
 /// How a run ended short of an exit status.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum RunError {
     /// The exec request never reached the server: safe to retry elsewhere.
+    #[error("the command was not started: {0}")]
     NotStarted(String),
+    /// Opening a channel got no answer in time: nothing was sent.
+    #[error("the server did not answer a channel open")]
+    Stalled,
     /// The server refused to start the command.
+    #[error("{0}")]
     Refused(String),
-    /// Cancelled before the command was sent.
-    Cancelled,
     /// The channel ended with neither exit status nor signal: the
     /// connection died, and the command may or may not have run.
+    #[error("the connection was lost after {bytes} bytes of output")]
     Lost { bytes: u64 },
 }
 
@@ -237,13 +270,15 @@ pub(crate) struct Ending {
     /// The channel ended with no exit status or signal and no stop: the
     /// connection died under it.
     pub(crate) lost: bool,
+    /// A stop got no answer at all: the connection is likely dead.
+    pub(crate) stop_unanswered: bool,
 }
 
 /// Feeds channel messages to a sink, tracking how the command ends and how
 /// far it has come.
 struct Driver<'a, S> {
     sink: &'a mut S,
-    sniffer: PidSniffer,
+    sniffer: Marker,
     ending: Ending,
     bytes: u64,
     track_lines: bool,
@@ -306,29 +341,57 @@ impl<S: OutputSink> Driver<'_, S> {
     }
 }
 
-/// Runs `command` on `channel` (a fresh session channel of `handle`) until it
-/// ends, `deadline` passes or `cancel` fires; a stopped command's process
-/// group is killed and checked.
-pub(crate) async fn drive<H: Handler, S: OutputSink>(
-    handle: &Handle<H>,
+/// The connection a command runs on, as far as running and stopping it
+/// needs.
+pub(crate) struct Remote<'a, H: Handler> {
+    pub(crate) handle: &'a Arc<Handle<H>>,
+    pub(crate) stopper: &'a Stopper,
+    /// The login shell, learnt from the first command's marker.
+    pub(crate) shell: &'a std::sync::OnceLock<String>,
+}
+
+impl<H: Handler> Clone for Remote<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: Handler> Copy for Remote<'_, H> {}
+
+/// Runs `payload` on `channel` (a fresh session channel of `remote`) until
+/// it ends, `deadline` passes or `cancel` fires; a stopped command's
+/// process group is killed and checked.
+pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
+    remote: Remote<'_, H>,
     mut channel: Channel<Msg>,
-    command: &str,
+    payload: Payload<'_>,
     deadline: Option<tokio::time::Instant>,
     cancel: &CancellationToken,
     sink: &mut S,
     progress: Option<&ProgressFn>,
 ) -> Result<Ending, RunError> {
     let started = Instant::now();
+    // 0 when russh does not know it: both OpenSSH and Dropbear take 32 KiB.
+    let packet = match channel.writable_packet_size().await {
+        0 => 32 * 1024,
+        n => n,
+    };
+    let launch = launch::build(payload, packet, remote.shell.get().map(String::as_str));
     channel
-        .exec(true, kill::wrap(command))
+        .exec(true, launch.line)
         .await
         .map_err(|e| RunError::NotStarted(e.to_string()))?;
+    if let Some(stdin) = launch.stdin {
+        // The request went out: from here on a failure is a lost command,
+        // never one that may be sent again.
+        let _ = channel.data(&stdin[..]).await;
+    }
     // Closing stdin now is what makes `cat` return.
     let _ = channel.eof().await;
 
     let mut d = Driver {
         sink,
-        sniffer: PidSniffer::default(),
+        sniffer: Marker::new(&launch.nonce),
         ending: Ending::default(),
         bytes: 0,
         track_lines: progress.is_some(),
@@ -368,33 +431,36 @@ pub(crate) async fn drive<H: Handler, S: OutputSink>(
             Some(Some(m)) => d.take(m)?,
             Some(None) => break,
             None => {
-                d.ending.remote_stopped = Some(stop(handle, &mut channel, &mut d).await);
+                stop(remote, &mut channel, &mut d).await;
                 break;
             }
         }
     }
+    if let Some(started) = d.sniffer.started() {
+        let _ = remote.shell.set(started.shell.clone());
+    }
     Ok(d.finish())
 }
 
-/// Runs `request` on `channel`, keeping at most `limit` bytes per stream.
-pub(crate) async fn run<H: Handler>(
-    handle: &Handle<H>,
+/// Runs `request` on `channel` until `deadline`, keeping at most `limit`
+/// bytes per stream.
+pub(crate) async fn run<H: Handler + 'static>(
+    remote: Remote<'_, H>,
     channel: Channel<Msg>,
     session: String,
     request: &ExecRequest,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     limit: usize,
-) -> Result<ExecOutput, RunError> {
+) -> Result<(ExecOutput, Ending), RunError> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut caps = Captures {
         stdout: Capture::new(limit),
         stderr: Capture::new(limit),
     };
     let ending = drive(
-        handle,
+        remote,
         channel,
-        &request.command,
+        request.command.payload(),
         Some(deadline),
         &request.cancel,
         &mut caps,
@@ -406,35 +472,45 @@ pub(crate) async fn run<H: Handler>(
             bytes: caps.stdout.total + caps.stderr.total,
         });
     }
-    Ok(ExecOutput {
+    let out = ExecOutput {
         session,
         exit_status: ending.exit_status,
-        exit_signal: ending.exit_signal,
+        exit_signal: ending.exit_signal.clone(),
         stdout: caps.stdout.finish(),
         stderr: caps.stderr.finish(),
         duration: started.elapsed(),
         timed_out: ending.timed_out,
         cancelled: ending.cancelled,
-    })
+        remote_stopped: ending.remote_stopped,
+    };
+    Ok((out, ending))
 }
 
 /// Stops the command after a timeout or a cancel, still collecting what it
-/// prints meanwhile. Returns whether the remote processes are verifiably
-/// gone.
-async fn stop<H: Handler, S: OutputSink>(
-    handle: &Handle<H>,
+/// prints meanwhile, within [`kill::STOP_BOUND`]. Records whether the
+/// remote processes are verifiably gone.
+async fn stop<H: Handler + 'static, S: OutputSink>(
+    remote: Remote<'_, H>,
     channel: &mut Channel<Msg>,
     d: &mut Driver<'_, S>,
-) -> bool {
-    let Some(pgid) = d.sniffer.pid() else {
-        // No PID (the login shell did not print the marker): the best left
-        // is OpenSSH's signal request, which reaches the shell alone.
+) {
+    let Some(started) = d.sniffer.started().cloned() else {
+        // No marker (a ForceCommand, or the launcher never ran): the best
+        // left is the SSH signal request, which reaches the shell alone.
         let _ = channel.signal(Sig::KILL).await;
         let _ = channel.close().await;
-        tracing::warn!("no PID for the command; sent KILL to its shell only");
-        return false;
+        tracing::warn!("no PID for the command; sent KILL to its shell only, unverified");
+        return;
     };
-    let kill = kill::kill_group(handle, pgid);
+    let victim = if started.group {
+        Victim::Group(started.pid)
+    } else {
+        Victim::Process(started.pid)
+    };
+    let kill = tokio::time::timeout(
+        kill::STOP_BOUND,
+        remote.stopper.stop(remote.handle.clone(), victim),
+    );
     tokio::pin!(kill);
     let mut outcome = None;
     let mut open = true;
@@ -442,7 +518,9 @@ async fn stop<H: Handler, S: OutputSink>(
     // last output arrive there.
     while outcome.is_none() || open {
         tokio::select! {
-            o = &mut kill, if outcome.is_none() => outcome = Some(o),
+            o = &mut kill, if outcome.is_none() => {
+                outcome = Some(o.unwrap_or_else(|_| KillOutcome::NoAnswer("the stop did not answer in time".into())));
+            }
             m = channel.wait(), if open => match m {
                 Some(msg) => {
                     let _ = d.take(msg);
@@ -452,17 +530,19 @@ async fn stop<H: Handler, S: OutputSink>(
             () = tokio::time::sleep(Duration::from_millis(500)), if outcome.is_some() => break,
         }
     }
-    let _ = channel.close().await;
-    match outcome.unwrap_or(KillOutcome::Unknown("not run".into())) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), channel.close()).await;
+    let outcome = outcome.unwrap_or_else(|| KillOutcome::Unknown("not run".into()));
+    match &outcome {
         KillOutcome::Gone => {
-            tracing::info!(pgid, "stopped the command and its children");
-            true
+            tracing::info!(pid = started.pid, "stopped the command and its children")
         }
-        other => {
-            tracing::warn!(pgid, "could not verify the command stopped: {other:?}");
-            false
-        }
+        other => tracing::warn!(
+            pid = started.pid,
+            "could not verify the command stopped: {other:?}"
+        ),
     }
+    d.ending.stop_unanswered = matches!(outcome, KillOutcome::NoAnswer(_));
+    d.ending.remote_stopped = outcome.verified();
 }
 
 #[cfg(test)]

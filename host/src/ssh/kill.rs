@@ -1,136 +1,227 @@
 //! Stopping a remote command for real: its whole process group, verified.
 //!
-//! sshd starts every exec in a new session (`setsid`), so the login shell
-//! that runs the command leads a process group holding the command and all
-//! its children. The command line is prefixed with a marker that prints the
-//! shell's PID; the host strips it from stdout. To stop the command, a
-//! second channel sends TERM to the group, waits a grace period, sends
-//! KILL, and reports whether anything is left. An SSH `signal` request is
-//! not enough: OpenSSH honours it only from 7.9 on, and it reaches only the
-//! shell, not its children.
+//! The launcher ([`super::launch`]) makes every command lead its own process
+//! group and reports its PID. To stop commands, a second channel runs a
+//! script that sends TERM to each group, waits a grace period, sends KILL,
+//! and answers, per group, whether anything is left. An SSH `signal`
+//! request is not enough: OpenSSH honours it only from 7.9 on, and it
+//! reaches only the shell, not its children.
+//!
+//! Those channels come from a reserve of their own per connection
+//! ([`STOP_CHANNELS`], on top of the command channels), so a stop never
+//! competes with the commands it stops for sshd's `MaxSessions`; and
+//! requests that arrive while a stop runs are batched into the next one, so
+//! 64 timeouts at once need a few channels, not 64.
 //!
 //! A process that leaves the group itself (a daemon calling `setsid`) is
 //! out of reach, as it would be for `kill` in a terminal.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::ChannelMsg;
 use russh::client::{Handle, Handler};
-
-const MARKER_START: &[u8] = b"\x1emcp-ssh-pid:";
-const MARKER_END: u8 = 0x1e;
-/// The longest marker: start, a PID, end.
-const MARKER_MAX: usize = MARKER_START.len() + 10 + 1;
+use russh::{ChannelMsg, ChannelOpenFailure};
+use tokio::sync::{Semaphore, oneshot};
 
 /// TERM, then KILL after this long.
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
+/// A whole stop, from the request to the answer, never takes longer: it
+/// is the grace a call may run past its timeout.
+pub(crate) const STOP_BOUND: Duration = Duration::from_secs(5);
+/// Channels kept for stops on each connection.
+pub(crate) const STOP_CHANNELS: usize = 2;
+/// How long the script waits after KILL before it answers "survived".
+const AFTER_KILL: Duration = Duration::from_secs(1);
 
-/// `command`, preceded on the same line (so the shell's line numbers in
-/// error messages stay the user's) by the PID marker.
-pub(crate) fn wrap(command: &str) -> String {
-    format!("printf '\\036mcp-ssh-pid:%s\\036' \"$$\"; {command}")
+/// What to signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Victim {
+    /// A process group: the command and its children.
+    Group(u32),
+    /// One process that does not lead a group: its children are out of
+    /// reach, so the stop cannot be verified.
+    Process(u32),
 }
 
-/// Finds and removes the PID marker at the start of stdout.
-#[derive(Debug, Default)]
-pub(crate) struct PidSniffer {
-    buf: Vec<u8>,
-    done: bool,
-    pid: Option<u32>,
-}
-
-impl PidSniffer {
-    pub(crate) fn pid(&self) -> Option<u32> {
-        self.pid
-    }
-
-    /// Returns the part of `data` that is the command's own output.
-    pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
-        if self.done {
-            return data.into();
-        }
-        self.buf.extend_from_slice(data);
-        let n = self.buf.len().min(MARKER_START.len());
-        if self.buf[..n] != MARKER_START[..n] {
-            // Not our marker (a shell that did not run it): pass all through.
-            self.done = true;
-            return std::mem::take(&mut self.buf).into();
-        }
-        let body = &self.buf[n..];
-        if let Some(end) = body.iter().position(|&b| b == MARKER_END) {
-            self.done = true;
-            self.pid = std::str::from_utf8(&body[..end])
-                .ok()
-                .and_then(|s| s.parse().ok());
-            let rest = body[end + 1..].to_vec();
-            self.buf.clear();
-            return rest.into();
-        }
-        if self.buf.len() > MARKER_MAX || !body.iter().all(u8::is_ascii_digit) {
-            self.done = true;
-            return std::mem::take(&mut self.buf).into();
-        }
-        Vec::new().into()
-    }
-
-    /// What is still held back when the stream ends.
-    pub(crate) fn flush(&mut self) -> Vec<u8> {
-        self.done = true;
-        std::mem::take(&mut self.buf)
-    }
-}
-
-/// What became of a process group we were asked to stop.
+/// What became of a command we were asked to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KillOutcome {
     /// Nothing of the group is left.
     Gone,
     /// Something survived KILL (uninterruptible sleep, most likely).
     Survived,
-    /// The kill could not be run or its answer was not understood.
+    /// The kill ran, but what it said does not prove the command gone.
     Unknown(String),
+    /// No answer: no channel, or none in time. The connection is likely
+    /// dead.
+    NoAnswer(String),
 }
 
-/// Runs TERM, grace, KILL and a final check for group `pgid`, on a second
-/// channel of `handle`. The script runs under `/bin/sh` whatever the login
-/// shell is.
-pub(crate) async fn kill_group<H: Handler>(handle: &Handle<H>, pgid: u32) -> KillOutcome {
-    if pgid <= 1 {
-        return KillOutcome::Unknown(format!("refusing to signal process group {pgid}"));
+impl KillOutcome {
+    /// `remote_stopped` as tools report it: known only for groups.
+    pub(crate) fn verified(&self) -> Option<bool> {
+        match self {
+            Self::Gone => Some(true),
+            Self::Survived => Some(false),
+            Self::Unknown(_) | Self::NoAnswer(_) => None,
+        }
     }
-    let grace_ticks = GRACE.as_millis() / 100;
-    let script = format!(
-        "exec /bin/sh -c 'p=$1; kill -TERM -$p 2>/dev/null || {{ echo gone; exit 0; }}; i=0; \
-         while kill -0 -$p 2>/dev/null; do i=$((i+1)); \
-         [ $i -eq {grace_ticks} ] && kill -KILL -$p 2>/dev/null; \
-         [ $i -gt {limit} ] && {{ echo survived; exit 0; }}; \
-         sleep 0.1 2>/dev/null || sleep 1; done; echo gone' sh {pgid}",
-        limit = grace_ticks * 2,
-    );
-    let mut channel = match handle.channel_open_session().await {
+}
+
+type Waiter = (Victim, oneshot::Sender<KillOutcome>);
+
+/// The stops of one connection: a reserve of channels and a queue.
+pub(crate) struct Stopper {
+    slots: Arc<Semaphore>,
+    pending: Arc<Mutex<Vec<Waiter>>>,
+}
+
+impl Default for Stopper {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(STOP_CHANNELS)),
+            pending: Arc::default(),
+        }
+    }
+}
+
+impl Stopper {
+    /// Stops `victim`, batched with every other stop waiting on this
+    /// connection. The work runs in a task of its own, so a caller that
+    /// gives up does not abandon the others in its batch.
+    pub(crate) async fn stop<H: Handler + 'static>(
+        &self,
+        handle: Arc<Handle<H>>,
+        victim: Victim,
+    ) -> KillOutcome {
+        if let Victim::Group(p) | Victim::Process(p) = victim
+            && p <= 1
+        {
+            return KillOutcome::Unknown(format!("refusing to signal process {p}"));
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).push((victim, tx));
+        let (slots, pending) = (self.slots.clone(), self.pending.clone());
+        tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire().await else {
+                return;
+            };
+            let batch = std::mem::take(&mut *lock(&pending));
+            if batch.is_empty() {
+                return;
+            }
+            let victims: Vec<Victim> = batch.iter().map(|(v, _)| *v).collect();
+            let outcomes = match tokio::time::timeout(STOP_BOUND, kill_all(&handle, &victims)).await
+            {
+                Ok(o) => o,
+                Err(_) => vec![
+                    KillOutcome::NoAnswer("the stop did not answer in time".into());
+                    victims.len()
+                ],
+            };
+            for ((_, tx), outcome) in batch.into_iter().zip(outcomes) {
+                let _ = tx.send(outcome);
+            }
+        });
+        rx.await
+            .unwrap_or_else(|_| KillOutcome::NoAnswer("the stop was abandoned".into()))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stop script for `victims` (`-PGID` for a group, `PID` for a lone
+/// process). Run by `/bin/sh` whatever the login shell is, and written in
+/// characters every login shell leaves alone inside single quotes.
+fn script(victims: &[Victim]) -> String {
+    let ticks = GRACE.as_millis() / 100;
+    let limit = ticks + AFTER_KILL.as_millis() / 100;
+    let ids: Vec<String> = victims
+        .iter()
+        .map(|v| match v {
+            Victim::Group(p) => format!("-{p}"),
+            Victim::Process(p) => p.to_string(),
+        })
+        .collect();
+    format!(
+        "exec /bin/sh -c 'for p; do kill -TERM $p 2>/dev/null; done; i=0; while :; do a=; \
+         for p; do kill -0 $p 2>/dev/null && a=1; done; [ -z \"$a\" ] && break; i=$((i+1)); \
+         if [ $i -eq {ticks} ]; then for p; do kill -KILL $p 2>/dev/null; done; fi; \
+         [ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done; \
+         for p; do if kill -0 $p 2>/dev/null; then echo s$p; else echo g$p; fi; done' sh {}",
+        ids.join(" ")
+    )
+}
+
+/// Runs the stop script for `victims` on a new channel of `handle`;
+/// returns one outcome per victim, in order.
+async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<KillOutcome> {
+    let unknown = |why: String| vec![KillOutcome::NoAnswer(why); victims.len()];
+    let mut channel = match open(handle).await {
         Ok(c) => c,
-        Err(e) => return KillOutcome::Unknown(format!("cannot open a channel to stop it: {e}")),
+        Err(e) => return unknown(format!("cannot open a channel to stop it: {e}")),
     };
-    if let Err(e) = channel.exec(true, script).await {
-        return KillOutcome::Unknown(format!("cannot run kill: {e}"));
+    if let Err(e) = channel.exec(true, script(victims)).await {
+        return unknown(format!("cannot run kill: {e}"));
     }
     let _ = channel.eof().await;
     let mut answer = Vec::new();
-    let wait = GRACE * 3 + Duration::from_secs(5);
-    let read = async {
-        while let Some(msg) = channel.wait().await {
-            if let ChannelMsg::Data { data } = msg {
-                answer.extend_from_slice(&data);
-            }
+    while let Some(msg) = channel.wait().await {
+        if let ChannelMsg::Data { data } = msg {
+            answer.extend_from_slice(&data);
         }
-    };
-    if tokio::time::timeout(wait, read).await.is_err() {
-        return KillOutcome::Unknown("the kill script did not answer".into());
     }
-    match String::from_utf8_lossy(&answer).trim() {
-        "gone" => KillOutcome::Gone,
-        "survived" => KillOutcome::Survived,
-        other => KillOutcome::Unknown(format!("unexpected answer from kill: {other:?}")),
+    let answer = String::from_utf8_lossy(&answer);
+    victims
+        .iter()
+        .map(|v| {
+            let (id, group) = match v {
+                Victim::Group(p) => (format!("-{p}"), true),
+                Victim::Process(p) => (p.to_string(), false),
+            };
+            let said = answer.lines().find_map(|l| {
+                l.strip_prefix(['g', 's'])
+                    .filter(|rest| *rest == id)
+                    .map(|_| l.starts_with('g'))
+            });
+            match (said, group) {
+                (Some(true), true) => KillOutcome::Gone,
+                (Some(false), _) => KillOutcome::Survived,
+                (Some(true), false) => KillOutcome::Unknown(
+                    "its shell is gone, but it does not lead a process group, so its children \
+                     could not be checked"
+                        .into(),
+                ),
+                (None, _) => KillOutcome::Unknown(format!(
+                    "unexpected answer from kill: {:?}",
+                    answer.trim()
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A session channel from the stop reserve. The server may still count a
+/// channel we saw close: wait a little and try again, within the stop's
+/// bound.
+async fn open<H: Handler>(
+    handle: &Handle<H>,
+) -> Result<russh::Channel<russh::client::Msg>, russh::Error> {
+    let mut attempt = 0u64;
+    loop {
+        match handle.channel_open_session().await {
+            Err(russh::Error::ChannelOpenFailure(
+                ChannelOpenFailure::ResourceShortage
+                | ChannelOpenFailure::AdministrativelyProhibited
+                | ChannelOpenFailure::ConnectFailed,
+            )) if attempt < 40 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 * attempt.min(10))).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -138,42 +229,11 @@ pub(crate) async fn kill_group<H: Handler>(handle: &Handle<H>, pgid: u32) -> Kil
 mod tests {
     use super::*;
 
-    fn sniff(chunks: &[&[u8]]) -> (Vec<u8>, Option<u32>) {
-        let mut s = PidSniffer::default();
-        let mut out = Vec::new();
-        for c in chunks {
-            out.extend_from_slice(&s.feed(c));
-        }
-        out.extend(s.flush());
-        (out, s.pid())
-    }
-
     #[test]
-    fn the_marker_is_removed_and_parsed_across_chunks() {
-        let (out, pid) = sniff(&[b"\x1emcp-ssh", b"-pid:123", b"45\x1ehello\n", b"world\n"]);
-        assert_eq!(pid, Some(12345));
-        assert_eq!(out, b"hello\nworld\n");
-    }
-
-    #[test]
-    fn output_without_the_marker_passes_through_untouched() {
-        let (out, pid) = sniff(&[b"hello", b"\x1emcp-ssh-pid:1\x1e"]);
-        assert_eq!(pid, None);
-        assert_eq!(out, b"hello\x1emcp-ssh-pid:1\x1e");
-        let (out, pid) = sniff(&[b"\x1emcp-ssh-pid:12x"]);
-        assert_eq!((out.as_slice(), pid), (&b"\x1emcp-ssh-pid:12x"[..], None));
-    }
-
-    #[test]
-    fn a_truncated_marker_at_end_of_stream_is_returned() {
-        let (out, pid) = sniff(&[b"\x1emcp-ssh"]);
-        assert_eq!((out.as_slice(), pid), (&b"\x1emcp-ssh"[..], None));
-    }
-
-    #[test]
-    fn the_wrapper_keeps_the_command_on_the_first_line() {
-        let w = wrap("echo hi");
-        assert!(!w.contains('\n'));
-        assert!(w.ends_with("; echo hi"));
+    fn the_script_is_literal_in_every_login_shell() {
+        let s = script(&[Victim::Group(4242), Victim::Process(77)]);
+        let quoted = s.split('\'').nth(1).unwrap();
+        assert!(!quoted.contains(['!', '\n', '\\']), "{quoted}");
+        assert!(s.ends_with("sh -4242 77"), "{s}");
     }
 }

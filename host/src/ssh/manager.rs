@@ -13,26 +13,30 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::Channel;
-use russh::client::{self, Handle, Msg};
-use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelOpenFailure, Disconnect};
-use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use russh::client::{Handle, Msg};
+use russh::{Channel, ChannelOpenFailure, Disconnect};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant as Deadline;
+use tokio_util::sync::CancellationToken;
 
+use super::connect::{self, ClientHandler};
 use super::destination::{self, Destination, Route};
-use super::exec::{self, ExecOutput, ExecRequest, RunError};
+use super::exec::{self, ExecOutput, ExecRequest, Remote, RunError};
 use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
-use super::net::QuickAckStream;
+use super::kill::Stopper;
+use super::launch::{self, Payload};
 use super::openssh_config::ConfigCache;
-use super::{
-    Credentials, HostKeyPolicy, KnownHostsFiles, SessionKey, SshConfig, SshError, Target, auth,
-    known_hosts, proxy,
-};
+use super::{Credentials, SessionKey, SshConfig, SshError, Target};
 
 /// Jump hosts reached through jump hosts, at most: deeper is a loop in
 /// ssh_config more often than a network.
 const MAX_JUMP_DEPTH: usize = 8;
+/// A dead session is kept this long so the next call can reopen it with
+/// the credentials that opened it; then it and its secrets are dropped.
+const REOPEN_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// A channel open that takes longer than this on an open connection means
+/// the connection is dead (a frozen server, a black-holed network).
+const OPEN_STALL: Duration = Duration::from_secs(2);
 
 /// An open session as shown to tools: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,31 +60,45 @@ struct Inner {
     /// Established connections. A std mutex: it is never held across an
     /// `.await`, and lookups are far more frequent than connects.
     live: Mutex<HashMap<SessionKey, Arc<Connection>>>,
-    /// Per-key gates serializing connection attempts.
+    /// Per-key gates serializing connection attempts; an entry lives only
+    /// while someone connects.
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
     jobs: Jobs,
     ssh_config: ConfigCache,
 }
 
 struct Connection {
-    handle: Handle<ClientHandler>,
+    handle: Arc<Handle<ClientHandler>>,
     key: SessionKey,
     alias: Option<String>,
     /// What authenticated it: compared with later calls' credentials, and
-    /// reused to reconnect when the connection dies.
-    credentials: Option<Credentials>,
+    /// reused to reopen it when it dies. Taken (and zeroed) when it closes.
+    credentials: Mutex<Option<Credentials>>,
     channels: Arc<Semaphore>,
     channel_slots: u32,
     /// Background jobs hold a channel for long: they get fewer slots than
     /// `channels`, so they can never starve `exec`.
     job_slots: Arc<Semaphore>,
+    /// Stops have channels of their own: they never wait on the commands
+    /// they stop.
+    stopper: Stopper,
     opened: Instant,
     last_used: Mutex<Instant>,
     active: AtomicU32,
     /// Set when a call found it unusable before russh noticed.
     broken: AtomicBool,
+    /// When it was first seen dead.
+    dead_since: Mutex<Option<Instant>>,
     /// The address connected to, on a direct route.
     peer: Option<std::net::IpAddr>,
+    /// Fired when the session is closed: its background jobs stop.
+    closing: CancellationToken,
+    /// The login shell, once a command has shown it.
+    shell: std::sync::OnceLock<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Connection {
@@ -97,18 +115,28 @@ impl Connection {
     }
 
     fn info(&self) -> SessionInfo {
-        let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
         SessionInfo {
             key: self.key.clone(),
             alias: self.alias.clone(),
             active_commands: self.active.load(Ordering::Relaxed),
             age: self.opened.elapsed(),
-            idle: last.elapsed(),
+            idle: lock(&self.last_used).elapsed(),
         }
     }
 
-    /// Disconnects once the commands running on it have finished.
-    fn close_when_idle(self: Arc<Self>) {
+    fn remote(&self) -> Remote<'_, ClientHandler> {
+        Remote {
+            handle: &self.handle,
+            stopper: &self.stopper,
+            shell: &self.shell,
+        }
+    }
+
+    /// Stops its jobs, forgets its credentials, and disconnects once the
+    /// commands running on it have finished (each within its timeout).
+    fn close(self: Arc<Self>) {
+        self.closing.cancel();
+        drop(lock(&self.credentials).take());
         tokio::spawn(async move {
             let _all = self.channels.acquire_many(self.channel_slots).await;
             let _ = self
@@ -118,71 +146,59 @@ impl Connection {
         });
     }
 
-    async fn run(
-        &self,
-        request: &ExecRequest,
-        timeout: Duration,
-        limit: usize,
-        open_timeout: Duration,
-    ) -> Result<ExecOutput, RunError> {
-        let _permit = tokio::select! {
-            p = self.channels.acquire() => {
-                p.map_err(|_| RunError::NotStarted("session closed".into()))?
+    /// Opens a session channel within `wait`. The server may be out of
+    /// sessions (a `MaxSessions` below our cap, or a slot it has not yet
+    /// freed after a close; OpenSSH says "connect failed"): nothing ran, so
+    /// wait and retry.
+    async fn open_channel(&self, wait: Duration) -> Result<Channel<Msg>, RunError> {
+        let open = async {
+            let mut attempt = 0u64;
+            loop {
+                match self.handle.channel_open_session().await {
+                    Ok(ch) => return Ok(ch),
+                    Err(russh::Error::ChannelOpenFailure(
+                        ChannelOpenFailure::ResourceShortage
+                        | ChannelOpenFailure::AdministrativelyProhibited
+                        | ChannelOpenFailure::ConnectFailed,
+                    )) if attempt < 20 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                    }
+                    Err(russh::Error::ChannelOpenFailure(f)) => {
+                        return Err(RunError::Refused(format!(
+                            "the server refused to open a session channel: {f:?}"
+                        )));
+                    }
+                    Err(e) => return Err(RunError::NotStarted(e.to_string())),
+                }
             }
-            () = request.cancel.cancelled() => return Err(RunError::Cancelled),
         };
-        self.active.fetch_add(1, Ordering::Relaxed);
-        let res = self
-            .run_on_channel(request, timeout, limit, open_timeout)
-            .await;
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        res
-    }
-
-    async fn run_on_channel(
-        &self,
-        request: &ExecRequest,
-        timeout: Duration,
-        limit: usize,
-        open_timeout: Duration,
-    ) -> Result<ExecOutput, RunError> {
-        let channel = self.open_channel(open_timeout).await?;
-        if request.cancel.is_cancelled() {
-            return Err(RunError::Cancelled);
-        }
-        let session = destination::display_name(self.alias.as_deref(), &self.key);
-        exec::run(&self.handle, channel, session, request, timeout, limit).await
-    }
-
-    async fn open_channel(&self, open_timeout: Duration) -> Result<Channel<Msg>, RunError> {
-        let mut attempt = 0u64;
-        loop {
-            let opened =
-                tokio::time::timeout(open_timeout, self.handle.channel_open_session()).await;
-            match opened {
-                Ok(Ok(ch)) => return Ok(ch),
-                // The server is out of sessions: a MaxSessions below our
-                // cap, or a slot it has not yet freed after a close. OpenSSH
-                // says so with "connect failed". Nothing ran: wait, retry.
-                Ok(Err(russh::Error::ChannelOpenFailure(
-                    ChannelOpenFailure::ResourceShortage
-                    | ChannelOpenFailure::AdministrativelyProhibited
-                    | ChannelOpenFailure::ConnectFailed,
-                ))) if attempt < 20 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+        match tokio::time::timeout(wait, open).await {
+            Ok(r) => r,
+            Err(_) => {
+                if wait >= OPEN_STALL {
+                    self.broken.store(true, Ordering::Relaxed);
                 }
-                Ok(Err(russh::Error::ChannelOpenFailure(f))) => {
-                    return Err(RunError::Refused(format!(
-                        "the server refused to open a session channel: {f:?}"
-                    )));
-                }
-                Ok(Err(e)) => return Err(RunError::NotStarted(e.to_string())),
-                Err(_) => return Err(RunError::NotStarted("opening a channel timed out".into())),
+                Err(RunError::Stalled)
             }
         }
     }
+}
+
+/// What kind of channel a caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A command that ends within its call.
+    Command,
+    /// A background job, from the job slots.
+    Job,
+}
+
+/// A channel on a target's session, with the slots it holds.
+struct Lease {
+    conn: Arc<Connection>,
+    channel: Channel<Msg>,
+    slots: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 impl SessionManager {
@@ -203,7 +219,9 @@ impl SessionManager {
         &self.inner.config
     }
 
-    /// Runs a command on `target`, connecting or reusing its session.
+    /// Runs a command on `target`, connecting or reusing its session. The
+    /// call returns within its timeout plus [`super::kill::STOP_BOUND`],
+    /// whatever the network does.
     ///
     /// A connection found dead before the command was sent is replaced
     /// transparently; one lost after it was sent is reported, never re-run.
@@ -213,55 +231,57 @@ impl SessionManager {
         target: &Target,
         request: &ExecRequest,
     ) -> Result<ExecOutput, SshError> {
-        let dest = self.resolve(target)?;
-        let key = dest.key.clone();
-        tracing::Span::current().record("session", tracing::field::display(&key));
-        validate_command(&request.command)?;
         let cfg = &self.inner.config;
         let timeout = request
             .timeout
             .unwrap_or(cfg.default_command_timeout)
             .min(cfg.max_command_timeout);
+        let deadline = Deadline::now() + timeout;
         let limit = request
             .max_output_bytes
             .unwrap_or(cfg.default_max_output)
             .min(cfg.max_output_cap) as usize;
-        let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
-
-        let cancelled =
-            || SshError::Cancelled(format!("{key}: cancelled before the command started"));
+        launch::check(request.command.payload()).map_err(SshError::InvalidArgument)?;
+        let dest = self.resolve(target)?;
+        tracing::Span::current().record("session", tracing::field::display(&dest.key));
         let mut retried = false;
         loop {
-            let conn = tokio::select! {
-                c = self.connection(&dest, credentials, &[]) => c?,
-                () = request.cancel.cancelled() => return Err(cancelled()),
-            };
-            conn.check_peer(target)?;
-            match conn.run(request, timeout, limit, cfg.connect_timeout).await {
-                Ok(out) => return Ok(out),
+            let lease = self
+                .lease(target, &dest, Use::Command, deadline, &request.cancel)
+                .await?;
+            let conn = lease.conn.clone();
+            let session = destination::display_name(conn.alias.as_deref(), &conn.key);
+            conn.active.fetch_add(1, Ordering::Relaxed);
+            let res = exec::run(
+                conn.remote(),
+                lease.channel,
+                session,
+                request,
+                deadline,
+                limit,
+            )
+            .await;
+            conn.active.fetch_sub(1, Ordering::Relaxed);
+            *lock(&conn.last_used) = Instant::now();
+            drop(lease.slots);
+            match res {
+                Ok((out, ending)) => {
+                    if ending.stop_unanswered {
+                        // A stop that got no answer at all: the connection
+                        // is likely dead; the next call opens a new one.
+                        self.mark_broken(&conn);
+                    }
+                    return Ok(out);
+                }
                 Err(RunError::NotStarted(why)) if !retried => {
-                    tracing::info!("connection to {key} is unusable ({why}); reconnecting");
+                    tracing::info!(
+                        "connection to {} is unusable ({why}); reconnecting",
+                        dest.key
+                    );
                     self.mark_broken(&conn);
                     retried = true;
                 }
-                Err(RunError::NotStarted(why)) => {
-                    self.mark_broken(&conn);
-                    return Err(SshError::Channel(format!(
-                        "{key}: could not start the command: {why}"
-                    )));
-                }
-                Err(RunError::Refused(why)) => {
-                    return Err(SshError::Channel(format!("{key}: {why}")));
-                }
-                Err(RunError::Cancelled) => return Err(cancelled()),
-                Err(RunError::Lost { bytes }) => {
-                    self.mark_broken(&conn);
-                    return Err(SshError::ConnectionLost(format!(
-                        "{key}: the connection was lost while the command was running, after \
-                         {bytes} bytes of output; it may or may not have completed, and it was \
-                         not re-run"
-                    )));
-                }
+                Err(e) => return Err(self.run_error(&dest.key, &conn, e)),
             }
         }
     }
@@ -275,68 +295,161 @@ impl SessionManager {
         mut request: JobRequest,
         owner: Arc<str>,
     ) -> Result<JobInfo, SshError> {
+        launch::check(Payload::Line(&request.command)).map_err(SshError::InvalidArgument)?;
         let dest = self.resolve(target)?;
-        let key = dest.key.clone();
-        validate_command(&request.command)?;
-        let cfg = &self.inner.config;
+        let deadline = Deadline::now() + dest.connect_timeout;
+        let lease = self
+            .lease(target, &dest, Use::Job, deadline, &CancellationToken::new())
+            .await?;
+        let conn = lease.conn.clone();
+        let job = self.inner.jobs.create(
+            destination::display_name(conn.alias.as_deref(), &conn.key),
+            request.command.clone(),
+            owner,
+        );
+        let job_deadline = request.timeout.map(|t| Deadline::now() + t);
+        let held = (lease.slots, request.slot.take());
+        let (task_job, manager, command, channel) =
+            (job.clone(), self.clone(), request.command, lease.channel);
+        tokio::spawn(async move {
+            let _held = held;
+            conn.active.fetch_add(1, Ordering::Relaxed);
+            let mut sink = JobSink(task_job.clone());
+            let cancel = task_job.interrupt.clone();
+            let drive = exec::drive(
+                conn.remote(),
+                channel,
+                Payload::Line(&command),
+                job_deadline,
+                &cancel,
+                &mut sink,
+                None,
+            );
+            tokio::pin!(drive);
+            // Closing the session stops its jobs.
+            let ending = loop {
+                tokio::select! {
+                    e = &mut drive => break e,
+                    () = conn.closing.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+                }
+            };
+            conn.active.fetch_sub(1, Ordering::Relaxed);
+            *lock(&conn.last_used) = Instant::now();
+            if matches!(&ending, Ok(e) if e.lost || e.stop_unanswered) {
+                manager.mark_broken(&conn);
+            }
+            task_job.finish(ending.map_err(|e| e.to_string()));
+        });
+        self.inner.jobs.status(job.id(), None)
+    }
+
+    /// What a failed run means for the caller, and for the connection.
+    fn run_error(&self, key: &SessionKey, conn: &Connection, e: RunError) -> SshError {
+        match e {
+            RunError::NotStarted(why) => {
+                self.mark_broken(conn);
+                SshError::Channel(format!("{key}: could not start the command: {why}"))
+            }
+            RunError::Stalled => SshError::Timeout(format!(
+                "{key}: the call's time ran out opening a channel: the server does not answer; \
+                 nothing was run"
+            )),
+            RunError::Refused(why) => SshError::Channel(format!("{key}: {why}")),
+            RunError::Lost { bytes } => {
+                self.mark_broken(conn);
+                SshError::ConnectionLost(format!(
+                    "{key}: the connection was lost while the command was running, after {bytes} \
+                     bytes of output; it may or may not have completed, and it was not re-run"
+                ))
+            }
+        }
+    }
+
+    /// The one way to get a channel on a target: connect (or reuse the
+    /// session), check the peer policy, take a slot, open a channel. A
+    /// connection that does not answer the open is replaced once. Every
+    /// step waits at most until `deadline`, and stops waiting when `cancel`
+    /// fires.
+    async fn lease(
+        &self,
+        target: &Target,
+        dest: &Destination,
+        kind: Use,
+        deadline: Deadline,
+        cancel: &CancellationToken,
+    ) -> Result<Lease, SshError> {
+        let key = &dest.key;
         let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
+        let cancelled =
+            || SshError::Cancelled(format!("{key}: cancelled before the command started"));
+        let out_of_time = |what: &str| {
+            SshError::Timeout(format!(
+                "{key}: the call's time ran out {what}; nothing was run"
+            ))
+        };
         let mut retried = false;
         loop {
-            let conn = self.connection(&dest, credentials, &[]).await?;
-            conn.check_peer(target)?;
-            let Ok(job_slot) = conn.job_slots.clone().try_acquire_owned() else {
-                return Err(SshError::Denied(format!(
-                    "{key} already runs {} background jobs, the most one session may; \
-                     interrupt one or wait for one to end",
-                    cfg.jobs_per_connection
-                )));
+            let connect_by = deadline.min(Deadline::now() + dest.connect_timeout);
+            let conn = tokio::select! {
+                c = tokio::time::timeout_at(connect_by, self.connection(dest, credentials, &[])) => match c {
+                    Ok(c) => c?,
+                    Err(_) if connect_by < deadline => return Err(SshError::Timeout(format!(
+                        "{key}: connecting and authenticating took longer than {} s",
+                        dest.connect_timeout.as_secs_f64()
+                    ))),
+                    Err(_) => return Err(out_of_time("while connecting")),
+                },
+                () = cancel.cancelled() => return Err(cancelled()),
             };
-            let channel_slot = conn
-                .channels
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| SshError::Channel(format!("{key}: the session closed")))?;
-            let channel = match conn.open_channel(cfg.connect_timeout).await {
-                Ok(c) => c,
-                Err(RunError::NotStarted(why)) if !retried => {
-                    tracing::info!("connection to {key} is unusable ({why}); reconnecting");
+            conn.check_peer(target)?;
+            let job_slot = match kind {
+                Use::Command => None,
+                Use::Job => Some(conn.job_slots.clone().try_acquire_owned().map_err(|_| {
+                    SshError::Denied(format!(
+                        "{key} already runs {} background jobs, the most one session may; \
+                         interrupt one or wait for one to end",
+                        self.inner.config.jobs_per_connection
+                    ))
+                })?),
+            };
+            let slot = tokio::select! {
+                p = tokio::time::timeout_at(deadline, conn.channels.clone().acquire_owned()) => match p {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) if !retried => {
+                        // Closed while we queued: the next round reconnects.
+                        retried = true;
+                        continue;
+                    }
+                    Ok(Err(_)) => return Err(SshError::Channel(format!("{key}: the session closed"))),
+                    Err(_) => return Err(out_of_time(&format!(
+                        "waiting for a free channel ({} commands were running on the session)",
+                        conn.channel_slots
+                    ))),
+                },
+                () = cancel.cancelled() => return Err(cancelled()),
+            };
+            let wait = deadline.saturating_duration_since(Deadline::now());
+            let opened = tokio::select! {
+                c = conn.open_channel(wait.min(dest.connect_timeout)) => c,
+                () = cancel.cancelled() => return Err(cancelled()),
+            };
+            match opened {
+                Ok(channel) => {
+                    return Ok(Lease {
+                        conn,
+                        channel,
+                        slots: (slot, job_slot),
+                    });
+                }
+                Err(RunError::Stalled | RunError::NotStarted(_))
+                    if !retried && Deadline::now() + OPEN_STALL < deadline =>
+                {
+                    tracing::info!("connection to {key} does not answer; reconnecting");
                     self.mark_broken(&conn);
                     retried = true;
-                    continue;
                 }
-                Err(e) => return Err(SshError::Channel(format!("{key}: {e:?}"))),
-            };
-            let job = self
-                .inner
-                .jobs
-                .create(dest.display_name(), request.command.clone(), owner);
-            let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
-            let (task_job, manager, command) = (job.clone(), self.clone(), request.command);
-            let caller_slot = request.slot.take();
-            tokio::spawn(async move {
-                let _slots = (job_slot, channel_slot, caller_slot);
-                conn.active.fetch_add(1, Ordering::Relaxed);
-                let mut sink = JobSink(task_job.clone());
-                let cancel = task_job.interrupt.clone();
-                let ending = exec::drive(
-                    &conn.handle,
-                    channel,
-                    &command,
-                    deadline,
-                    &cancel,
-                    &mut sink,
-                    None,
-                )
-                .await;
-                conn.active.fetch_sub(1, Ordering::Relaxed);
-                *conn.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                if matches!(&ending, Ok(e) if e.lost) {
-                    manager.mark_broken(&conn);
-                }
-                task_job.finish(ending.map_err(|e| format!("{e:?}")));
-            });
-            return self.inner.jobs.status(job.id(), None);
+                Err(e) => return Err(self.run_error(key, &conn, e)),
+            }
         }
     }
 
@@ -346,11 +459,11 @@ impl SessionManager {
     }
 
     /// The open sessions, sorted by key. A dead session is not listed, but
-    /// stays in the table so the next call can reconnect it with the
-    /// credentials that opened it.
+    /// stays in the table for a while so the next call can reopen it with
+    /// the credentials that opened it.
     pub fn list(&self) -> Vec<SessionInfo> {
-        let live = self.live();
-        let mut out: Vec<_> = live
+        let mut out: Vec<_> = self
+            .live()
             .values()
             .filter(|c| c.alive())
             .map(|c| c.info())
@@ -359,15 +472,15 @@ impl SessionManager {
         out
     }
 
-    /// Closes one session; running commands finish first. Returns whether
-    /// one was open.
+    /// Closes one session; running commands finish first, background jobs
+    /// are stopped. Returns whether one was open.
     pub fn close(&self, target: &Target) -> Result<bool, SshError> {
         let key = self.resolve(target)?.key;
         let removed = self.live().remove(&key);
         Ok(match removed {
             Some(conn) => {
                 let was_alive = conn.alive();
-                conn.close_when_idle();
+                conn.close();
                 was_alive
             }
             None => false,
@@ -380,13 +493,30 @@ impl SessionManager {
         let mut n = 0;
         for conn in drained {
             n += u32::from(conn.alive());
-            conn.close_when_idle();
+            conn.close();
         }
         n
     }
 
+    /// The table, after dropping sessions dead for longer than
+    /// [`REOPEN_WINDOW`] (their credentials with them).
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Arc<Connection>>> {
-        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+        let mut live = lock(&self.inner.live);
+        let now = Instant::now();
+        live.retain(|_, c| {
+            if c.alive() {
+                return true;
+            }
+            let mut since = lock(&c.dead_since);
+            let since = *since.get_or_insert(now);
+            let keep = now.duration_since(since) < REOPEN_WINDOW;
+            if !keep {
+                c.closing.cancel();
+                drop(lock(&c.credentials).take());
+            }
+            keep
+        });
+        live
     }
 
     /// Marks `conn` unusable; the next call for its key reconnects.
@@ -404,7 +534,7 @@ impl SessionManager {
         let conn = live.get(key)?;
         let allowed = match credentials {
             None => true,
-            Some(c) => conn.credentials.as_ref() == Some(c),
+            Some(c) => lock(&conn.credentials).as_ref() == Some(c),
         };
         (allowed && conn.alive()).then(|| conn.clone())
     }
@@ -432,27 +562,39 @@ impl SessionManager {
                 "ssh_config ProxyJump loops: {key} is reached through itself"
             )));
         }
-        let gate = {
-            let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
-            gates.entry(key.clone()).or_default().clone()
-        };
-        let _gate = gate.lock().await;
-        // Whoever held the gate before us may have connected already.
-        if let Some(conn) = self.reusable(key, credentials) {
-            return Ok(conn);
+        let gate = lock(&self.inner.gates)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = async {
+            let _gate = gate.lock().await;
+            // Whoever held the gate before us may have connected already.
+            if let Some(conn) = self.reusable(key, credentials) {
+                return Ok(conn);
+            }
+            // With no credentials of its own, a call reopens a dead session
+            // with the credentials that opened it.
+            let credentials = match credentials {
+                Some(c) => Some(c.clone()),
+                None => self
+                    .live()
+                    .get(key)
+                    .and_then(|c| lock(&c.credentials).clone()),
+            };
+            let conn = self.connect(dest, credentials, via).await?;
+            let old = self.live().insert(key.clone(), conn.clone());
+            if let Some(old) = old {
+                old.close();
+            }
+            Ok(conn)
         }
-        // With no credentials of its own, a call reconnects a dead session
-        // with the credentials that opened it.
-        let credentials = match credentials {
-            Some(c) => Some(c.clone()),
-            None => self.live().get(key).and_then(|c| c.credentials.clone()),
-        };
-        let conn = self.connect(dest, credentials, via).await?;
-        let old = self.live().insert(key.clone(), conn.clone());
-        if let Some(old) = old {
-            old.close_when_idle();
+        .await;
+        let mut gates = lock(&self.inner.gates);
+        // The map's and ours: nobody else waits on this gate.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(key);
         }
-        Ok(conn)
+        result
     }
 
     async fn connect(
@@ -464,68 +606,14 @@ impl SessionManager {
         let cfg = &self.inner.config;
         let key = &dest.key;
         let started = Instant::now();
-        let mut peer = None;
         let attempt = async {
-            let handler = ClientHandler {
-                host: key.host.clone(),
-                port: key.port,
-                policy: dest.host_key_policy,
-                known_hosts: dest.known_hosts.clone(),
+            let tunnel = match &dest.route {
+                Route::Jump(hops) => Some(self.through_jump_hosts(dest, hops, via).await?),
+                _ => None,
             };
-            let russh = Arc::new(Self::russh_config(dest));
-            let handshake_failed = |e: HandlerError, detail: &str| match e {
-                HandlerError::HostKey(e) => e,
-                HandlerError::Ssh(e) => {
-                    SshError::Connect(format!("{key}: SSH handshake failed: {e}{detail}"))
-                }
-            };
-            let mut handle = match &dest.route {
-                Route::Direct => {
-                    let tcp = TcpStream::connect((key.host.as_str(), key.port))
-                        .await
-                        .map_err(|e| {
-                            SshError::Connect(format!(
-                                "cannot connect to {}:{}: {e}",
-                                key.host, key.port
-                            ))
-                        })?;
-                    let stream = QuickAckStream::new(tcp);
-                    peer = stream.peer_addr().ok().map(|a| a.ip());
-                    tracing::debug!(?peer, "TCP connected");
-                    client::connect_stream(russh, stream, handler)
-                        .await
-                        .map_err(|e| handshake_failed(e, ""))?
-                }
-                Route::Jump(hops) => {
-                    let stream = self.through_jump_hosts(dest, hops, via).await?;
-                    client::connect_stream(russh, stream, handler)
-                        .await
-                        .map_err(|e| handshake_failed(e, ""))?
-                }
-                Route::Command(command) => {
-                    let (stream, stderr) = proxy::spawn(command).map_err(|e| {
-                        SshError::Connect(format!("{key}: cannot start ProxyCommand: {e}"))
-                    })?;
-                    match client::connect_stream(russh, stream, handler).await {
-                        Ok(handle) => handle,
-                        Err(e) => {
-                            // Let the command finish its complaint.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            let said = stderr.text();
-                            let detail = if said.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (ProxyCommand said: {said})")
-                            };
-                            return Err(handshake_failed(e, &detail));
-                        }
-                    }
-                }
-            };
-            auth::authenticate(&mut handle, dest, credentials.as_ref()).await?;
-            Ok::<_, SshError>(handle)
+            connect::establish(dest, credentials.as_ref(), tunnel).await
         };
-        let handle = tokio::time::timeout(dest.connect_timeout, attempt)
+        let connected = tokio::time::timeout(dest.connect_timeout, attempt)
             .await
             .map_err(|_| {
                 SshError::Timeout(format!(
@@ -536,20 +624,24 @@ impl SessionManager {
         tracing::info!(session = %dest.display_name(), ms = started.elapsed().as_millis() as u64, "connected");
         let slots = cfg.channels_per_connection.max(1);
         Ok(Arc::new(Connection {
-            handle,
+            handle: Arc::new(connected.handle),
             key: key.clone(),
             alias: dest.alias.clone(),
-            credentials,
+            credentials: Mutex::new(credentials),
             channels: Arc::new(Semaphore::new(slots)),
             channel_slots: slots as u32,
             job_slots: Arc::new(Semaphore::new(
                 cfg.jobs_per_connection.min(slots.saturating_sub(1)).max(1),
             )),
+            stopper: Stopper::default(),
             opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
             active: AtomicU32::new(0),
             broken: AtomicBool::new(false),
-            peer,
+            dead_since: Mutex::new(None),
+            peer: connected.peer,
+            closing: CancellationToken::new(),
+            shell: std::sync::OnceLock::new(),
         }))
     }
 
@@ -607,75 +699,5 @@ impl SessionManager {
             })?;
         tracing::debug!(session = %key, jump = %conn.key, "tunnel open through jump host");
         Ok(channel.into_stream())
-    }
-
-    /// russh's settings for one connection: keepalive from
-    /// `ServerAliveInterval`, and host certificates asked for only when an
-    /// `@cert-authority` line could vouch for one (as OpenSSH does).
-    fn russh_config(dest: &Destination) -> client::Config {
-        let mut config = client::Config {
-            nodelay: true,
-            keepalive_interval: dest.keepalive.map(|(interval, _)| interval),
-            keepalive_max: dest.keepalive.map_or(3, |(_, max)| max),
-            inactivity_timeout: None,
-            ..client::Config::default()
-        };
-        if known_hosts::has_cert_authority(&dest.known_hosts, &dest.key.host, dest.key.port) {
-            config.preferred.host_key_certificates = config.preferred.key.clone();
-        }
-        config
-    }
-}
-
-fn validate_command(command: &str) -> Result<(), SshError> {
-    if command.trim().is_empty() {
-        return Err(SshError::InvalidArgument(
-            "command must not be empty".into(),
-        ));
-    }
-    if command.contains('\0') {
-        return Err(SshError::InvalidArgument(
-            "command must not contain NUL bytes".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// russh's per-connection callbacks: host-key verification.
-struct ClientHandler {
-    host: String,
-    port: u16,
-    policy: HostKeyPolicy,
-    known_hosts: KnownHostsFiles,
-}
-
-#[derive(Debug)]
-enum HandlerError {
-    Ssh(russh::Error),
-    HostKey(SshError),
-}
-
-impl From<russh::Error> for HandlerError {
-    fn from(e: russh::Error) -> Self {
-        Self::Ssh(e)
-    }
-}
-
-impl client::Handler for ClientHandler {
-    type Error = HandlerError;
-
-    async fn check_server_key(
-        &mut self,
-        server_key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        known_hosts::verify(
-            self.policy,
-            &self.known_hosts,
-            &self.host,
-            self.port,
-            server_key,
-        )
-        .map_err(HandlerError::HostKey)?;
-        Ok(true)
     }
 }

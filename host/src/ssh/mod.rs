@@ -8,11 +8,13 @@
 //! host calls [`SessionManager`] on behalf of tool components.
 
 pub mod auth;
+mod connect;
 pub mod destination;
 pub mod exec;
 pub mod jobs;
 mod kill;
 pub mod known_hosts;
+mod launch;
 pub mod manager;
 mod net;
 pub mod openssh_config;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use destination::Destination;
-pub use exec::{ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
+pub use exec::{Command, ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
 pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
 pub use known_hosts::{HostKeyPolicy, KnownHostsFiles};
 pub use manager::{SessionInfo, SessionManager};

@@ -1,0 +1,150 @@
+//! Opening one authenticated russh connection: the transport of a route
+//! (TCP, a jump host's tunnel, a ProxyCommand), the russh client settings,
+//! the host-key check and authentication.
+//!
+//! It knows nothing of the session table: the manager decides which
+//! connections exist and hands a jump host's tunnel in; this module returns
+//! a connected handle and the address it reached.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::PublicKeyOrCertificate;
+use tokio::net::TcpStream;
+
+use super::destination::{Destination, Route};
+use super::net::QuickAckStream;
+use super::{Credentials, HostKeyPolicy, KnownHostsFiles, SshError, auth, known_hosts, proxy};
+
+/// A connected, authenticated session and the address it reached (direct
+/// routes only).
+pub(crate) struct Connected {
+    pub(crate) handle: Handle<ClientHandler>,
+    pub(crate) peer: Option<IpAddr>,
+}
+
+/// Connects to `dest` and authenticates with `credentials` (or the agent
+/// and identity files). `tunnel` is the jump host's channel when the route
+/// is [`Route::Jump`]. Bounded by nothing: the caller sets the deadline.
+pub(crate) async fn establish(
+    dest: &Destination,
+    credentials: Option<&Credentials>,
+    tunnel: Option<russh::ChannelStream<Msg>>,
+) -> Result<Connected, SshError> {
+    let key = &dest.key;
+    let handler = ClientHandler {
+        host: key.host.clone(),
+        port: key.port,
+        policy: dest.host_key_policy,
+        known_hosts: dest.known_hosts.clone(),
+    };
+    let config = Arc::new(russh_config(dest));
+    let handshake_failed = |e: HandlerError, detail: &str| match e {
+        HandlerError::HostKey(e) => e,
+        HandlerError::Ssh(e) => {
+            SshError::Connect(format!("{key}: SSH handshake failed: {e}{detail}"))
+        }
+    };
+    let mut peer = None;
+    let mut handle = match (&dest.route, tunnel) {
+        (Route::Jump(_), Some(stream)) => client::connect_stream(config, stream, handler)
+            .await
+            .map_err(|e| handshake_failed(e, ""))?,
+        (Route::Jump(_), None) => {
+            return Err(SshError::Other(format!(
+                "{key}: no tunnel for the jump route"
+            )));
+        }
+        (Route::Direct, _) => {
+            let tcp = TcpStream::connect((key.host.as_str(), key.port))
+                .await
+                .map_err(|e| {
+                    SshError::Connect(format!("cannot connect to {}:{}: {e}", key.host, key.port))
+                })?;
+            let stream = QuickAckStream::new(tcp);
+            peer = stream.peer_addr().ok().map(|a| a.ip());
+            tracing::debug!(?peer, "TCP connected");
+            client::connect_stream(config, stream, handler)
+                .await
+                .map_err(|e| handshake_failed(e, ""))?
+        }
+        (Route::Command(command), _) => {
+            let (stream, stderr) = proxy::spawn(command)
+                .map_err(|e| SshError::Connect(format!("{key}: cannot start ProxyCommand: {e}")))?;
+            match client::connect_stream(config, stream, handler).await {
+                Ok(handle) => handle,
+                Err(e) => {
+                    // Let the command finish its complaint.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let said = stderr.text();
+                    let detail = if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (ProxyCommand said: {said})")
+                    };
+                    return Err(handshake_failed(e, &detail));
+                }
+            }
+        }
+    };
+    auth::authenticate(&mut handle, dest, credentials).await?;
+    Ok(Connected { handle, peer })
+}
+
+/// russh's settings for one connection: keepalive from
+/// `ServerAliveInterval`, and host certificates asked for only when an
+/// `@cert-authority` line could vouch for one (as OpenSSH does).
+fn russh_config(dest: &Destination) -> client::Config {
+    let mut config = client::Config {
+        nodelay: true,
+        keepalive_interval: dest.keepalive.map(|(interval, _)| interval),
+        keepalive_max: dest.keepalive.map_or(3, |(_, max)| max),
+        inactivity_timeout: None,
+        ..client::Config::default()
+    };
+    if known_hosts::has_cert_authority(&dest.known_hosts, &dest.key.host, dest.key.port) {
+        config.preferred.host_key_certificates = config.preferred.key.clone();
+    }
+    config
+}
+
+/// russh's per-connection callbacks: host-key verification.
+pub(crate) struct ClientHandler {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    known_hosts: KnownHostsFiles,
+}
+
+#[derive(Debug)]
+pub(crate) enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(SshError),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        Self::Ssh(e)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        known_hosts::verify(
+            self.policy,
+            &self.known_hosts,
+            &self.host,
+            self.port,
+            server_key,
+        )
+        .map_err(HandlerError::HostKey)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,475 @@
+//! How a command reaches the remote process, whatever the login shell.
+//!
+//! sshd hands every exec request to the user's login shell (`$SHELL -c
+//! LINE`), and login shells disagree on quoting: csh and tcsh expand `!`
+//! even inside single quotes and refuse newlines in them, fish treats `\\`
+//! and `\'` specially there and has no `$$`. So the line sent is always the
+//! same small launcher, `exec /bin/sh -c '<script>' sh <words>`, written only
+//! in characters that every one of those shells takes literally inside
+//! single quotes (printable ASCII without `'`, `\` and `!`). Any other byte
+//! of the payload travels as a `\0NNN` octal escape that `/bin/sh` decodes
+//! with `printf %b` (a backslash followed by a digit is literal in all of
+//! them). A payload too large for one SSH packet travels on stdin instead,
+//! one encoded word per line: Dropbear drops a connection whose packet
+//! exceeds 35000 bytes, OpenSSH one past 256 KiB.
+//!
+//! The launcher, in `/bin/sh`:
+//! - makes the command lead its own process group where the server did not
+//!   (Dropbear), with `setsid`, which keeps its PID;
+//! - prints `RS mcp-ssh:NONCE:PID:FLAG:SHELL RS` on stdout, found and removed
+//!   by [`Marker`]; the nonce is fresh per call, so output cannot forge it,
+//!   and `FLAG` is `G` when the PID is a process group the stop can signal;
+//! - runs a command line in the login shell (`exec "$SHELL" -c`) or an argv
+//!   with `exec`, so every word reaches the program unchanged.
+//!
+//! The marker names the login shell. Once it is known to read POSIX sh, a
+//! connection's later commands skip the extra `/bin/sh` ([`direct`]).
+
+use std::borrow::Cow;
+
+/// Linux refuses a single `execve` argument past 128 KiB
+/// (`MAX_ARG_STRLEN`), and the login shell gets the command line as one.
+pub(crate) const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
+/// The whole argv of `exec-argv`, well under Linux's `ARG_MAX`.
+pub(crate) const MAX_ARGV_BYTES: usize = 1 << 20;
+/// Largest exec request sent inline; beyond it the payload goes on stdin.
+/// OpenSSH and Dropbear both take 32 KiB packets.
+const MAX_INLINE: usize = 30 * 1024;
+
+/// The launcher script. No `'`, `\` (but before a digit), `!` or newline:
+/// see the module comment.
+const SCRIPT: &str = concat!(
+    "n=$1 m=$2 s=$3; shift 3; ",
+    "if [ $s = s ]; then set --; while IFS= read -r w; do set -- \"$@\" \"$w\"; done; fi; ",
+    "g=; read -r _ _ _ _ g _ </proc/self/stat 2>/dev/null; l=; f=G; ",
+    "if [ \"${g:-$$}\" = $$ ]; then :; elif command -v setsid >/dev/null 2>&1; then l=setsid; else f=N; fi; ",
+    "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$n\" $$ $f \"$SHELL\"; ",
+    "for w; do shift; case $w in e*) w=$(printf %b \"${w#e}x\"); w=${w%x};; *) w=${w#p};; esac; ",
+    "set -- \"$@\" \"$w\"; done; ",
+    "if [ $m = a ]; then exec $l \"$@\"; fi; ",
+    "exec $l \"${SHELL:-/bin/sh}\" -c \"$1\"",
+);
+
+/// Login shells that read POSIX sh: once a connection's first command has
+/// shown its login shell is one of these, commands are sent to it directly
+/// (POSIX-quoted, no extra `/bin/sh`), so they cost what a plain `ssh host
+/// cmd` does and the shell's errors read as usual (`sh: 1: x: not found`).
+const POSIX_SHELLS: &[&str] = &[
+    "sh", "dash", "bash", "zsh", "ksh", "ksh93", "mksh", "ash", "yash",
+];
+
+/// Whether `shell` (a `$SHELL` path) reads POSIX sh.
+pub(crate) fn is_posix(shell: &str) -> bool {
+    let name = shell.rsplit('/').next().unwrap_or(shell);
+    POSIX_SHELLS.contains(&name)
+}
+
+/// POSIX single quoting: exact in every POSIX shell, newlines included.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The line for a login shell known to read POSIX sh: the marker, then
+/// the command itself on the same line, so the shell's line numbers stay
+/// the user's. Where the server did not make the command a group leader,
+/// it runs again under `setsid` (same PID).
+fn direct(payload: Payload<'_>, nonce: &str) -> String {
+    let body = match payload {
+        Payload::Line(c) => c.to_string(),
+        Payload::Argv(argv) => {
+            let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
+            format!("exec {}", words.join(" "))
+        }
+    };
+    let stat = "g=; read -r x x x x g x </proc/self/stat 2>/dev/null";
+    let inner = format!(
+        "{stat}; f=N; [ \"${{g:-$$}}\" = $$ ] && f=G; \
+         printf '\\036mcp-ssh:{nonce}:%s:%s:%s\\036' $$ $f \"$SHELL\"; unset x g f; {body}"
+    );
+    format!(
+        "{stat}; if [ \"${{g:-$$}}\" = $$ ]; then :; elif command -v setsid >/dev/null 2>&1; \
+         then exec setsid \"$SHELL\" -c {}; fi; {inner}",
+        sh_quote(&inner)
+    )
+}
+
+/// What to run: a command line for the login shell, or a program and its
+/// arguments.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    Line(&'a str),
+    Argv(&'a [String]),
+}
+
+/// The exec request for one command, and what to write on its stdin first.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) line: String,
+    pub(crate) stdin: Option<Vec<u8>>,
+    pub(crate) nonce: String,
+}
+
+/// Refuses what no remote could run, before anything is sent.
+pub(crate) fn check(payload: Payload<'_>) -> Result<(), String> {
+    match payload {
+        Payload::Line(c) => {
+            if c.trim().is_empty() {
+                return Err("command must not be empty".into());
+            }
+            if c.contains('\0') {
+                return Err("command must not contain NUL bytes".into());
+            }
+            if c.len() > MAX_COMMAND_BYTES {
+                return Err(format!(
+                    "the command line is {} bytes; at most {MAX_COMMAND_BYTES} fit in one remote \
+                     command (Linux's limit for one argument). Put large data in a file on the \
+                     remote host and read it from there",
+                    c.len()
+                ));
+            }
+        }
+        Payload::Argv(argv) => {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err("argv must name a program".into());
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err("argv words must not contain NUL bytes".into());
+            }
+            let total: usize = argv.iter().map(|a| a.len() + 1).sum();
+            if argv.iter().any(|a| a.len() > MAX_COMMAND_BYTES) || total > MAX_ARGV_BYTES {
+                return Err(format!(
+                    "the argv is {total} bytes; each word may have at most {MAX_COMMAND_BYTES} \
+                     and all together {MAX_ARGV_BYTES}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The exec request for `payload`, with a fresh nonce. `packet` is the
+/// largest packet the server takes on this channel; `shell` the login
+/// shell, once known.
+pub(crate) fn build(payload: Payload<'_>, packet: usize, shell: Option<&str>) -> Launch {
+    let nonce = new_nonce();
+    if shell.is_some_and(is_posix) {
+        let line = direct(payload, &nonce);
+        if line.len() <= packet.min(MAX_INLINE) {
+            return Launch {
+                line,
+                stdin: None,
+                nonce,
+            };
+        }
+    }
+    let (mode, words): (&str, Vec<&str>) = match payload {
+        Payload::Line(c) => ("c", vec![c]),
+        Payload::Argv(argv) => ("a", argv.iter().map(String::as_str).collect()),
+    };
+    let encoded: Vec<String> = words.iter().map(|w| encode(w)).collect();
+    let head = format!("exec /bin/sh -c '{SCRIPT}' sh {nonce} {mode}");
+    let inline_len = head.len() + encoded.iter().map(|w| w.len() + 3).sum::<usize>() + 2;
+    if inline_len <= packet.min(MAX_INLINE) {
+        let mut line = head;
+        line.push_str(" i");
+        for w in &encoded {
+            line.push_str(" '");
+            line.push_str(w);
+            line.push('\'');
+        }
+        return Launch {
+            line,
+            stdin: None,
+            nonce,
+        };
+    }
+    let mut stdin = Vec::with_capacity(inline_len);
+    for w in &encoded {
+        stdin.extend_from_slice(w.as_bytes());
+        stdin.push(b'\n');
+    }
+    Launch {
+        line: head + " s",
+        stdin: Some(stdin),
+        nonce,
+    }
+}
+
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the nonce still separates calls; it only has to
+    // be unknown to what runs before the launcher.
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes = (t.as_nanos() as u64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `p` + the word when it is plain, else `e` + the word with every other
+/// byte as `\0NNN`.
+fn encode(word: &str) -> String {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && !matches!(b, b'\'' | b'\\' | b'!');
+    if word.bytes().all(plain) {
+        return format!("p{word}");
+    }
+    let mut out = String::with_capacity(word.len() * 2 + 1);
+    out.push('e');
+    for b in word.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\0{b:03o}"));
+        }
+    }
+    out
+}
+
+/// What the launcher told about the remote process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Started {
+    pub(crate) pid: u32,
+    /// The PID is also a process group holding the command and its
+    /// children: the stop may signal the group.
+    pub(crate) group: bool,
+    /// The login shell (`$SHELL`).
+    pub(crate) shell: String,
+}
+
+const RS: u8 = 0x1e;
+/// Output scanned for the marker before giving up on it: rc files and
+/// banners print before it, but not this much.
+const SCAN_LIMIT: usize = 64 << 10;
+/// The fields after the nonce: a PID, a flag, a shell path.
+const FIELDS_MAX: usize = 512;
+
+/// Finds and removes the launcher's marker in stdout, wherever the login
+/// shell's start-up output put it. Output passes through as it arrives;
+/// only bytes that may begin the marker are held back.
+#[derive(Debug)]
+pub(crate) struct Marker {
+    prefix: Vec<u8>,
+    held: Vec<u8>,
+    scanned: usize,
+    done: bool,
+    started: Option<Started>,
+}
+
+impl Marker {
+    pub(crate) fn new(nonce: &str) -> Self {
+        let mut prefix = vec![RS];
+        prefix.extend_from_slice(b"mcp-ssh:");
+        prefix.extend_from_slice(nonce.as_bytes());
+        prefix.push(b':');
+        Self {
+            prefix,
+            held: Vec::new(),
+            scanned: 0,
+            done: false,
+            started: None,
+        }
+    }
+
+    pub(crate) fn started(&self) -> Option<&Started> {
+        self.started.as_ref()
+    }
+
+    /// Returns the part of `data` that is the command's own output.
+    pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.done {
+            return data.into();
+        }
+        if self.held.is_empty() && !data.contains(&RS) {
+            self.scanned += data.len();
+            if self.scanned > SCAN_LIMIT {
+                self.done = true;
+            }
+            return data.into();
+        }
+        self.held.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.held);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut i = 0;
+        while i < buf.len() {
+            let Some(at) = buf[i..].iter().position(|&b| b == RS) else {
+                out.extend_from_slice(&buf[i..]);
+                i = buf.len();
+                break;
+            };
+            out.extend_from_slice(&buf[i..i + at]);
+            let rest = &buf[i + at..];
+            match self.parse(rest) {
+                Parse::Found(len) => {
+                    out.extend_from_slice(&rest[len..]);
+                    self.done = true;
+                    return out.into();
+                }
+                Parse::Partial => {
+                    self.held = rest.to_vec();
+                    i = buf.len();
+                    break;
+                }
+                Parse::No => {
+                    out.push(RS);
+                    i += at + 1;
+                }
+            }
+        }
+        debug_assert!(i >= buf.len());
+        self.scanned += out.len();
+        if self.scanned > SCAN_LIMIT {
+            self.done = true;
+            out.append(&mut self.held);
+        }
+        out.into()
+    }
+
+    fn parse(&mut self, rest: &[u8]) -> Parse {
+        let n = rest.len().min(self.prefix.len());
+        if rest[..n] != self.prefix[..n] {
+            return Parse::No;
+        }
+        if rest.len() < self.prefix.len() {
+            return Parse::Partial;
+        }
+        let body = &rest[self.prefix.len()..];
+        let Some(end) = body.iter().position(|&b| b == RS) else {
+            return if body.len() > FIELDS_MAX {
+                Parse::No
+            } else {
+                Parse::Partial
+            };
+        };
+        let text = String::from_utf8_lossy(&body[..end]);
+        let mut fields = text.splitn(3, ':');
+        let pid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        let flag = fields.next();
+        let shell = fields.next().unwrap_or("").to_string();
+        match (pid, flag) {
+            (Some(pid), Some(flag)) => {
+                self.started = Some(Started {
+                    pid,
+                    group: flag == "G",
+                    shell,
+                });
+                Parse::Found(self.prefix.len() + end + 1)
+            }
+            _ => Parse::No,
+        }
+    }
+
+    /// What is still held back when the stream ends.
+    pub(crate) fn flush(&mut self) -> Vec<u8> {
+        self.done = true;
+        std::mem::take(&mut self.held)
+    }
+}
+
+enum Parse {
+    Found(usize),
+    Partial,
+    No,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sniff(nonce: &str, chunks: &[&[u8]]) -> (Vec<u8>, Option<Started>) {
+        let mut m = Marker::new(nonce);
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&m.feed(c));
+        }
+        out.extend(m.flush());
+        (out, m.started().cloned())
+    }
+
+    #[test]
+    fn the_marker_is_found_across_chunks_and_after_a_banner() {
+        let (out, s) = sniff(
+            "ab12",
+            &[
+                b"Welcome!\n\x1e\x1emcp-s",
+                b"sh:ab12:4242:G:/bin/b",
+                b"ash\x1ehello\n",
+            ],
+        );
+        assert_eq!(out, b"Welcome!\n\x1ehello\n");
+        let s = s.unwrap();
+        assert_eq!(
+            (s.pid, s.group, s.shell.as_str()),
+            (4242, true, "/bin/bash")
+        );
+    }
+
+    #[test]
+    fn a_marker_with_another_nonce_is_output() {
+        let forged = b"\x1emcp-ssh:ffff:1:G:/bin/sh\x1e";
+        let (out, s) = sniff("ab12", &[forged, b"\x1emcp-ssh:ab12:7:N:/bin/sh\x1e"]);
+        assert_eq!(out, forged);
+        assert_eq!(s.map(|s| (s.pid, s.group)), Some((7, false)));
+    }
+
+    #[test]
+    fn output_without_a_marker_passes_whole() {
+        let (out, s) = sniff("ab12", &[b"plain", b"\x1emcp-ssh:ab"]);
+        assert_eq!(out, b"plain\x1emcp-ssh:ab");
+        assert!(s.is_none());
+    }
+
+    #[test]
+    fn plain_words_stay_plain_and_the_rest_is_octal() {
+        assert_eq!(encode("ls -la /tmp | wc"), "pls -la /tmp | wc");
+        assert_eq!(encode("it's!\n"), "eit\\0047s\\0041\\0012");
+        assert_eq!(encode("é"), "e\\0303\\0251");
+    }
+
+    #[test]
+    fn the_launcher_is_literal_in_every_login_shell() {
+        let l = build(
+            Payload::Argv(&["echo".into(), "a'b\n!c\\".into()]),
+            32768,
+            None,
+        );
+        assert!(l.stdin.is_none());
+        let quoted = l.line.split('\'').skip(1).step_by(2);
+        for q in quoted {
+            assert!(!q.contains(['!', '\n']), "{q}");
+            assert!(
+                q.match_indices('\\')
+                    .all(|(i, _)| q.as_bytes()[i + 1].is_ascii_digit()),
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_posix_login_shell_gets_the_command_directly() {
+        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/bash"));
+        assert!(
+            l.line.ends_with("; echo hi") && !l.line.contains('\n'),
+            "{}",
+            l.line
+        );
+        let l = build(
+            Payload::Argv(&["printf".into(), "it's".into()]),
+            32768,
+            Some("/bin/sh"),
+        );
+        assert!(l.line.ends_with(r"exec 'printf' 'it'\''s'"), "{}", l.line);
+        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/fish"));
+        assert!(l.line.starts_with("exec /bin/sh -c '"), "{}", l.line);
+    }
+
+    #[test]
+    fn large_payloads_go_on_stdin() {
+        let big = "x".repeat(40_000);
+        let l = build(Payload::Line(&big), 32768, Some("/bin/sh"));
+        assert!(l.line.ends_with(" c s") && l.line.len() < 2000);
+        assert_eq!(l.stdin.unwrap().len(), big.len() + 2);
+        assert!(check(Payload::Line(&"y".repeat(MAX_COMMAND_BYTES + 1))).is_err());
+    }
+}
