@@ -9,16 +9,21 @@
 
 mod audit;
 mod auth;
+mod blackhole;
+mod dropbear;
+mod dropbear_server;
 mod exec;
 mod grants;
 mod host_keys;
 mod jobs;
 mod jump;
+mod limits;
 mod openssh;
 mod plugins;
 mod progress;
 mod protocol;
 mod server;
 mod sessions;
+mod shells;
 mod sshd;
 mod stopping;

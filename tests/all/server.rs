@@ -275,12 +275,45 @@ pub async fn connection_port(server: &Server, sshd: &Sshd) -> String {
 /// Whether the test account runs a process whose command line is exactly
 /// `cmd`: the sshd fixture runs on this machine, so pgrep sees its side.
 pub fn remote_running(cmd: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-u", TEST_USER, "-x", "-f", cmd])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
+    remote_running_as(TEST_USER, cmd)
+}
+
+/// Whether `user` runs a process whose command line is exactly `cmd`.
+pub fn remote_running_as(user: &str, cmd: &str) -> bool {
+    remote_count_as(user, cmd) > 0
+}
+
+/// How many processes of `user` have exactly the command line `cmd`.
+pub fn remote_count_as(user: &str, cmd: &str) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", user, "-x", "-f", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Kills, when dropped, whatever `user` still runs as exactly `cmd`: a
+/// test that fails must not leave its sleepers behind for the next run.
+pub struct Leftovers {
+    pub user: String,
+    pub cmd: String,
+}
+
+impl Leftovers {
+    pub fn new(user: &str, cmd: &str) -> Self {
+        Self {
+            user: user.into(),
+            cmd: cmd.into(),
+        }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-u", &self.user, "-x", "-f", &self.cmd])
+            .status();
+    }
 }
 
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -309,4 +342,33 @@ pub fn raw_server(home: &Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// The `remote_stopped` field of an `execute_command` result that timed out
+/// or was cancelled: `Some(true)` only when the stop was verified, `None`
+/// when unknown (`null`). The field must be there.
+pub fn remote_stopped(res: &CallToolResult) -> Option<bool> {
+    let value = structured(res)
+        .get("remote_stopped")
+        .unwrap_or_else(|| panic!("no remote_stopped in the result: {}", text(res)));
+    assert!(
+        value.is_boolean() || value.is_null(),
+        "remote_stopped is {value}"
+    );
+    value.as_bool()
+}
+
+/// Checks that a stopped command's result is honest: its text says the
+/// command "was stopped" only when `remote_stopped` is true. Returns
+/// `remote_stopped`.
+pub fn honest_stop(res: &CallToolResult) -> Option<bool> {
+    let stopped = remote_stopped(res);
+    if stopped != Some(true) {
+        assert!(
+            !text(res).contains("was stopped"),
+            "remote_stopped is {stopped:?} but the text claims the stop: {}",
+            text(res)
+        );
+    }
+    stopped
 }

@@ -4,7 +4,9 @@
 //!
 //! Logins use the test account made by `scripts/test` ([`TEST_USER`], with
 //! `/bin/sh` and [`TEST_PASSWORD`]), so password auth checks a real
-//! `/etc/shadow` entry. The fixture needs root, as sshd does.
+//! `/etc/shadow` entry; [`SHELL_USERS`] has one more account per login
+//! shell. The fixture needs root, as sshd does. A real Dropbear, which runs
+//! commands differently, is in `dropbear_server.rs`.
 
 use std::fs;
 use std::io::Read;
@@ -19,6 +21,27 @@ use tempfile::TempDir;
 pub const TEST_USER: &str = "mcpssh-test";
 pub const TEST_PASSWORD: &str = "mcpssh-Test-pw-7391";
 pub const KEY_PASSPHRASE: &str = "correct horse battery staple";
+
+/// One account per login shell, made by `scripts/test` with
+/// [`TEST_PASSWORD`]: `(user, login shell)`.
+pub const SHELL_USERS: &[(&str, &str)] = &[
+    ("mcpssh-sh", "/bin/sh"),
+    ("mcpssh-dash", "/bin/dash"),
+    ("mcpssh-bash", "/bin/bash"),
+    ("mcpssh-zsh", "/bin/zsh"),
+    ("mcpssh-ksh", "/bin/ksh93"),
+    ("mcpssh-mksh", "/bin/mksh"),
+    ("mcpssh-csh", "/bin/csh"),
+    ("mcpssh-tcsh", "/bin/tcsh"),
+    ("mcpssh-fish", "/usr/bin/fish"),
+    ("mcpssh-ash", "/usr/local/bin/ash"),
+    BASHRC_USER,
+];
+
+/// A bash account whose `~/.bashrc` prints [`BASHRC_BANNER`] before every
+/// command, as a chatty rc file does.
+pub const BASHRC_USER: (&str, &str) = ("mcpssh-bashrc", "/bin/bash");
+pub const BASHRC_BANNER: &str = "mcpssh-bashrc banner";
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -234,12 +257,17 @@ impl Sshd {
              KbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\n\
              PermitRootLogin no\n\
-             AllowUsers {TEST_USER}\n\
+             AllowUsers {TEST_USER} {shell_users}\n\
              MaxStartups 200\n\
              LogLevel VERBOSE\n\
              {penalties}",
             addr = self.addr(),
             d = d.display(),
+            shell_users = SHELL_USERS
+                .iter()
+                .map(|(user, _)| *user)
+                .collect::<Vec<_>>()
+                .join(" "),
             penalties = if sshd_has_penalties() {
                 "PerSourcePenalties no\n"
             } else {
@@ -325,16 +353,30 @@ impl Drop for Sshd {
     }
 }
 
-fn check_prerequisites() {
+pub(crate) fn check_prerequisites() {
     assert!(
         Path::new(SSHD).exists(),
         "{SSHD} is missing: run scripts/test, which installs openssh-server"
     );
-    let known = Command::new("id").arg(TEST_USER).output().unwrap();
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let shell_of = |user: &str| {
+        passwd.lines().find_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            (fields.first() == Some(&user)).then(|| fields.last().map(|s| s.to_string()))?
+        })
+    };
     assert!(
-        known.status.success(),
+        shell_of(TEST_USER).is_some(),
         "the test account {TEST_USER} is missing: run scripts/test, which creates it"
     );
+    for (user, shell) in SHELL_USERS {
+        assert_eq!(
+            shell_of(user).as_deref(),
+            Some(*shell),
+            "the test account {user} with login shell {shell} is missing: run scripts/test, \
+             which installs the shells and creates the accounts"
+        );
+    }
     // sshd's privilege separation directory; /run is a tmpfs.
     fs::create_dir_all("/run/sshd").unwrap();
 }
@@ -459,7 +501,7 @@ fn sshd_has_penalties() -> bool {
 }
 
 /// Every process below `pid`, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
