@@ -8,10 +8,11 @@
 //!   the name on the command line, not the `HostName` ssh_config maps it
 //!   to. The component chooses only the name; the operator's ssh_config,
 //!   which maps names, is trusted. `*` and `?` stay within one DNS label, so
-//!   `10.0.0.*` never matches `10.0.0.1.attacker.example`. A name whose
-//!   labels all start with a digit but that is not a plain dotted quad
-//!   (`10.0.0.010`, `0x7f.1`) matches no name glob: the resolver would read
-//!   it as some other address.
+//!   `10.0.0.*` never matches `10.0.0.1.attacker.example`. Only DNS names
+//!   (letters, digits, `-`, `_`, dots) and dotted quads can match a name
+//!   glob: not an IPv6 literal, nor a name whose labels all start with a
+//!   digit but that is not a plain dotted quad (`10.0.0.010`, `0x7f.1`),
+//!   which the resolver would read as some other address.
 //! - An address (`10.0.0.5`, `::1`) or a CIDR block (`10.0.0.0/24`):
 //!   matched against the address the session is connected to, whatever
 //!   name led there. When ssh_config resolves the name to an address
@@ -97,18 +98,22 @@ impl HostPattern {
     fn matches_name(&self, name: &str) -> bool {
         match self {
             Self::Any => true,
-            Self::Name(glob) => !numeric_lookalike(name) && label_glob_match(glob, name),
+            Self::Name(glob) => dns_name(name) && label_glob_match(glob, name),
             Self::Net(_) => false,
         }
     }
 }
 
-/// A name every label of which starts with a digit, yet not a dotted quad:
-/// `inet_aton` reads `10.1`, `010.0.0.1` or `0x7f.1` as addresses.
-fn numeric_lookalike(name: &str) -> bool {
-    name.split('.')
-        .all(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-        && name.parse::<std::net::Ipv4Addr>().is_err()
+/// A host name a glob may match: DNS characters only, and no numeric
+/// look-alike (every label starting with a digit) unless a plain dotted
+/// quad, since `inet_aton` reads `10.1`, `010.0.0.1` or `0x7f.1` as
+/// addresses.
+fn dns_name(name: &str) -> bool {
+    let dns = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let numeric = name
+        .split('.')
+        .all(|l| l.starts_with(|c: char| c.is_ascii_digit()));
+    name.chars().all(dns) && (!numeric || name.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 /// Where a call goes, as ssh_config resolves it.
@@ -288,6 +293,11 @@ mod tests {
             );
         }
         let db = [HostPattern::parse("db-*").unwrap()];
+        for odd in ["db-1%eth0", "db-:1", "db-1/x", "db-1@x"] {
+            assert!(check_hosts(&db, &[], &resolved(odd, odd)).is_err(), "{odd}");
+        }
+        let ends_in_1 = [HostPattern::parse("*1").unwrap()];
+        assert!(check_hosts(&ends_in_1, &[], &resolved("::1", "::1")).is_err());
         assert!(check_hosts(&db, &[], &resolved("db-x", "10.9.9.9")).is_ok());
         assert!(check_hosts(&db, &[], &resolved("db-x.attacker.example", "x")).is_err());
     }
