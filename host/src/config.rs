@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 
+use crate::plugins::grants::{MAX_CPU_SECONDS, MAX_MEMORY_MIB};
 use crate::plugins::{Grants, PluginConfig, default_config_path, default_plugin_dir};
 use crate::ssh::{HostKeyPolicy, SshConfig};
 
@@ -172,13 +173,21 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads `path`; a missing file is an error only if it was asked for.
+    /// Every grant is checked here, so a bad value stops the start with
+    /// its file, table and key.
     pub fn load(path: &std::path::Path, required: bool) -> anyhow::Result<Self> {
-        match std::fs::read_to_string(path) {
+        let file: Self = match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(e) => Err(anyhow::anyhow!("config file {}: {e}", path.display())),
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Self::default(),
+            Err(e) => bail!("config file {}: {e}", path.display()),
+        };
+        for (name, grant) in &file.plugins {
+            if let Err(e) = grant.validate() {
+                bail!("config file {}: [plugins.{name}] {e}", path.display());
+            }
         }
+        Ok(file)
     }
 }
 
@@ -243,9 +252,19 @@ impl Cli {
         } else if let Some(dir) = self.cache_dir {
             plugins.cache_dir = Some(dir);
         }
-        plugins.cpu_limit = seconds("guest-cpu-limit", self.guest_cpu_limit)?;
-        if self.guest_memory_limit < 16 {
-            bail!("--guest-memory-limit must be at least 16 MiB");
+        if !(self.guest_cpu_limit.is_finite()
+            && self.guest_cpu_limit > 0.0
+            && self.guest_cpu_limit <= MAX_CPU_SECONDS)
+        {
+            bail!(
+                "--guest-cpu-limit must be a positive number of seconds, at most 86400 (one \
+                 day), not {}",
+                self.guest_cpu_limit
+            );
+        }
+        plugins.cpu_limit = Duration::from_secs_f64(self.guest_cpu_limit);
+        if !(16..=MAX_MEMORY_MIB).contains(&self.guest_memory_limit) {
+            bail!("--guest-memory-limit must be 16 to 65536 MiB (64 GiB)");
         }
         plugins.memory_limit = self.guest_memory_limit << 20;
         plugins.grants = file.plugins;

@@ -1,5 +1,10 @@
 //! OpenSSH-style glob patterns, shared by known_hosts matching, ssh_config
 //! and grants.
+//!
+//! ssh_config and known_hosts keep OpenSSH's meaning, where `*` runs across
+//! dots. Grants bound where a component may go, so there `*` and `?` stay
+//! within one DNS label ([`label_glob_match`]): `10.0.0.*` must not match
+//! `10.0.0.1.attacker.example`.
 
 /// OpenSSH's `match_pattern`: `*` is any run, `?` any one character.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
@@ -29,6 +34,17 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// A glob whose `*` and `?` never match a `.`: the pattern and the text
+/// must have as many labels, matched label by label. Neither side is
+/// case-folded here.
+pub(crate) fn label_glob_match(pattern: &str, text: &str) -> bool {
+    pattern.split('.').count() == text.split('.').count()
+        && pattern
+            .split('.')
+            .zip(text.split('.'))
+            .all(|(p, t)| glob_match(p, t))
+}
+
 /// OpenSSH's `match_pattern_list`: any pattern matches and no negated one
 /// (`!pattern`) does, case-insensitively; a negated match wins over
 /// everything.
@@ -55,6 +71,21 @@ mod tests {
         assert!(list_match(["*.CORP", "!bad.corp"], "web.corp"));
         assert!(!list_match(["*.corp", "!BAD.corp"], "bad.corp"));
         assert!(!list_match(["!x"], "y"));
+    }
+
+    #[test]
+    fn label_globs_never_cross_a_dot() {
+        assert!(label_glob_match("10.0.0.*", "10.0.0.1"));
+        assert!(!label_glob_match("10.0.0.*", "10.0.0.1.attacker.example"));
+        assert!(label_glob_match("db-*", "db-x"));
+        assert!(!label_glob_match("db-*", "db-x.attacker.example"));
+        assert!(!label_glob_match("db-?", "db-."));
+        assert!(label_glob_match("*.example.com", "web.example.com"));
+        assert!(!label_glob_match("*.example.com", "a.b.example.com"));
+        assert!(!label_glob_match("*.example.com", "example.com"));
+        assert!(!label_glob_match("web.*", "web.example.com."));
+        assert!(label_glob_match("*", "localhost"));
+        assert!(!label_glob_match("*", "evil.example"));
     }
 
     #[test]

@@ -309,7 +309,7 @@ async fn a_component_built_against_wit_0_1_0_still_loads_and_runs() {
         &guest_wasm("legacy_tools"),
         "legacy",
         Some(&format!("[requests]\n{grant}")),
-        &format!("[plugins.legacy]\n{grant}"),
+        &format!("[plugins.legacy]\n{grant}ports = [{}]\n", sshd.port()),
     )
     .spawn()
     .await;
@@ -351,12 +351,12 @@ async fn an_ungranted_host_is_denied() {
     let res = server
         .call(
             "hostile_shell",
-            json!({"host": "localhost", "port": sshd.port(), "username": TEST_USER, "command": "id"}),
+            json!({"host": "127.0.0.2", "port": sshd.port(), "username": TEST_USER, "command": "id"}),
         )
         .await;
     let msg = crate::server::tool_error(&res);
     assert!(
-        msg.contains("\"localhost\" is not among the granted hosts"),
+        msg.contains("\"127.0.0.2\" is not among the granted hosts"),
         "{msg}"
     );
 }

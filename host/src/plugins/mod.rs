@@ -440,8 +440,8 @@ impl PluginHost {
             .with_instance(
                 tool.component,
                 tool.spec.name.as_str().into(),
-                // A grant may set its own CPU limit, above or below the default.
-                component.grant.cpu_limit().unwrap_or(self.config.cpu_limit),
+                // Only the operator's grant may raise the flag's ceiling.
+                component.grant.cpu_limit(self.config.cpu_limit),
                 cancel,
                 progress,
                 async |store, instance| instance.call_call_tool(store, name, &args).await,
@@ -499,11 +499,8 @@ impl PluginHost {
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         let component = &self.components[index];
-        // A grant may set its own memory limit, above or below the default.
-        let memory = component
-            .grant
-            .memory_limit()
-            .unwrap_or(self.config.memory_limit);
+        // Only the operator's grant may raise the flag's ceiling.
+        let memory = component.grant.memory_limit(self.config.memory_limit);
         let stderr = stderr::GuestStderr::default();
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr::Capped {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::ProgressSink;
 use super::bindings::{jobs, log, progress, ssh, types};
-use super::grants::Grant;
+use super::grants::{Action, Grant, Resolved};
 use crate::audit::{self, AuditLog};
 use crate::ssh as core;
 
@@ -125,8 +125,8 @@ impl ssh::Host for StoreState {
         target: types::Target,
         request: ssh::ExecRequest,
     ) -> wasmtime::Result<Result<ssh::RunOutput, types::SshError>> {
-        let target = target_from_wit(target);
-        if let Err(denied) = self.check_shell_request(&target, &request.command) {
+        let mut target = target_from_wit(target);
+        if let Err(denied) = self.authorize(&mut target, Action::Shell, Some(&request.command)) {
             return Ok(Err(denied));
         }
         let request = core::ExecRequest {
@@ -145,19 +145,14 @@ impl ssh::Host for StoreState {
         target: types::Target,
         request: ssh::ArgvRequest,
     ) -> wasmtime::Result<Result<ssh::RunOutput, types::SshError>> {
-        let target = target_from_wit(target);
+        let mut target = target_from_wit(target);
         if request.argv.is_empty() {
             return Ok(Err(types::SshError::InvalidArgument(
                 "argv must not be empty".into(),
             )));
         }
-        let checked = self
-            .grant
-            .check_target(&target)
-            .and_then(|()| self.grant.check_argv(&request.argv));
-        if let Err(why) = checked {
-            self.audit_ssh(&target, None, Some(&request.argv), Some(&why), None);
-            return Ok(Err(self.denied(why)));
+        if let Err(denied) = self.authorize(&mut target, Action::Argv(&request.argv), None) {
+            return Ok(Err(denied));
         }
         let argv = request.argv;
         let request = core::ExecRequest {
@@ -174,9 +169,9 @@ impl ssh::Host for StoreState {
         &mut self,
         target: types::Target,
     ) -> wasmtime::Result<Result<String, types::SshError>> {
-        let target = target_from_wit(target);
-        if let Err(why) = self.grant.check_target(&target) {
-            return Ok(Err(self.denied(why)));
+        let mut target = target_from_wit(target);
+        if let Err(denied) = self.authorize(&mut target, Action::Describe, None) {
+            return Ok(Err(denied));
         }
         Ok(self
             .sessions
@@ -234,20 +229,59 @@ impl StoreState {
         types::SshError::Denied(why)
     }
 
-    /// Whether the grant lets this component run `command` (a shell line)
-    /// on `target`; a refusal is audited and logged.
-    fn check_shell_request(
+    /// The one gate of every SSH import: whether the grant lets this
+    /// component do `action` (running `command`, if a shell line) where
+    /// `target` really goes, as ssh_config resolves it. Arms the target's
+    /// check of the address connected to when the grant allows the host
+    /// only by address. A refusal of a command is audited; every refusal
+    /// is logged.
+    fn authorize(
         &self,
-        target: &core::Target,
-        command: &str,
+        target: &mut core::Target,
+        action: Action<'_>,
+        command: Option<&str>,
     ) -> Result<(), types::SshError> {
-        let checked = self
-            .grant
-            .check_target(target)
-            .and_then(|()| self.grant.check_shell());
-        checked.map_err(|why| {
-            self.audit_ssh(target, Some(command), None, Some(&why), None);
+        let argv = match action {
+            Action::Argv(argv) => Some(argv),
+            _ => None,
+        };
+        let refuse = |why: String| {
+            if !matches!(action, Action::Describe) {
+                self.audit_ssh(target, command, argv, Some(&why), None);
+            }
             self.denied(why)
+        };
+        self.grant.granted().map_err(refuse)?;
+        let route = self.resolve_route(target)?;
+        let peer_check = self
+            .grant
+            .authorize(target, &route, action)
+            .map_err(refuse)?;
+        target.peer_check = peer_check;
+        Ok(())
+    }
+
+    /// Where `target` goes: its ssh_config host name, port and route, and
+    /// the port ssh_config gives when the call names none.
+    fn resolve_route(&self, target: &core::Target) -> Result<Resolved, types::SshError> {
+        let dest = self.sessions.resolve(target)?;
+        let default_port = match target.port {
+            None => dest.key.port,
+            Some(_) => {
+                let portless = core::Target {
+                    host: target.host.clone(),
+                    username: target.username.clone(),
+                    ..core::Target::default()
+                };
+                self.sessions.resolve(&portless)?.key.port
+            }
+        };
+        Ok(Resolved {
+            given: core::validate_host(&target.host)?.to_ascii_lowercase(),
+            host_name: dest.key.host,
+            port: dest.key.port,
+            default_port,
+            direct: matches!(dest.route, core::destination::Route::Direct),
         })
     }
 
@@ -387,16 +421,24 @@ impl jobs::Host for StoreState {
         target: types::Target,
         request: jobs::JobRequest,
     ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
-        let target = target_from_wit(target);
-        if let Err(denied) = self.check_shell_request(&target, &request.command) {
+        let mut target = target_from_wit(target);
+        if let Err(denied) = self.authorize(&mut target, Action::Shell, Some(&request.command)) {
             return Ok(Err(denied));
         }
+        // The job holds the slot until it ends, not only while it starts.
+        let slot = match self.grant.slot() {
+            Ok(slot) => slot,
+            Err(why) => {
+                self.audit_ssh(&target, Some(&request.command), None, Some(&why), None);
+                return Ok(Err(self.denied(why)));
+            }
+        };
         // A job is audited when it starts; its end is in get_command_status.
         self.audit_ssh(&target, Some(&request.command), None, None, None);
         let request = core::JobRequest {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),
-            slot: None,
+            slot,
         };
         let owner = self.component.clone();
         let started = std::time::Instant::now();

@@ -137,6 +137,31 @@ impl Tool for Shell {
     }
 }
 
+/// Starts a shell command line as a background job and returns its id:
+/// its grant's max_concurrency must hold while the job runs.
+struct Job;
+impl Tool for Job {
+    type Args = ShellArgs;
+    const NAME: &'static str = "hostile_job";
+    const DESCRIPTION: &'static str = "Starts a background job; returns its id.";
+    fn call(a: ShellArgs) -> Output {
+        let target = Target {
+            host: a.host,
+            username: Some(a.username),
+            port: Some(a.port),
+            credentials: None,
+        };
+        let req = mcp_ssh_guest::jobs::JobRequest {
+            command: a.command,
+            timeout_ms: None,
+        };
+        match mcp_ssh_guest::jobs::start(&target, &req) {
+            Ok(job) => Output::text(job.id),
+            Err(e) => Output::error(describe(&e)),
+        }
+    }
+}
+
 /// Floods stdout and stderr.
 struct Spam;
 impl Tool for Spam {
@@ -178,4 +203,6 @@ impl Tool for Sessions {
     }
 }
 
-export_tools!(Spin, Trap, Grow, Snoop, Supply, Sessions, Shell, Spam, Huge);
+export_tools!(
+    Spin, Trap, Grow, Snoop, Supply, Sessions, Shell, Spam, Huge, Job
+);
