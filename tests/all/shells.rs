@@ -150,7 +150,7 @@ async fn a_timeout_stops_the_command_and_its_children(user: &str) {
 
 /// A server with `argv_probe` granted printf with up to [`MAX_WORDS`]
 /// free words, for every test account, with credentials.
-async fn probe_server() -> Server {
+async fn probe_server(port: u16) -> Server {
     let mut patterns = vec![r#"['/usr/bin/printf', '<%s>\n', '*', 'end']"#.to_string()];
     for n in 2..=MAX_WORDS {
         patterns.push(format!(
@@ -168,7 +168,7 @@ async fn probe_server() -> Server {
         &guest_wasm("argv_probe"),
         "argv_probe",
         Some(&format!("[requests]\n{grant}")),
-        &format!("[plugins.argv_probe]\n{grant}"),
+        &format!("[plugins.argv_probe]\n{grant}ports = [{port}]\n"),
     )
     .spawn()
     .await
@@ -223,7 +223,7 @@ fn expected(words: &[&str]) -> Vec<u8> {
 
 async fn a_granted_argv_reaches_the_program_word_for_word(user: &str) {
     let sshd = Sshd::start();
-    let server = probe_server().await;
+    let server = probe_server(sshd.port()).await;
     match run_argv(&server, &sshd, user, PLAIN_WORDS).await {
         Outcome::Ran(out) => assert_eq!(
             String::from_utf8_lossy(&out),

@@ -1,9 +1,9 @@
 //! Stopping a remote command for real: its whole process group, verified.
 //!
-//! The launcher ([`super::launch`]) makes every command lead its own process
-//! group and reports its PID. To stop commands, a second channel runs a
-//! script that sends TERM to each group, waits a grace period, sends KILL,
-//! and answers, per group, whether anything is left. An SSH `signal`
+//! The launcher ([`super::launch`]) makes every command lead its own session
+//! and process group and reports its PID. To stop commands, a second channel
+//! runs a script that sends TERM to each session and group, waits a grace
+//! period, sends KILL, and answers, per command, whether anything is left. An SSH `signal`
 //! request is not enough: OpenSSH honours it only from 7.9 on, and it
 //! reaches only the shell, not its children.
 //!
@@ -132,27 +132,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The stop script for `victims` (`-PGID` for a group, `PID` for a lone
-/// process). Run by `/bin/sh` whatever the login shell is, and written in
+/// The stop script for `victims` (`gPID` for a command that leads its
+/// session and group, `pPID` for a lone process). A group leader is stopped
+/// with its whole session: shells with job control (csh, tcsh) put
+/// background jobs in process groups of their own, but never in another
+/// session. Run by `/bin/sh` whatever the login shell is, and written in
 /// characters every login shell leaves alone inside single quotes.
 fn script(victims: &[Victim]) -> String {
     let ticks = GRACE.as_millis() / 100;
     let limit = ticks + AFTER_KILL.as_millis() / 100;
-    let ids: Vec<String> = victims
-        .iter()
-        .map(|v| match v {
-            Victim::Group(p) => format!("-{p}"),
-            Victim::Process(p) => p.to_string(),
-        })
-        .collect();
+    let ids: Vec<String> = victims.iter().map(victim_id).collect();
     format!(
-        "exec /bin/sh -c 'for p; do kill -TERM $p 2>/dev/null; done; i=0; while :; do a=; \
-         for p; do kill -0 $p 2>/dev/null && a=1; done; [ -z \"$a\" ] && break; i=$((i+1)); \
-         if [ $i -eq {ticks} ]; then for p; do kill -KILL $p 2>/dev/null; done; fi; \
+        "exec /bin/sh -c 'sig() {{ for v; do p=${{v#?}}; case $v in \
+         g*) kill -$s -$p; pkill -$s -s $p;; *) kill -$s $p;; esac; done 2>/dev/null; }}; \
+         alive() {{ p=${{1#?}}; case $1 in g*) kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1;; \
+         *) kill -0 $p 2>/dev/null;; esac; }}; \
+         s=TERM; sig \"$@\"; i=0; while :; do a=; for v; do alive $v && a=1; done; \
+         [ -z \"$a\" ] && break; i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi; \
          [ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done; \
-         for p; do if kill -0 $p 2>/dev/null; then echo s$p; else echo g$p; fi; done' sh {}",
+         for v; do if alive $v; then echo left $v; else echo gone $v; fi; done' sh {}",
         ids.join(" ")
     )
+}
+
+fn victim_id(v: &Victim) -> String {
+    match v {
+        Victim::Group(p) => format!("g{p}"),
+        Victim::Process(p) => format!("p{p}"),
+    }
 }
 
 /// Runs the stop script for `victims` on a new channel of `handle`;
@@ -177,14 +184,12 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
     victims
         .iter()
         .map(|v| {
-            let (id, group) = match v {
-                Victim::Group(p) => (format!("-{p}"), true),
-                Victim::Process(p) => (p.to_string(), false),
-            };
-            let said = answer.lines().find_map(|l| {
-                l.strip_prefix(['g', 's'])
-                    .filter(|rest| *rest == id)
-                    .map(|_| l.starts_with('g'))
+            let id = victim_id(v);
+            let group = matches!(v, Victim::Group(_));
+            let said = answer.lines().find_map(|l| match l.split_once(' ') {
+                Some(("gone", rest)) if rest == id => Some(true),
+                Some(("left", rest)) if rest == id => Some(false),
+                _ => None,
             });
             match (said, group) {
                 (Some(true), true) => KillOutcome::Gone,
@@ -234,6 +239,6 @@ mod tests {
         let s = script(&[Victim::Group(4242), Victim::Process(77)]);
         let quoted = s.split('\'').nth(1).unwrap();
         assert!(!quoted.contains(['!', '\n', '\\']), "{quoted}");
-        assert!(s.ends_with("sh -4242 77"), "{s}");
+        assert!(s.ends_with("sh g4242 p77"), "{s}");
     }
 }

@@ -50,6 +50,17 @@ const SCRIPT: &str = concat!(
     "exec $l \"${SHELL:-/bin/sh}\" -c \"$1\"",
 );
 
+/// For a command line whose login shell is not known to read POSIX sh: a
+/// child `/bin/sh` prints the marker for its parent, the login shell, which
+/// then runs the command itself, so rc files run once and the command is
+/// read in the shell's own language. The setsid fix-up needs the launcher;
+/// without it, a login shell that does not lead a group is reported as such.
+const MARK_PARENT: &str = concat!(
+    "g=; read -r x x x x g x </proc/$PPID/stat 2>/dev/null; f=N; ",
+    "[ \"${g:-$PPID}\" = $PPID ] && f=G; ",
+    "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$1\" $PPID $f \"$SHELL\"",
+);
+
 /// Login shells that read POSIX sh: once a connection's first command has
 /// shown its login shell is one of these, commands are sent to it directly
 /// (POSIX-quoted, no extra `/bin/sh`), so they cost what a plain `ssh host
@@ -154,6 +165,16 @@ pub(crate) fn build(payload: Payload<'_>, packet: usize, shell: Option<&str>) ->
     let nonce = new_nonce();
     if shell.is_some_and(is_posix) {
         let line = direct(payload, &nonce);
+        if line.len() <= packet.min(MAX_INLINE) {
+            return Launch {
+                line,
+                stdin: None,
+                nonce,
+            };
+        }
+    }
+    if let Payload::Line(c) = payload {
+        let line = format!("/bin/sh -c '{MARK_PARENT}' sh {nonce}; {c}");
         if line.len() <= packet.min(MAX_INLINE) {
             return Launch {
                 line,
@@ -460,8 +481,18 @@ mod tests {
             Some("/bin/sh"),
         );
         assert!(l.line.ends_with(r"exec 'printf' 'it'\''s'"), "{}", l.line);
-        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/fish"));
+        let l = build(
+            Payload::Argv(&["echo".into()]),
+            32768,
+            Some("/usr/bin/fish"),
+        );
         assert!(l.line.starts_with("exec /bin/sh -c '"), "{}", l.line);
+        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/fish"));
+        assert!(
+            l.line.starts_with("/bin/sh -c '") && l.line.ends_with("; echo hi"),
+            "{}",
+            l.line
+        );
     }
 
     #[test]
