@@ -18,6 +18,7 @@ mod openssh;
 mod plugins;
 mod progress;
 mod protocol;
+mod sandbox;
 mod server;
 mod sessions;
 mod sshd;

@@ -8,11 +8,14 @@
 //! environment, no sockets, no stdout; their stderr goes to the log.
 
 mod bindings;
+mod bounded;
 mod cache;
+mod clock;
 pub mod grants;
 mod limits;
 mod state;
 mod stderr;
+mod wasi;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +27,6 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 
 use bindings::{ToolComponent, ToolComponentPre, tool};
 pub use grants::{Grant, GrantSpec, Grants, Manifest};
@@ -38,14 +40,15 @@ mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_components.rs"));
 }
 
-/// How often the epoch ticks; the unit of the CPU budget.
+/// How often the epoch ticks: how often a running guest yields, so that
+/// a spent budget or a cancelled call can drop it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest tool result accepted from a component (text plus structured
 /// content): room for execute_command's largest output, twice.
 const MAX_RESULT_BYTES: usize = 80 << 20;
 /// Bytes of guest stderr kept per call.
 const STDERR_CAPACITY: usize = 64 << 10;
-/// A component must answer `list-tools` within this much guest CPU time.
+/// A component must answer `list-tools` within this much guest time.
 const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
 /// After the client cancels, a call gets this long to stop its command
 /// (TERM, grace, KILL, check) and return before its instance is dropped.
@@ -59,7 +62,8 @@ pub struct PluginConfig {
     pub plugin_dir_required: bool,
     /// Compiled components; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Guest CPU time per call.
+    /// Guest time per call: computing or waiting in WASI, not time in
+    /// this host's `ssh`, `jobs` and `progress` imports.
     pub cpu_limit: Duration,
     /// Bytes of all of a call's linear memories together.
     pub memory_limit: usize,
@@ -267,7 +271,7 @@ impl PluginHost {
 
         let cache = Arc::new(cache::CompileCache::new(&engine, config.cache_dir.clone()));
         let mut linker = Linker::<StoreState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasi::add_to_linker(&mut linker)?;
         ToolComponent::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
 
         // Compile in parallel, off the async threads.
@@ -440,7 +444,7 @@ impl PluginHost {
             .with_instance(
                 tool.component,
                 tool.spec.name.as_str().into(),
-                // A grant may set its own CPU limit, above or below the default.
+                // A grant may set its own time limit, above or below the default.
                 component.grant.cpu_limit().unwrap_or(self.config.cpu_limit),
                 cancel,
                 progress,
@@ -488,12 +492,13 @@ impl PluginHost {
     }
 
     /// Runs `f` against a fresh instance of component `index`, within the
-    /// CPU budget `cpu`. Guest stderr is logged afterwards.
+    /// time budget `budget`. Guest stderr and log overflow are logged
+    /// afterwards.
     async fn with_instance<R>(
         &self,
         index: usize,
         tool: Arc<str>,
-        cpu: Duration,
+        budget: Duration,
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
@@ -505,46 +510,33 @@ impl PluginHost {
             .memory_limit()
             .unwrap_or(self.config.memory_limit);
         let stderr = stderr::GuestStderr::default();
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr::Capped {
-                sink: stderr.clone(),
-                cap: STDERR_CAPACITY,
-            })
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let clock = clock::GuestClock::start(budget);
         let state = StoreState {
-            wasi,
+            wasi: wasi::context(&stderr, STDERR_CAPACITY),
             table: Default::default(),
             limits: limits::MemoryBudget::new(memory),
             component: component.name.clone(),
             grant: component.grant.clone(),
             sessions: self.sessions.clone(),
-            cpu_ticks: 0,
-            cpu_budget_ticks: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+            clock: clock.clone(),
             stderr: stderr.clone(),
+            log: bounded::LogBudget::default(),
             cancel: cancel.clone(),
-            host_time: Duration::ZERO,
-            progress,
+            progress: progress.map(bounded::progress),
             audit: self.audit.clone(),
             tool: tool.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        // Epochs advance only by wall clock; counting the deadlines reached
-        // while guest code runs approximates its CPU time. Yielding each
-        // tick keeps a busy guest from starving the other tasks.
-        store.epoch_deadline_callback(|mut ctx| {
-            let s = ctx.data_mut();
-            s.cpu_ticks += 1;
-            if s.cpu_ticks > s.cpu_budget_ticks {
-                wasmtime::bail!(
-                    "component {} exceeded its CPU time limit of {} ms",
-                    s.component,
-                    s.cpu_budget_ticks * EPOCH_TICK.as_millis() as u64
-                );
+        // Yielding each tick keeps a busy guest from starving the other
+        // tasks and lets the watchdog below drop it; checking the clock
+        // here too stops it from inside, even if the task is slow to be
+        // polled again.
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            if s.clock.remaining().is_zero() {
+                return Err(time_limit_error(&s.component, s.clock.budget()));
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -555,15 +547,18 @@ impl PluginHost {
             instantiated = started.elapsed();
             f(&mut store, instance.mcp_ssh_tools_tool()).await
         };
+        // The watchdog catches a guest that waits in WASI (a sleep, a
+        // poll): epochs do not tick then, but its clock runs on.
         let result = tokio::select! {
             r = run => r,
+            () = clock.expired() => Err(time_limit_error(&component.name, budget)),
             () = async {
                 cancel.cancelled().await;
                 tokio::time::sleep(CANCEL_GRACE).await;
             } => Err(wasmtime::format_err!("cancelled by the client")),
         };
         let total = started.elapsed();
-        let host = store.data().host_time;
+        let host = clock.host_time();
         tracing::debug!(
             component = %component.name,
             instantiate_us = instantiated.as_micros() as u64,
@@ -572,6 +567,7 @@ impl PluginHost {
             "call timing"
         );
         store.data().stderr.log(&component.name);
+        store.data().log.report_dropped(&component.name);
         result.map_err(|e| {
             // The full chain, with wasm and host backtraces, is for the
             // operator; the client gets the root cause.
@@ -700,6 +696,13 @@ fn describe_invalid(
 fn result_size(r: &tool::CallResult) -> usize {
     let text: usize = r.content.iter().map(|tool::Content::Text(t)| t.len()).sum();
     text + r.structured_content.as_ref().map_or(0, String::len)
+}
+
+fn time_limit_error(component: &str, budget: Duration) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "component {component} exceeded its time limit of {} ms",
+        budget.as_millis()
+    )
 }
 
 /// One line on why a guest call failed: a trap's kind or a limit hit.
