@@ -1,6 +1,8 @@
 //! The time budget of one tool call: wall time since the call started,
-//! less the time spent inside this host's own imports (`ssh`, `jobs`,
-//! `progress`), which wait on the network on the guest's behalf.
+//! less the time spent inside those of this host's own imports that wait
+//! on the network on the guest's behalf (`ssh` exec, `jobs` start and
+//! interrupt). Quick imports (`log`, `progress`, job status) stay guest
+//! time, so that a loop of cheap host calls cannot escape the budget.
 //!
 //! Epochs tick only while guest code runs, so they cannot see a guest that
 //! waits in WASI (a sleep, a poll on a clock) without burning CPU: that

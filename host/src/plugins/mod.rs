@@ -5,7 +5,10 @@
 //! threads at startup, and asked once for their tools. Each call then gets
 //! a fresh store from the component's cached pre-instance, so a trap
 //! poisons only that call. Guests get no WASI capability: no files, no
-//! environment, no sockets, no stdout; their stderr goes to the log.
+//! environment, no stdout, and sockets are not even linked (`wasi`); their
+//! stderr goes to the log. Each call has a time budget that counts waiting
+//! (`clock`), a memory budget that counts tables (`limits`), and caps on
+//! every text it can make the host log, audit or send (`bounded`).
 
 mod bindings;
 mod bounded;
@@ -46,6 +49,11 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest tool result accepted from a component (text plus structured
 /// content): room for execute_command's largest output, twice.
 const MAX_RESULT_BYTES: usize = 80 << 20;
+/// Largest description plus schemas of one tool: every client receives
+/// them with each tools/list.
+const MAX_TOOL_INFO_BYTES: usize = 256 << 10;
+/// Tools one component may export.
+const MAX_TOOLS_PER_COMPONENT: usize = 256;
 /// Bytes of guest stderr kept per call.
 const STDERR_CAPACITY: usize = 64 << 10;
 /// A component must answer `list-tools` within this much guest time.
@@ -409,7 +417,8 @@ impl PluginHost {
             log.record(&audit::Entry {
                 kind: "tool_call",
                 component,
-                tool: Some(name),
+                // An unknown tool's name is the client's, of any size.
+                tool: Some(&bounded::clip(name, bounded::MAX_FIELD)),
                 decision,
                 is_error: outcome.as_ref().ok().map(|o| o.is_error),
                 duration_ms: audit::millis(started.elapsed()),
@@ -484,7 +493,7 @@ impl PluginHost {
             Ok(Err(tool::CallError::InvalidArguments(message))) => {
                 Err(CallError::InvalidArguments {
                     tool: name.to_string(),
-                    message,
+                    message: bounded::clip(&message, bounded::MAX_COMMAND).into_owned(),
                 })
             }
             Err(e) => Ok(guest_failure(&component.name, &e)),
@@ -615,6 +624,12 @@ impl PluginHost {
             grant: Arc::new(grant),
         });
         let specs = match self.list_component_tools(index).await.and_then(|tools| {
+            if tools.len() > MAX_TOOLS_PER_COMPONENT {
+                bail!(
+                    "{name}: exports {} tools, more than the limit of {MAX_TOOLS_PER_COMPONENT}",
+                    tools.len()
+                );
+            }
             tools
                 .into_iter()
                 .map(|info| tool_spec(&name, info))
@@ -736,7 +751,19 @@ fn tool_spec(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid_name {
-        bail!("{component}: invalid tool name {name:?} (1-64 of A-Z a-z 0-9 _ - .)");
+        bail!(
+            "{component}: invalid tool name {:?} (1-64 of A-Z a-z 0-9 _ - .)",
+            bounded::clip(&name, 64)
+        );
+    }
+    let size = info.description.len()
+        + info.input_schema.len()
+        + info.output_schema.as_ref().map_or(0, String::len);
+    if size > MAX_TOOL_INFO_BYTES {
+        bail!(
+            "{component}: tool {name} is described in {size} bytes, more than the {} KiB limit",
+            MAX_TOOL_INFO_BYTES >> 10
+        );
     }
     let object = |what: &str, text: &str| -> anyhow::Result<Map<String, Value>> {
         match serde_json::from_str(text) {
@@ -818,6 +845,30 @@ mod tests {
         let v = jsonschema::validator_for(&schema).unwrap();
         let err = v.iter_errors(&instance).next().expect("invalid");
         describe_invalid(&err, schema.as_object().unwrap(), &instance)
+    }
+
+    #[test]
+    fn a_tool_described_in_megabytes_or_with_a_huge_name_is_refused_briefly() {
+        let component: Arc<str> = "c.wasm".into();
+        let info = |name: String, description: String| tool::ToolInfo {
+            name,
+            description,
+            input_schema: r#"{"type":"object"}"#.into(),
+            output_schema: None,
+            annotations: None,
+        };
+        let err = tool_spec(&component, info("t".into(), "d".repeat(1 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the 256 KiB limit"), "{err}");
+        let err = tool_spec(&component, info("n".repeat(1 << 20), "d".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid tool name") && err.len() < 300,
+            "{err}"
+        );
+        assert!(tool_spec(&component, info("t".into(), "d".into())).is_ok());
     }
 
     #[test]
