@@ -121,7 +121,9 @@ pub struct Cli {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Guest CPU time allowed per tool call, in seconds.
+    /// Guest time allowed per tool call, in seconds: time spent computing
+    /// and time spent waiting (a sleep counts too); time the host spends
+    /// running its SSH commands does not.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub guest_cpu_limit: f64,
 

@@ -22,6 +22,7 @@ mod openssh;
 mod plugins;
 mod progress;
 mod protocol;
+mod sandbox;
 mod server;
 mod sessions;
 mod shells;

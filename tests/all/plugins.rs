@@ -12,7 +12,7 @@ use crate::server::{BIN, Server, exec_args, structured, text, tool_error};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// Tools the built-in components export.
-const BUILTIN_TOOLS: usize = 9;
+pub const BUILTIN_TOOLS: usize = 9;
 
 /// A guest component as build.rs built it.
 pub fn guest_wasm(name: &str) -> PathBuf {
@@ -51,7 +51,7 @@ pub fn install_plugin(
 
 /// The hostile component asks for much; the operator grants it the test
 /// host and `id`, but no credentials and no shell.
-const HOSTILE_MANIFEST: &str = r#"
+pub const HOSTILE_MANIFEST: &str = r#"
 [requests]
 hosts = ["*"]
 users = ["*"]
@@ -60,7 +60,7 @@ shell = true
 credentials = true
 all_sessions = true
 "#;
-const HOSTILE_GRANT: &str = r#"
+pub const HOSTILE_GRANT: &str = r#"
 [plugins.hostile]
 hosts = ["127.0.0.1"]
 users = ["mcpssh-test"]
@@ -68,7 +68,7 @@ commands = [["id"]]
 "#;
 
 /// A server with the hostile test component in its plugin directory.
-async fn with_hostile_plugin(extra: &[&str]) -> Server {
+pub async fn with_hostile_plugin(extra: &[&str]) -> Server {
     let mut builder = install_plugin(
         Server::builder(),
         &guest_wasm("hostile_tools"),
@@ -83,7 +83,7 @@ async fn with_hostile_plugin(extra: &[&str]) -> Server {
 }
 
 /// The server survived: a built-in tool still answers.
-async fn still_serves(server: &Server) {
+pub async fn still_serves(server: &Server) {
     let res = server.call("list_sessions", json!({})).await;
     assert_eq!(res.is_error, Some(false), "{}", text(&res));
 }
@@ -96,7 +96,7 @@ async fn a_guest_in_an_endless_loop_is_stopped() {
     let took = started.elapsed();
     let msg = tool_error(&res);
     assert!(
-        msg.contains("hostile.wasm") && msg.contains("CPU time limit"),
+        msg.contains("hostile.wasm") && msg.contains("exceeded its time limit of 1000 ms"),
         "{msg}"
     );
     assert!(took < Duration::from_secs(10), "stopped after {took:?}");
@@ -128,13 +128,13 @@ async fn a_memory_bomb_is_stopped_at_the_limit() {
 }
 
 #[tokio::test]
-async fn a_guest_sees_no_files_environment_sockets_or_stdout() {
+async fn a_guest_sees_no_files_environment_or_stdout() {
     let server = with_hostile_plugin(&[]).await;
     let res = server.call("hostile_snoop", json!({})).await;
     assert_eq!(res.is_error, Some(false), "{}", text(&res));
     assert_eq!(
         structured(&res),
-        &json!({"file": false, "dir": false, "env_vars": 0, "socket": false})
+        &json!({"file": false, "dir": false, "env_vars": 0})
     );
     assert!(server.log().contains("hostile stderr line"));
     assert!(!server.log().contains("hostile stdout line"));
@@ -432,7 +432,7 @@ async fn a_component_built_against_another_wit_major_version_is_refused() {
 }
 
 /// `plugin check FILE` with the manifest (if any) beside it.
-fn plugin_check(wasm: &str, manifest: Option<&str>) -> (bool, String, String) {
+pub fn plugin_check(wasm: &str, manifest: Option<&str>) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("candidate.wasm");
     std::fs::copy(guest_wasm(wasm), &file).unwrap();
@@ -505,7 +505,7 @@ async fn the_operator_sets_cpu_and_memory_limits_per_component() {
     let started = Instant::now();
     let res = server.call("hostile_spin", json!({})).await;
     let msg = crate::server::tool_error(&res);
-    assert!(msg.contains("CPU time limit of 500 ms"), "{msg}");
+    assert!(msg.contains("time limit of 500 ms"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5));
     let res = server.call("hostile_grow", json!({})).await;
     let msg = crate::server::tool_error(&res);

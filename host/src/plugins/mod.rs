@@ -5,14 +5,20 @@
 //! threads at startup, and asked once for their tools. Each call then gets
 //! a fresh store from the component's cached pre-instance, so a trap
 //! poisons only that call. Guests get no WASI capability: no files, no
-//! environment, no sockets, no stdout; their stderr goes to the log.
+//! environment, no stdout, and sockets are not even linked (`wasi`); their
+//! stderr goes to the log. Each call has a time budget that counts waiting
+//! (`clock`), a memory budget that counts tables (`limits`), and caps on
+//! every text it can make the host log, audit or send (`bounded`).
 
 mod bindings;
+mod bounded;
 mod cache;
+mod clock;
 pub mod grants;
 mod limits;
 mod state;
 mod stderr;
+mod wasi;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +30,6 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 
 use bindings::{ToolComponent, ToolComponentPre, tool};
 pub use grants::{Grant, GrantSpec, Grants, Manifest};
@@ -38,14 +43,20 @@ mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_components.rs"));
 }
 
-/// How often the epoch ticks; the unit of the CPU budget.
+/// How often the epoch ticks: how often a running guest yields, so that
+/// a spent budget or a cancelled call can drop it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest tool result accepted from a component (text plus structured
 /// content): room for execute_command's largest output, twice.
 const MAX_RESULT_BYTES: usize = 80 << 20;
+/// Largest description plus schemas of one tool: every client receives
+/// them with each tools/list.
+const MAX_TOOL_INFO_BYTES: usize = 256 << 10;
+/// Tools one component may export.
+const MAX_TOOLS_PER_COMPONENT: usize = 256;
 /// Bytes of guest stderr kept per call.
 const STDERR_CAPACITY: usize = 64 << 10;
-/// A component must answer `list-tools` within this much guest CPU time.
+/// A component must answer `list-tools` within this much guest time.
 const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
 /// After the client cancels, a call gets this long to stop its command
 /// (TERM, grace, KILL, check) and return before its instance is dropped.
@@ -59,7 +70,8 @@ pub struct PluginConfig {
     pub plugin_dir_required: bool,
     /// Compiled components; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Guest CPU time per call.
+    /// Guest time per call: computing or waiting in WASI, not time in
+    /// this host's `ssh`, `jobs` and `progress` imports.
     pub cpu_limit: Duration,
     /// Bytes of all of a call's linear memories together.
     pub memory_limit: usize,
@@ -267,7 +279,7 @@ impl PluginHost {
 
         let cache = Arc::new(cache::CompileCache::new(&engine, config.cache_dir.clone()));
         let mut linker = Linker::<StoreState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasi::add_to_linker(&mut linker)?;
         ToolComponent::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
 
         // Compile in parallel, off the async threads.
@@ -405,7 +417,8 @@ impl PluginHost {
             log.record(&audit::Entry {
                 kind: "tool_call",
                 component,
-                tool: Some(name),
+                // An unknown tool's name is the client's, of any size.
+                tool: Some(&bounded::clip(name, bounded::MAX_FIELD)),
                 decision,
                 is_error: outcome.as_ref().ok().map(|o| o.is_error),
                 duration_ms: audit::millis(started.elapsed()),
@@ -480,7 +493,7 @@ impl PluginHost {
             Ok(Err(tool::CallError::InvalidArguments(message))) => {
                 Err(CallError::InvalidArguments {
                     tool: name.to_string(),
-                    message,
+                    message: bounded::clip(&message, bounded::MAX_COMMAND).into_owned(),
                 })
             }
             Err(e) => Ok(guest_failure(&component.name, &e)),
@@ -488,12 +501,13 @@ impl PluginHost {
     }
 
     /// Runs `f` against a fresh instance of component `index`, within the
-    /// CPU budget `cpu`. Guest stderr is logged afterwards.
+    /// time budget `budget`. Guest stderr and log overflow are logged
+    /// afterwards.
     async fn with_instance<R>(
         &self,
         index: usize,
         tool: Arc<str>,
-        cpu: Duration,
+        budget: Duration,
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
@@ -502,46 +516,33 @@ impl PluginHost {
         // Only the operator's grant may raise the flag's ceiling.
         let memory = component.grant.memory_limit(self.config.memory_limit);
         let stderr = stderr::GuestStderr::default();
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr::Capped {
-                sink: stderr.clone(),
-                cap: STDERR_CAPACITY,
-            })
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let clock = clock::GuestClock::start(budget);
         let state = StoreState {
-            wasi,
+            wasi: wasi::context(&stderr, STDERR_CAPACITY),
             table: Default::default(),
             limits: limits::MemoryBudget::new(memory),
             component: component.name.clone(),
             grant: component.grant.clone(),
             sessions: self.sessions.clone(),
-            cpu_ticks: 0,
-            cpu_budget_ticks: (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+            clock: clock.clone(),
             stderr: stderr.clone(),
+            log: bounded::LogBudget::default(),
             cancel: cancel.clone(),
-            host_time: Duration::ZERO,
-            progress,
+            progress: progress.map(bounded::progress),
             audit: self.audit.clone(),
             tool: tool.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        // Epochs advance only by wall clock; counting the deadlines reached
-        // while guest code runs approximates its CPU time. Yielding each
-        // tick keeps a busy guest from starving the other tasks.
-        store.epoch_deadline_callback(|mut ctx| {
-            let s = ctx.data_mut();
-            s.cpu_ticks += 1;
-            if s.cpu_ticks > s.cpu_budget_ticks {
-                wasmtime::bail!(
-                    "component {} exceeded its CPU time limit of {} ms",
-                    s.component,
-                    s.cpu_budget_ticks * EPOCH_TICK.as_millis() as u64
-                );
+        // Yielding each tick keeps a busy guest from starving the other
+        // tasks and lets the watchdog below drop it; checking the clock
+        // here too stops it from inside, even if the task is slow to be
+        // polled again.
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            if s.clock.remaining().is_zero() {
+                return Err(time_limit_error(&s.component, s.clock.budget()));
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -552,15 +553,18 @@ impl PluginHost {
             instantiated = started.elapsed();
             f(&mut store, instance.mcp_ssh_tools_tool()).await
         };
+        // The watchdog catches a guest that waits in WASI (a sleep, a
+        // poll): epochs do not tick then, but its clock runs on.
         let result = tokio::select! {
             r = run => r,
+            () = clock.expired() => Err(time_limit_error(&component.name, budget)),
             () = async {
                 cancel.cancelled().await;
                 tokio::time::sleep(CANCEL_GRACE).await;
             } => Err(wasmtime::format_err!("cancelled by the client")),
         };
         let total = started.elapsed();
-        let host = store.data().host_time;
+        let host = clock.host_time();
         tracing::debug!(
             component = %component.name,
             instantiate_us = instantiated.as_micros() as u64,
@@ -569,6 +573,7 @@ impl PluginHost {
             "call timing"
         );
         store.data().stderr.log(&component.name);
+        store.data().log.report_dropped(&component.name);
         result.map_err(|e| {
             // The full chain, with wasm and host backtraces, is for the
             // operator; the client gets the root cause.
@@ -616,6 +621,12 @@ impl PluginHost {
             grant: Arc::new(grant),
         });
         let specs = match self.list_component_tools(index).await.and_then(|tools| {
+            if tools.len() > MAX_TOOLS_PER_COMPONENT {
+                bail!(
+                    "{name}: exports {} tools, more than the limit of {MAX_TOOLS_PER_COMPONENT}",
+                    tools.len()
+                );
+            }
             tools
                 .into_iter()
                 .map(|info| tool_spec(&name, info))
@@ -699,6 +710,13 @@ fn result_size(r: &tool::CallResult) -> usize {
     text + r.structured_content.as_ref().map_or(0, String::len)
 }
 
+fn time_limit_error(component: &str, budget: Duration) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "component {component} exceeded its time limit of {} ms",
+        budget.as_millis()
+    )
+}
+
 /// One line on why a guest call failed: a trap's kind or a limit hit.
 fn summarize_failure(e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
@@ -730,7 +748,19 @@ fn tool_spec(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !valid_name {
-        bail!("{component}: invalid tool name {name:?} (1-64 of A-Z a-z 0-9 _ - .)");
+        bail!(
+            "{component}: invalid tool name {:?} (1-64 of A-Z a-z 0-9 _ - .)",
+            bounded::clip(&name, 64)
+        );
+    }
+    let size = info.description.len()
+        + info.input_schema.len()
+        + info.output_schema.as_ref().map_or(0, String::len);
+    if size > MAX_TOOL_INFO_BYTES {
+        bail!(
+            "{component}: tool {name} is described in {size} bytes, more than the {} KiB limit",
+            MAX_TOOL_INFO_BYTES >> 10
+        );
     }
     let object = |what: &str, text: &str| -> anyhow::Result<Map<String, Value>> {
         match serde_json::from_str(text) {
@@ -812,6 +842,30 @@ mod tests {
         let v = jsonschema::validator_for(&schema).unwrap();
         let err = v.iter_errors(&instance).next().expect("invalid");
         describe_invalid(&err, schema.as_object().unwrap(), &instance)
+    }
+
+    #[test]
+    fn a_tool_described_in_megabytes_or_with_a_huge_name_is_refused_briefly() {
+        let component: Arc<str> = "c.wasm".into();
+        let info = |name: String, description: String| tool::ToolInfo {
+            name,
+            description,
+            input_schema: r#"{"type":"object"}"#.into(),
+            output_schema: None,
+            annotations: None,
+        };
+        let err = tool_spec(&component, info("t".into(), "d".repeat(1 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the 256 KiB limit"), "{err}");
+        let err = tool_spec(&component, info("n".repeat(1 << 20), "d".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid tool name") && err.len() < 300,
+            "{err}"
+        );
+        assert!(tool_spec(&component, info("t".into(), "d".into())).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::ProgressSink;
 use super::bindings::{jobs, log, progress, ssh, types};
+use super::bounded;
 use super::grants::{Action, Grant, Resolved};
 use crate::audit::{self, AuditLog};
 use crate::ssh as core;
@@ -26,15 +27,13 @@ pub(crate) struct StoreState {
     pub(crate) component: Arc<str>,
     pub(crate) grant: Arc<Grant>,
     pub(crate) sessions: core::SessionManager,
-    /// Epoch ticks spent running guest code in this call.
-    pub(crate) cpu_ticks: u64,
-    pub(crate) cpu_budget_ticks: u64,
+    /// The call's time budget; host imports that wait on SSH stop it.
+    pub(crate) clock: super::clock::GuestClock,
     pub(crate) stderr: super::stderr::GuestStderr,
+    /// What the `log` import may still write in this call.
+    pub(crate) log: super::bounded::LogBudget,
     /// Cancelled when the MCP client cancels the call.
     pub(crate) cancel: CancellationToken,
-    /// Time spent in host imports that wait on SSH, to tell guest time
-    /// from network time.
-    pub(crate) host_time: Duration,
     /// Where progress goes, when the client asked for it.
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) audit: Option<Arc<AuditLog>>,
@@ -119,7 +118,7 @@ impl ssh::Host for StoreState {
         Ok(self.run_argv(target, request).await?.map(|r| r.output))
     }
 
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
     async fn run(
         &mut self,
         target: types::Target,
@@ -139,7 +138,7 @@ impl ssh::Host for StoreState {
         self.run_exec(target, request, None).await
     }
 
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
     async fn run_argv(
         &mut self,
         target: types::Target,
@@ -224,7 +223,10 @@ impl ssh::Host for StoreState {
 }
 
 impl StoreState {
+    /// The denial the guest gets, with its reason clipped: the reason
+    /// may quote a host or argv word of any size.
     fn denied(&self, why: String) -> types::SshError {
+        let why = bounded::clip(&why, bounded::MAX_FIELD).into_owned();
         tracing::warn!(component = %self.component, "denied: {why}");
         types::SshError::Denied(why)
     }
@@ -298,17 +300,33 @@ impl StoreState {
         let Some(log) = &self.audit else { return };
         let (out, err) = match result {
             Some(Ok(o)) => (Some(o), None),
-            Some(Err(e)) => (None, Some(e.to_string())),
+            Some(Err(e)) => (
+                None,
+                Some(bounded::clip(&e.to_string(), bounded::MAX_FIELD).into_owned()),
+            ),
             None => (None, None),
+        };
+        // Everything below may come from the guest, at any size.
+        let argv = argv.map(bounded::argv);
+        let command = match argv {
+            Some(_) => None,
+            None => command.map(|c| bounded::clip(c, bounded::MAX_COMMAND)),
         };
         log.record(&audit::Entry {
             kind: "ssh_command",
             component: &self.component,
             tool: Some(&self.tool),
-            target: Some(target.describe()),
-            command: if argv.is_some() { None } else { command },
-            argv,
-            decision: denied.map_or_else(|| "allowed".into(), |why| format!("denied: {why}")),
+            target: Some(bounded::target(
+                &target.host,
+                target.username.as_deref(),
+                target.port,
+            )),
+            command: command.as_deref(),
+            argv: argv.as_deref(),
+            decision: denied.map_or_else(
+                || "allowed".into(),
+                |why| format!("denied: {}", bounded::clip(why, bounded::MAX_FIELD)),
+            ),
             exit_status: out.and_then(|o| o.exit_status),
             exit_signal: out.and_then(|o| o.exit_signal.as_deref()),
             error: err,
@@ -336,9 +354,9 @@ impl StoreState {
                 return Ok(Err(self.denied(why)));
             }
         };
-        let started = std::time::Instant::now();
+        let in_host = self.clock.in_host();
         let result = self.sessions.exec(&target, &request).await;
-        self.host_time += started.elapsed();
+        drop(in_host);
         self.audit_ssh(&target, line, argv.as_deref(), None, Some(&result));
         let out = match result {
             Ok(out) => out,
@@ -384,6 +402,9 @@ impl progress::Host for StoreState {
         total: Option<f64>,
         message: Option<String>,
     ) -> wasmtime::Result<()> {
+        // The sink was made bounded (finite values, short messages) when
+        // the call started. It never waits, so its time stays the guest's:
+        // a loop of cheap imports must not escape the budget.
         if let Some(sink) = &self.progress {
             sink(progress, total, message);
         }
@@ -415,7 +436,7 @@ fn job_to_wit(j: core::JobInfo) -> jobs::JobInfo {
 const MAX_JOB_READ: u32 = 4 << 20;
 
 impl jobs::Host for StoreState {
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %target.host))]
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
     async fn start(
         &mut self,
         target: types::Target,
@@ -441,9 +462,9 @@ impl jobs::Host for StoreState {
             slot,
         };
         let owner = self.component.clone();
-        let started = std::time::Instant::now();
+        let in_host = self.clock.in_host();
         let result = self.sessions.start_job(&target, request, owner).await;
-        self.host_time += started.elapsed();
+        drop(in_host);
         Ok(result.map(job_to_wit).map_err(Into::into))
     }
 
@@ -492,9 +513,9 @@ impl jobs::Host for StoreState {
         id: String,
     ) -> wasmtime::Result<Result<jobs::JobInfo, types::SshError>> {
         let owner = self.job_owner().map(str::to_string);
-        let started = std::time::Instant::now();
+        let in_host = self.clock.in_host();
         let result = self.sessions.jobs().interrupt(&id, owner.as_deref()).await;
-        self.host_time += started.elapsed();
+        drop(in_host);
         Ok(result.map(job_to_wit).map_err(Into::into))
     }
 
@@ -509,20 +530,11 @@ impl jobs::Host for StoreState {
     }
 }
 
-/// Longest guest log message kept; the rest is cut.
-const MAX_LOG_MESSAGE: usize = 4096;
-
 impl log::Host for StoreState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let mut message = message;
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut cut = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" [...]");
-        }
+        let Some(message) = self.log.admit(&message) else {
+            return Ok(());
+        };
         let component = &*self.component;
         match level {
             log::Level::Trace => tracing::trace!(component, "{message}"),

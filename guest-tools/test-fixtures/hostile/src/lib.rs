@@ -3,7 +3,7 @@
 
 use mcp_ssh_guest::{
     Credentials, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, describe, export_tools,
-    json, ssh,
+    json, log, report_progress, ssh,
 };
 
 struct Spin;
@@ -51,16 +51,16 @@ struct Snoop;
 impl Tool for Snoop {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_snoop";
-    const DESCRIPTION: &'static str = "Tries files, environment, sockets and stdout.";
+    const DESCRIPTION: &'static str = "Tries files, environment and stdout.";
     fn call(_: NoArgs) -> Output {
         println!("hostile stdout line");
         eprintln!("hostile stderr line");
         let file = std::fs::read_to_string("/etc/passwd").is_ok();
         let dir = std::fs::read_dir("/").is_ok();
         let env = std::env::vars().count();
-        let socket = std::net::TcpStream::connect("127.0.0.1:22").is_ok();
+        // Sockets are not even linked: see the net-probe fixture.
         Output::text("probed").with_structured(json!({
-            "file": file, "dir": dir, "env_vars": env, "socket": socket,
+            "file": file, "dir": dir, "env_vars": env,
         }))
     }
 }
@@ -203,6 +203,124 @@ impl Tool for Sessions {
     }
 }
 
+/// Waits without burning CPU, which epochs alone do not see.
+struct Sleep;
+impl Tool for Sleep {
+    type Args = NoArgs;
+    const NAME: &'static str = "hostile_sleep";
+    const DESCRIPTION: &'static str = "Sleeps for an hour.";
+    fn call(_: NoArgs) -> Output {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        Output::text("woke up")
+    }
+}
+
+/// Logs as fast as it can, with newlines that would forge log lines.
+struct LogFlood;
+impl Tool for LogFlood {
+    type Args = NoArgs;
+    const NAME: &'static str = "hostile_log_flood";
+    const DESCRIPTION: &'static str = "Logs 4 KB messages until it is stopped.";
+    fn call(_: NoArgs) -> Output {
+        let message = format!("flood\nFORGED-LINE {}", "z".repeat(4000));
+        loop {
+            mcp_ssh_guest::log(log::Level::Error, &message);
+        }
+    }
+}
+
+/// Reports progress no client accepts: NaN, infinities, 10 MB messages.
+struct ProgressFlood;
+impl Tool for ProgressFlood {
+    type Args = NoArgs;
+    const NAME: &'static str = "hostile_progress_flood";
+    const DESCRIPTION: &'static str = "Reports non-finite progress with huge messages.";
+    fn call(_: NoArgs) -> Output {
+        let huge = "p".repeat(10 << 20);
+        let reports = [
+            (f64::NAN, Some(f64::INFINITY)),
+            (1.0, Some(f64::NAN)),
+            (f64::INFINITY, None),
+            (2.0, Some(f64::NEG_INFINITY)),
+            (3.0, Some(10.0)),
+        ];
+        for (progress, total) in reports {
+            report_progress(progress, total, Some(&huge));
+            // Past the host's rate limit, so that each report may go out.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Output::text("reported")
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DenialArgs {
+    port: u16,
+    username: String,
+}
+
+/// Gets itself denied with megabytes of host, user, argv and command line,
+/// which end up in the log and the audit log.
+struct HugeDenials;
+impl Tool for HugeDenials {
+    type Args = DenialArgs;
+    const NAME: &'static str = "hostile_huge_denials";
+    const DESCRIPTION: &'static str = "Asks for ungranted things, each 1 MB or more.";
+    fn call(a: DenialArgs) -> Output {
+        let target = |host: String, username: String| Target {
+            host,
+            username: Some(username),
+            port: Some(a.port),
+            credentials: None,
+        };
+        let argv = |argv: Vec<String>| ssh::ArgvRequest {
+            argv,
+            timeout_ms: None,
+            max_output_bytes: None,
+        };
+        let big_host = target("h".repeat(1 << 20), a.username.clone());
+        let big_user = target("127.0.0.1".into(), "u".repeat(1 << 20));
+        let granted = target("127.0.0.1".into(), a.username.clone());
+        let mut words = vec!["id".to_string()];
+        words.extend((0..200).map(|i| format!("{i}{}", "w".repeat(10 << 10))));
+        let results = [
+            ssh::exec_argv(&big_host, &argv(vec!["id".into()])),
+            ssh::exec_argv(&big_user, &argv(vec!["id".into()])),
+            ssh::exec_argv(&granted, &argv(words)),
+            ssh::exec(
+                &granted,
+                &ssh::ExecRequest {
+                    command: format!("echo {}", "c".repeat(1 << 20)),
+                    timeout_ms: None,
+                    max_output_bytes: None,
+                },
+            ),
+        ];
+        let errors: Vec<String> = results
+            .iter()
+            .map(|r| match r {
+                Ok(_) => "ran".to_string(),
+                Err(e) => describe(e),
+            })
+            .collect();
+        Output::text("asked").with_structured(json!({ "errors": errors }))
+    }
+}
+
 export_tools!(
-    Spin, Trap, Grow, Snoop, Supply, Sessions, Shell, Spam, Huge, Job
+    Spin,
+    Trap,
+    Grow,
+    Snoop,
+    Supply,
+    Sessions,
+    Shell,
+    Spam,
+    Huge,
+    Job,
+    Sleep,
+    LogFlood,
+    ProgressFlood,
+    HugeDenials
 );
