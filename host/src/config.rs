@@ -173,7 +173,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads `path`; a missing file is an error only if it was asked for.
     pub fn load(path: &std::path::Path, required: bool) -> anyhow::Result<Self> {
-        match std::fs::read_to_string(path) {
+        match crate::fsutil::read_regular_string(path, crate::fsutil::CONFIG_FILE_CAP) {
             Ok(text) => toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
