@@ -12,6 +12,7 @@ mod auth;
 mod exec;
 mod grants;
 mod host_keys;
+mod hostile_files;
 mod jobs;
 mod jump;
 mod openssh;
