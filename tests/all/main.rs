@@ -19,6 +19,7 @@ mod openssh;
 mod plugins;
 mod progress;
 mod protocol;
+mod secrets;
 mod server;
 mod sessions;
 mod sshd;

@@ -311,6 +311,11 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// The binary with piped stdio and nothing between the test and its
 /// JSON-RPC stream: for cases rmcp's client would hide.
 pub fn raw_server(home: &Path) -> std::process::Child {
+    raw_server_logging_to(home, Stdio::null())
+}
+
+/// [`raw_server`] with its stderr (logging at trace) sent to `stderr`.
+pub fn raw_server_logging_to(home: &Path, stderr: impl Into<Stdio>) -> std::process::Child {
     std::process::Command::new(BIN)
         .args(["--no-plugins", "--cache-dir"])
         .arg(shared_cache())
@@ -320,7 +325,7 @@ pub fn raw_server(home: &Path) -> std::process::Child {
         .env("MCP_SSH_LOG", "trace")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
