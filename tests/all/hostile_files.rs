@@ -98,3 +98,74 @@ async fn identity_and_certificate_files_from_ssh_config_that_are_devices_are_ski
         crate::server::text(&res)
     );
 }
+
+/// Starts a server on compile cache `dir` and checks its tools work; its log.
+async fn start_on_cache(dir: &std::path::Path) -> String {
+    let server = Server::builder()
+        .arg("--cache-dir")
+        .arg(dir.display().to_string())
+        .spawn()
+        .await;
+    assert!(
+        !server.client.list_all_tools().await.unwrap().is_empty(),
+        "no tools"
+    );
+    server.log()
+}
+
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_compile_cache_directory_others_can_write_to_is_neither_loaded_nor_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let warm = entries(&dir);
+    assert!(!warm.is_empty());
+    // Anyone could have replaced the entries since: none may be loaded,
+    // and nothing written there.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stamps = || -> Vec<_> {
+        let mut all: Vec<_> = entries(&dir)
+            .into_iter()
+            .map(|p| {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = stamps();
+    let log = start_on_cache(&dir).await;
+    assert!(log.contains("compile cache disabled"), "{log}");
+    assert!(!log.contains("loaded from compile cache"), "{log}");
+    assert_eq!(stamps(), before, "wrote into a directory others can write");
+}
+
+#[tokio::test]
+async fn cache_entries_that_are_symlinks_or_owned_by_another_user_are_not_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let warm = entries(&dir);
+    assert!(warm.len() >= 2, "{warm:?}");
+    // One entry becomes a symlink to a valid entry outside the cache; the
+    // others are handed to another user.
+    let outside = cache.path().join("elsewhere.cwasm");
+    std::fs::rename(&warm[0], &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &warm[0]).unwrap();
+    for entry in &warm[1..] {
+        std::os::unix::fs::chown(entry, Some(65534), None).unwrap();
+    }
+    let log = start_on_cache(&dir).await;
+    assert!(!log.contains("loaded from compile cache"), "{log}");
+    assert!(log.contains("symbolic link"), "{log}");
+    assert!(log.contains("owned by uid 65534"), "{log}");
+}
