@@ -1,9 +1,11 @@
 //! The audit log: one JSON line per tool call and per SSH command a
-//! component runs or is denied, appended to a file created with mode 0600.
+//! component runs or is denied, appended to a file only this user can read:
+//! created 0600, a wider mode narrowed to 0600, a symlink or a file owned
+//! by someone else refused (it could point the log at a file of theirs).
 //!
-//! Secrets never reach it: tool arguments are not recorded (they may hold
-//! passwords), only the tool's name; SSH entries carry the target and the
-//! command line, never credentials.
+//! Credentials never reach it: tool arguments are not recorded (they may
+//! hold passwords), only the tool's name; SSH entries carry the target and
+//! the command line or argv as run, which holds whatever the command does.
 
 use std::fs::File;
 use std::io::Write;
@@ -59,10 +61,11 @@ struct Line<'a> {
 }
 
 impl AuditLog {
-    /// Opens (creating with mode 0600) `path` for appending.
+    /// Opens (creating with mode 0600) `path` for appending; see the
+    /// module header for what is refused.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         Ok(Self {
-            file: Mutex::new(crate::fsutil::open_private_append(path)?),
+            file: Mutex::new(crate::fsutil::open_owned_log(path)?),
         })
     }
 

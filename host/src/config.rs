@@ -178,12 +178,13 @@ impl ConfigFile {
     /// Every grant is checked here, so a bad value stops the start with
     /// its file, table and key.
     pub fn load(path: &std::path::Path, required: bool) -> anyhow::Result<Self> {
-        let file: Self = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Self::default(),
-            Err(e) => bail!("config file {}: {e}", path.display()),
-        };
+        let file: Self =
+            match crate::fsutil::read_regular_string(path, crate::fsutil::CONFIG_FILE_CAP) {
+                Ok(text) => toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Self::default(),
+                Err(e) => bail!("config file {}: {e}", path.display()),
+            };
         for (name, grant) in &file.plugins {
             if let Err(e) = grant.validate() {
                 bail!("config file {}: [plugins.{name}] {e}", path.display());

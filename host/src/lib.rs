@@ -20,9 +20,41 @@ use rmcp::ServiceExt;
 
 pub use config::{Cli, Command, Config, PluginCommand};
 
-/// A log directive every subscriber of this crate's binaries must add:
-/// rmcp's service layer logs requests with their arguments at debug.
-pub const SECRET_SAFE_DIRECTIVE: &str = "rmcp::service=info";
+/// A filter every subscriber of this crate's binaries must add: rmcp logs
+/// requests with their arguments at debug, a line it cannot parse verbatim
+/// (password and all), and notifications with their params at info. It is
+/// a filter of its own rather than an `EnvFilter` directive because a more
+/// specific directive the user gives (`rmcp::transport=trace`) would beat
+/// ours: here every `rmcp` target is held at warn whatever was asked.
+pub fn secret_guard() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::FilterFn::new(secret_safe as fn(&tracing::Metadata<'_>) -> bool)
+}
+
+fn secret_safe(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    let rmcp = target == "rmcp" || target.starts_with("rmcp::");
+    !rmcp || *meta.level() <= tracing::Level::WARN
+}
+
+/// Keeps secrets out of core dumps: none is written (`RLIMIT_CORE` 0) and
+/// the process is not dumpable, which also stops same-user `ptrace` and
+/// `/proc/PID/mem` reads by non-root processes. Call it first in `main`,
+/// before any secret can be in memory.
+pub fn disable_core_dumps() -> std::io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; prctl with
+    // PR_SET_DUMPABLE takes plain integers.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
 pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {

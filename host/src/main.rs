@@ -7,22 +7,26 @@ use clap::Parser;
 use mcp_ssh_session::plugins::PluginHost;
 use mcp_ssh_session::{Cli, Command, Config, PluginCommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything else: passwords must never land in a core file.
+    let hardened = mcp_ssh_session::disable_core_dumps();
     let mut cli = Cli::parse();
-    let mut filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    // rmcp logs whole requests, tool arguments and their passwords included,
-    // at debug: hold it at info whatever the user asked for.
-    if let Ok(directive) = mcp_ssh_session::SECRET_SAFE_DIRECTIVE.parse() {
-        filter = filter.add_directive(directive);
-    }
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // stdout carries JSON-RPC only: every log line goes to stderr.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
+        .finish()
+        .with(mcp_ssh_session::secret_guard())
         .init();
+    if let Err(e) = hardened {
+        tracing::warn!("could not disable core dumps: {e}");
+    }
     let command = cli.command.take();
     let result = match (cli.into_config(), command) {
         (Err(e), _) => Err(e),

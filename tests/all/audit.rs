@@ -1,5 +1,6 @@
 //! The audit log: a JSON line per tool call and per SSH command, allowed or
-//! denied, with no secret in it, in a file created with mode 0600.
+//! denied, with no secret in it, in a file only this user can read: created
+//! 0600, narrowed to 0600, and never reached through a symlink.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -120,4 +121,54 @@ async fn a_denied_plugin_command_is_audited_as_denied() {
         "{:?}",
         denied[0]
     );
+}
+
+/// Runs the server with an empty stdin (it stops once tools are loaded,
+/// as initialization then fails): its stderr.
+async fn start_with_audit_log(builder: &crate::server::Builder, log: &std::path::Path) -> String {
+    let mut command = builder.command();
+    let out = command
+        .arg("--audit-log")
+        .arg(log)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn an_audit_log_that_is_a_symlink_or_someone_elses_file_is_refused_at_startup() {
+    let builder = Server::builder();
+    let target = builder.home().join("victim");
+    std::fs::write(&target, "untouched\n").unwrap();
+    let link = builder.home().join("audit.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let stderr = start_with_audit_log(&builder, &link).await;
+    assert!(
+        stderr.contains("audit log") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_ne!(mode, 0o600, "the symlink's target was chmodded");
+
+    let builder = Server::builder();
+    let theirs = builder.home().join("theirs.jsonl");
+    std::fs::write(&theirs, "").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+    let stderr = start_with_audit_log(&builder, &theirs).await;
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_existing_audit_log_readable_by_others_is_narrowed_to_0600() {
+    let builder = Server::builder();
+    let log = builder.home().join("audit.jsonl");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stderr = start_with_audit_log(&builder, &log).await;
+    assert!(stderr.contains("narrowing it to 0600"), "{stderr}");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

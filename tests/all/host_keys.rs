@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::server::{Server, exec_args, text, tool_error};
-use crate::sshd::Sshd;
+use crate::server::{Server, exec_args, password_args, text, tool_error};
+use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 #[tokio::test]
 async fn accept_new_records_the_host_key() {
@@ -137,4 +137,101 @@ async fn policy_off_accepts_any_key_and_records_nothing() {
     sshd.change_host_key();
     server.exec(&sshd, "true").await;
     assert!(!server.known_hosts().exists());
+}
+
+/// `sshd`'s current host key as `ALGORITHM BASE64`.
+fn host_key(sshd: &Sshd) -> String {
+    let key = std::fs::read_to_string(sshd.host_key_public()).unwrap();
+    key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// The known_hosts line of `sshd`'s current host key for `[127.0.0.1]:port`.
+fn known_line(sshd: &Sshd) -> String {
+    format!("[127.0.0.1]:{} {}\n", sshd.port(), host_key(sshd))
+}
+
+#[tokio::test]
+async fn a_host_known_by_ed25519_that_shows_only_rsa_is_refused_before_any_password_is_sent() {
+    let mut sshd = Sshd::start();
+    let server = Server::start().await;
+    server.exec(&sshd, "true").await;
+    let known = std::fs::read_to_string(server.known_hosts()).unwrap();
+    let old = sshd.host_key_fingerprint();
+    server.call("close_all_sessions", json!({})).await;
+    sshd.change_host_key_type("rsa");
+    let new = sshd.host_key_fingerprint();
+
+    let strict = Server::builder().arg("--host-key-policy").arg("strict");
+    std::fs::write(strict.home().join(".ssh/known_hosts"), &known).unwrap();
+    let strict = strict.spawn().await;
+    for (policy, server) in [("accept-new", &server), ("strict", &strict)] {
+        let res = server
+            .call(
+                "execute_command",
+                password_args(&sshd, TEST_PASSWORD, "echo should-not-run"),
+            )
+            .await;
+        let msg = tool_error(&res);
+        assert!(msg.contains("CHANGED"), "{policy}: {msg}");
+        assert!(msg.contains(&old) && msg.contains(&new), "{policy}: {msg}");
+        assert!(msg.contains("ssh-keygen -f"), "{policy}: {msg}");
+        // Nothing learnt: the ed25519 line alone.
+        assert_eq!(
+            std::fs::read_to_string(server.known_hosts()).unwrap(),
+            known,
+            "{policy}"
+        );
+    }
+    // Refused before authenticating: the impostor never saw a password.
+    let log = sshd.log();
+    assert!(!log.contains("password for"), "sshd saw a password:\n{log}");
+}
+
+#[tokio::test]
+async fn a_host_with_a_known_rsa_key_and_a_new_ed25519_key_negotiates_the_known_one() {
+    let mut sshd = Sshd::start();
+    sshd.change_host_key_type("rsa");
+    let builder = Server::builder().arg("--host-key-policy").arg("strict");
+    std::fs::write(builder.home().join(".ssh/known_hosts"), known_line(&sshd)).unwrap();
+    // ed25519 is the default first choice: only offering the known type
+    // first makes the server show its RSA key.
+    sshd.add_host_key_type("ed25519");
+    let server = builder.spawn().await;
+    server.exec(&sshd, "true").await;
+}
+
+#[tokio::test]
+async fn concurrent_first_contacts_with_different_users_learn_one_key() {
+    let sshd = Sshd::start();
+    // Many other hosts make each check take a while, so the contacts
+    // overlap between reading the file and recording the key.
+    let key = host_key(&sshd);
+    let others: String = (0..3_000)
+        .map(|i| format!("[10.9.{}.{}]:22 {key}\n", i / 250, i % 250))
+        .collect();
+    let builder = Server::builder();
+    let known_hosts = builder.home().join(".ssh/known_hosts");
+    std::fs::write(&known_hosts, &others).unwrap();
+    let server = builder.spawn().await;
+    let calls = (0..16).map(|i| {
+        let user = if i % 2 == 0 {
+            TEST_USER.to_string()
+        } else {
+            format!("mcpssh-nouser-{i}")
+        };
+        server.call(
+            "execute_command",
+            json!({
+                "host": "127.0.0.1",
+                "port": sshd.port(),
+                "username": user,
+                "password": TEST_PASSWORD,
+                "command": "true",
+            }),
+        )
+    });
+    futures::future::join_all(calls).await;
+    let known = std::fs::read_to_string(known_hosts).unwrap();
+    let learnt = known.strip_prefix(&others).unwrap_or(&known);
+    assert_eq!(learnt, known_line(&sshd), "lines learnt:\n{learnt}");
 }

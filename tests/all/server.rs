@@ -102,6 +102,7 @@ impl Builder {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
+        let pid = transport.id().unwrap();
         let client = tokio::time::timeout(Duration::from_secs(60), ().serve(transport))
             .await
             .expect("initialize timed out")
@@ -115,6 +116,7 @@ impl Builder {
             client,
             home: self.home,
             log_path,
+            pid,
         }
     }
 }
@@ -123,6 +125,8 @@ pub struct Server {
     pub client: RunningService<RoleClient, ()>,
     home: TempDir,
     log_path: PathBuf,
+    /// The server process (not a wrapper: tests read its `/proc` entry).
+    pub pid: u32,
 }
 
 impl Server {
@@ -146,6 +150,16 @@ impl Server {
 
     pub fn known_hosts(&self) -> PathBuf {
         self.home.path().join(".ssh").join("known_hosts")
+    }
+
+    /// A field of `/proc/PID/status` (`VmHWM`, `VmRSS`, ...), in its units.
+    pub fn status_field(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid))
     }
 
     /// The server's stderr so far.
@@ -330,6 +344,11 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// The binary with piped stdio and nothing between the test and its
 /// JSON-RPC stream: for cases rmcp's client would hide.
 pub fn raw_server(home: &Path) -> std::process::Child {
+    raw_server_logging_to(home, Stdio::null())
+}
+
+/// [`raw_server`] with its stderr (logging at trace) sent to `stderr`.
+pub fn raw_server_logging_to(home: &Path, stderr: impl Into<Stdio>) -> std::process::Child {
     std::process::Command::new(BIN)
         .args(["--no-plugins", "--cache-dir"])
         .arg(shared_cache())
@@ -339,7 +358,7 @@ pub fn raw_server(home: &Path) -> std::process::Child {
         .env("MCP_SSH_LOG", "trace")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }

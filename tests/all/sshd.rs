@@ -53,6 +53,8 @@ pub struct Sshd {
     options: Options,
     /// Starts so far: each logs its own "Server listening" lines.
     launches: usize,
+    /// Its host key files in `dir`, first the one [`Sshd::host_key_fingerprint`] names.
+    host_keys: Vec<String>,
 }
 
 /// How to start an sshd beyond the defaults.
@@ -145,6 +147,7 @@ impl Sshd {
             child: None,
             options,
             launches: 0,
+            host_keys: vec!["host_ed25519".into()],
         };
         sshd.launch();
         sshd
@@ -198,7 +201,7 @@ impl Sshd {
     pub fn host_key_fingerprint(&self) -> String {
         let out = Command::new("ssh-keygen")
             .arg("-lf")
-            .arg(self.dir.path().join("host_ed25519.pub"))
+            .arg(self.host_key_public())
             .output()
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
@@ -219,6 +222,31 @@ impl Sshd {
         let _ = fs::remove_file(&key);
         let _ = fs::remove_file(key.with_extension("pub"));
         keygen(&key, "");
+        self.launch();
+    }
+
+    /// The `.pub` file of its first host key.
+    pub fn host_key_public(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.pub", self.host_keys[0]))
+    }
+
+    /// Restarts presenting only a new host key of type `kind` (`rsa`,
+    /// `ecdsa`, `ed25519`): the same host, now showing another algorithm.
+    pub fn change_host_key_type(&mut self, kind: &str) {
+        self.kill();
+        let name = format!("host_{kind}_{}", self.launches);
+        keygen_type(&self.dir.path().join(&name), "", kind);
+        self.host_keys = vec![name];
+        self.launch();
+    }
+
+    /// Restarts presenting a new host key of type `kind` besides the ones
+    /// it has.
+    pub fn add_host_key_type(&mut self, kind: &str) {
+        self.kill();
+        let name = format!("host_{kind}_{}", self.launches);
+        keygen_type(&self.dir.path().join(&name), "", kind);
+        self.host_keys.push(name);
         self.launch();
     }
 
@@ -244,11 +272,16 @@ impl Sshd {
         self.launches += 1;
         let d = self.dir.path();
         let ports: String = self.ports.iter().map(|p| format!("Port {p}\n")).collect();
+        let host_keys: String = self
+            .host_keys
+            .iter()
+            .map(|k| format!("HostKey {}/{k}\n", d.display()))
+            .collect();
         let config = format!(
             "{extra}\n\
              {ports}\
              ListenAddress {addr}\n\
-             HostKey {d}/host_ed25519\n\
+             {host_keys}\
              PidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\n\
              UsePAM no\n\
@@ -382,11 +415,15 @@ pub(crate) fn check_prerequisites() {
 }
 
 fn keygen(path: &Path, passphrase: &str) {
+    keygen_type(path, passphrase, "ed25519");
+}
+
+fn keygen_type(path: &Path, passphrase: &str, kind: &str) {
     let status = Command::new("ssh-keygen")
         .args([
             "-q",
             "-t",
-            "ed25519",
+            kind,
             "-N",
             passphrase,
             "-C",

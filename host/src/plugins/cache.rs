@@ -3,9 +3,13 @@
 //! An entry is named by the component's sha256 and the engine's
 //! compatibility hash, and starts with a header holding the sha256 of the
 //! artifact that follows. Loading a precompiled artifact is `unsafe` in
-//! wasmtime (it is trusted machine code): we only load files this host wrote
-//! into its own 0700 directory, and a file whose checksum does not match is
-//! recompiled, never loaded.
+//! wasmtime (it is trusted machine code), and the checksum only catches
+//! accidents: anyone who can write an entry can write a valid header. So
+//! the cache is used only where no one else can write: a directory owned by
+//! this server's effective user and not writable by group or others (else
+//! the cache is off, with one warning, and nothing is written there), and
+//! entries that are regular files (opened without following symlinks)
+//! owned by that user and not writable by others (else recompiled).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
@@ -29,13 +33,18 @@ impl CompileCache {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        let dir = dir.and_then(|d| match create_private_dir(&d) {
-            Ok(()) => Some(d),
-            Err(e) => {
-                tracing::warn!("compile cache disabled: cannot create {}: {e}", d.display());
-                None
-            }
-        });
+        let dir = dir.and_then(
+            |d| match create_private_dir(&d).and_then(|()| owned_by_us(&d)) {
+                Ok(()) => Some(d),
+                Err(e) => {
+                    tracing::warn!(
+                        "compile cache disabled, every component is compiled: {}: {e}",
+                        d.display()
+                    );
+                    None
+                }
+            },
+        );
         Self {
             dir,
             engine_tag: format!("{:016x}", h.finish()),
@@ -55,10 +64,12 @@ impl CompileCache {
         };
         let digest = Sha256::digest(wasm);
         let path = dir.join(format!("{}-{}.cwasm", hex(&digest[..16]), self.engine_tag));
-        match std::fs::read(&path) {
+        match read_entry(&path) {
             Ok(bytes) => match checked_artifact(&bytes) {
-                // SAFETY: the checksum proves these are the bytes this host
-                // wrote after compiling with an engine of the same tag.
+                // SAFETY: only this user can have written the file (see the
+                // module header), and the checksum proves it is whole: these
+                // are the bytes this host wrote after compiling with an
+                // engine of the same tag.
                 Some(artifact) => match unsafe { Component::deserialize(engine, artifact) } {
                     Ok(c) => {
                         tracing::debug!(component = name, "loaded from compile cache");
@@ -121,14 +132,78 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    crate::fsutil::create_private_dir(dir)?;
-    // An existing directory may have been created with looser modes.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if dir.exists() {
+        return Ok(());
+    }
+    crate::fsutil::create_private_dir(dir)
+}
+
+/// Refuses metadata of a file or directory someone else could have
+/// written: owned by another user, or writable by group or others.
+fn check_owner(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = crate::fsutil::effective_uid();
+    if meta.uid() != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "owned by uid {}, not by this server's user (uid {me})",
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("writable by group or others (mode {:04o})", mode & 0o7777),
+        ));
     }
     Ok(())
+}
+
+fn owned_by_us(dir: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    }
+    check_owner(&meta)
+}
+
+/// An entry's bytes, if it is a regular file this user alone could have
+/// written; a symlink is refused (`O_NOFOLLOW`), and the checks are made
+/// on the opened file, so it cannot be swapped in between.
+fn read_entry(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the entry is a symbolic link",
+                )
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the entry is not a regular file",
+        ));
+    }
+    check_owner(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {

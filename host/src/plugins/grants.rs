@@ -159,7 +159,7 @@ impl Manifest {
     /// The manifest beside `wasm`, if there is one.
     pub fn beside(wasm: &Path) -> anyhow::Result<Option<Self>> {
         let path = wasm.with_extension("toml");
-        match std::fs::read_to_string(&path) {
+        match crate::fsutil::read_regular_string(&path, crate::fsutil::CONFIG_FILE_CAP) {
             Ok(text) => {
                 let manifest: Self = toml::from_str(&text)
                     .map_err(|e| anyhow::anyhow!("manifest {}: {e}", path.display()))?;

@@ -58,6 +58,9 @@ const MAX_TOOLS_PER_COMPONENT: usize = 256;
 const STDERR_CAPACITY: usize = 64 << 10;
 /// A component must answer `list-tools` within this much guest time.
 const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
+/// A component file larger than this is refused at load: the largest
+/// tool components are a few MiB.
+const COMPONENT_FILE_CAP: u64 = 256 << 20;
 /// After the client cancels, a call gets this long to stop its command
 /// (TERM, grace, KILL, check) and return before its instance is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(8);
@@ -263,8 +266,8 @@ impl PluginHost {
                 let operator = config.grants.get(&name);
                 let grant =
                     Grant::for_plugin(&name, manifest.as_ref(), operator, &config.config_path);
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes = crate::fsutil::read_regular(&path, COMPONENT_FILE_CAP)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 sources.push((path.display().to_string(), bytes, grant));
             }
             for name in config.grants.keys() {
@@ -342,7 +345,8 @@ impl PluginHost {
             .into_owned();
         let manifest = Manifest::beside(path)?;
         let operator = config.grants.get(&name).cloned();
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::fsutil::read_regular(path, COMPONENT_FILE_CAP)
+            .with_context(|| format!("reading {}", path.display()))?;
         let builtins = PluginConfig {
             plugin_dir: None,
             audit_log: None,

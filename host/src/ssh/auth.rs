@@ -270,6 +270,9 @@ impl<H: Handler> Login<'_, H> {
                             }
                         })
                         .collect();
+                    // Moved into russh, which drops them once encoded
+                    // without wiping (russh 0.65 takes plain Strings, as it
+                    // does for `authenticate_password`): no copy stays here.
                     reply = self
                         .handle
                         .authenticate_keyboard_interactive_respond(answers)
@@ -386,7 +389,7 @@ async fn load_certificates(paths: &[PathBuf]) -> Vec<Certificate> {
     tokio::task::spawn_blocking(move || {
         paths
             .iter()
-            .filter_map(|p| match russh::keys::load_openssh_certificate(p) {
+            .filter_map(|p| match load_certificate(p) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::debug!("skipping certificate {}: {e}", p.display());
@@ -399,6 +402,15 @@ async fn load_certificates(paths: &[PathBuf]) -> Vec<Certificate> {
     .unwrap_or_default()
 }
 
+/// A certificate under the same rules as a key file: a regular file of at
+/// most 64 KiB.
+fn load_certificate(path: &Path) -> Result<Certificate, String> {
+    let bytes = crate::fsutil::read_regular(path, crate::fsutil::KEY_FILE_CAP)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    Certificate::from_openssh(&text).map_err(|e| e.to_string())
+}
+
 fn lost(key: &SessionKey, e: russh::Error) -> SshError {
     SshError::Connect(format!(
         "{key}: the connection failed during authentication: {e}"
@@ -406,26 +418,33 @@ fn lost(key: &SessionKey, e: russh::Error) -> SshError {
 }
 
 /// Reads and, if needed, decrypts a private key. Off the async threads:
-/// OpenSSH's bcrypt KDF takes a noticeable fraction of a second.
+/// OpenSSH's bcrypt KDF takes a noticeable fraction of a second. The file
+/// must be a regular file of at most 64 KiB ([`crate::fsutil::read_regular`]),
+/// so `/dev/zero`, `/dev/stdin` or a FIFO cannot grow or pin the server.
 pub(crate) async fn load_key(
     path: &Path,
     passphrase: Option<String>,
 ) -> Result<PrivateKey, SshError> {
     let owned = path.to_path_buf();
     let has_passphrase = passphrase.is_some();
+    let shown = path.display();
     let res = tokio::task::spawn_blocking(move || {
         let pass = passphrase.map(zeroize::Zeroizing::new);
-        russh::keys::load_secret_key(&owned, pass.as_ref().map(|p| p.as_str()))
+        let text = crate::fsutil::read_regular(&owned, crate::fsutil::KEY_FILE_CAP)
+            .map(zeroize::Zeroizing::new)
+            .map_err(russh::keys::Error::IO)?;
+        let text = std::str::from_utf8(&text).map_err(|_| russh::keys::Error::CouldNotReadKey)?;
+        russh::keys::decode_secret_key(text, pass.as_ref().map(|p| p.as_str()))
     })
     .await
     .map_err(|e| SshError::Other(format!("key loading task failed: {e}")))?;
-    let shown = path.display();
     res.map_err(|e| {
         use russh::keys::Error as K;
         SshError::Auth(match e {
             K::IO(io) if io.kind() == std::io::ErrorKind::NotFound => {
                 format!("key file {shown} does not exist")
             }
+            K::IO(io) if crate::fsutil::is_refusal(&io) => format!("key file {io}"),
             K::IO(io) => format!("key file {shown} cannot be read: {io}"),
             K::KeyIsEncrypted => format!("key file {shown} is encrypted: pass its passphrase"),
             other if has_passphrase => format!(

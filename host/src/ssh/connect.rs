@@ -94,8 +94,9 @@ pub(crate) async fn establish(
 }
 
 /// russh's settings for one connection: keepalive from
-/// `ServerAliveInterval`, and host certificates asked for only when an
-/// `@cert-authority` line could vouch for one (as OpenSSH does).
+/// `ServerAliveInterval`, host-key algorithms of known keys first, and host
+/// certificates asked for only when an `@cert-authority` line could vouch
+/// for one (as OpenSSH does).
 fn russh_config(dest: &Destination) -> client::Config {
     let mut config = client::Config {
         nodelay: true,
@@ -104,6 +105,9 @@ fn russh_config(dest: &Destination) -> client::Config {
         inactivity_timeout: None,
         ..client::Config::default()
     };
+    let (files, host, port) = (&dest.known_hosts, &dest.key.host, dest.key.port);
+    config.preferred.key =
+        known_hosts::preferred_algorithms(files, host, port, &config.preferred.key).into();
     if known_hosts::has_cert_authority(&dest.known_hosts, &dest.key.host, dest.key.port) {
         config.preferred.host_key_certificates = config.preferred.key.clone();
     }

@@ -5,9 +5,15 @@
 //! `@revoked` lines that refuse a key outright, and `@cert-authority` lines
 //! that vouch for host certificates. Several files are read (the user's,
 //! then the global ones); a key is trusted when any line of any file holds
-//! it, and has *changed* when the host is known with a different key of the
-//! same algorithm. New keys are appended in OpenSSH's own format, hashed
-//! when `HashKnownHosts` says so, so `ssh` accepts them afterwards.
+//! it, and has *changed* when the host is known and none of its keys is the
+//! one offered, whatever their algorithms (OpenSSH's rule: a host known by
+//! an ed25519 key that now shows only an RSA key is an impostor until shown
+//! otherwise). Host-key algorithms are offered known types first, as
+//! OpenSSH does, so a host with several keys shows the one we know. New
+//! keys are appended in OpenSSH's own format, hashed when `HashKnownHosts`
+//! says so, so `ssh` accepts them afterwards; appends are serialized (a
+//! lock in this process, `flock` across processes) and re-checked under
+//! the lock, so concurrent first contacts learn at most one key.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -17,7 +23,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts, Marker};
-use russh::keys::{Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use sha1::Sha1;
 
 use super::SshError;
@@ -34,8 +40,13 @@ pub enum HostKeyPolicy {
     Off,
 }
 
-/// Appends from concurrent first connections must not interleave.
+/// Learning is check-then-append: concurrent first contacts in this process
+/// take turns here (`flock` alone would do, but costs a syscall pair and
+/// cannot be held across a poisoned thread).
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Cap for one known_hosts file; real ones are a few hundred KiB at most.
+const KNOWN_HOSTS_CAP: u64 = 64 * 1024 * 1024;
 
 /// The known_hosts files of one destination, from `UserKnownHostsFile` and
 /// `GlobalKnownHostsFile` (or the operator's `--known-hosts`).
@@ -79,6 +90,38 @@ pub(crate) fn has_cert_authority(files: &KnownHostsFiles, host: &str, port: u16)
             })
         })
     })
+}
+
+/// `defaults` reordered as OpenSSH orders its `HostKeyAlgorithms`: the
+/// algorithms of keys already known for `host:port` first, so a host with
+/// a known ed25519 key and a new RSA one negotiates ed25519 (and is then
+/// trusted), instead of showing the RSA key and being refused as changed.
+pub(crate) fn preferred_algorithms(
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    defaults: &[Algorithm],
+) -> Vec<Algorithm> {
+    let name = host_port(host, port);
+    let mut known: Vec<Algorithm> = Vec::new();
+    for path in files.all() {
+        let Ok(list) = entries(path) else { continue };
+        for (_, entry) in list {
+            if entry.marker().is_none() && entry_matches(&entry, &name) {
+                known.push(entry.public_key().algorithm());
+            }
+        }
+    }
+    // Every RSA signature algorithm serves an RSA key.
+    let is_known = |a: &Algorithm| {
+        known
+            .iter()
+            .any(|k| k == a || (k.clone().is_rsa() && a.clone().is_rsa()))
+    };
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+        defaults.iter().cloned().partition(|a| is_known(a));
+    first.extend(rest);
+    first
 }
 
 /// Checks the server's key or host certificate for `host:port` under
@@ -143,14 +186,7 @@ fn verify_key(
         return Ok(());
     }
     if let Some((path, known, line)) = changed {
-        let file = path.display();
-        return Err(SshError::HostKey(format!(
-            "the host key of {name} has CHANGED: the server offered {}, but {file} line {line} \
-             has {}. Someone may be intercepting the connection. If the change is expected, \
-             remove the old key with: ssh-keygen -f '{file}' -R '{name}'",
-            fingerprint(key),
-            fingerprint(&known),
-        )));
+        return Err(changed_key(path, &name, key, &known, line));
     }
     let shown = files
         .all()
@@ -172,14 +208,44 @@ fn verify_key(
             fingerprint(key)
         )));
     };
-    learn(target, &name, key, files.hash).map_err(|e| {
+    let learned = learn(target, &name, key, files.hash).map_err(|e| {
         SshError::HostKey(format!(
             "could not record the host key of {name} in {}: {e}",
             target.display()
         ))
     })?;
-    tracing::info!(host = %name, "recorded new host key {} in {}", fingerprint(key), target.display());
-    Ok(())
+    match learned {
+        Lookup::Unknown => {
+            tracing::info!(host = %name, "recorded new host key {} in {}", fingerprint(key), target.display());
+            Ok(())
+        }
+        Lookup::Trusted => Ok(()),
+        Lookup::Changed { known, line } => Err(changed_key(target, &name, key, &known, line)),
+        Lookup::Revoked { line } => Err(SshError::HostKey(format!(
+            "the host key of {name} is marked @revoked in {} line {line}: {}",
+            target.display(),
+            fingerprint(key)
+        ))),
+    }
+}
+
+/// OpenSSH's changed-key refusal: both fingerprints, and how to remove the
+/// old key if the change is expected.
+fn changed_key(
+    path: &Path,
+    name: &str,
+    key: &PublicKey,
+    known: &PublicKey,
+    line: usize,
+) -> SshError {
+    let file = path.display();
+    SshError::HostKey(format!(
+        "the host key of {name} has CHANGED: the server offered {}, but {file} line {line} \
+         has {}. Someone may be intercepting the connection. If the change is expected, \
+         remove the old key with: ssh-keygen -f '{file}' -R '{name}'",
+        fingerprint(key),
+        fingerprint(known),
+    ))
 }
 
 /// `Some` when an `@cert-authority` line for the host names the
@@ -272,8 +338,9 @@ enum Lookup {
 /// line this parser does not understand is skipped instead of hiding every
 /// line after it. A missing file has no entries.
 fn entries(path: &Path) -> Result<Vec<(usize, Entry)>, SshError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match crate::fsutil::read_regular(path, KNOWN_HOSTS_CAP) {
+        // A line that is not UTF-8 cannot be a valid entry: it is skipped.
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(SshError::HostKey(format!(
@@ -304,7 +371,9 @@ fn lookup(path: &Path, name: &str, key: &PublicKey) -> Result<Lookup, SshError> 
             Some(Marker::Revoked) if same_key => return Ok(Lookup::Revoked { line }),
             Some(_) => {}
             None if same_key => trusted = true,
-            None if entry.public_key().algorithm() == key.algorithm() && changed.is_none() => {
+            // Any algorithm: a host known by one key type that shows another
+            // has changed, as OpenSSH judges it.
+            None if changed.is_none() => {
                 changed = Some((Box::new(entry.public_key().clone()), line));
             }
             None => {}
@@ -347,7 +416,10 @@ fn hashed_name(name: &str) -> std::io::Result<String> {
     ))
 }
 
-fn learn(path: &Path, name: &str, key: &PublicKey, hash: bool) -> std::io::Result<()> {
+/// Appends the key for `name` to `path` unless, re-checked under the lock,
+/// the file already decides it: returns what the re-check found
+/// ([`Lookup::Unknown`] when the key was appended).
+fn learn(path: &Path, name: &str, key: &PublicKey, hash: bool) -> std::io::Result<Lookup> {
     let shown = if hash {
         hashed_name(name)?
     } else {
@@ -369,34 +441,43 @@ fn learn(path: &Path, name: &str, key: &PublicKey, hash: bool) -> std::io::Resul
             .create(dir)?;
     }
     let mut f = crate::fsutil::open_private_append(path)?;
+    // Another server (or `ssh`) may be learning this host right now.
+    f.lock()?;
+    let found = lookup(path, name, key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if !matches!(found, Lookup::Unknown) {
+        return Ok(found);
+    }
     // A file whose last line lacks its newline would swallow ours.
-    let needs_newline = std::fs::read(path)
-        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
-        .unwrap_or(false);
+    let needs_newline = f.metadata()?.len() > 0 && {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut reader = std::fs::File::open(path)?;
+        reader.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8; 1];
+        reader.read_exact(&mut last)?;
+        last[0] != b'\n'
+    };
     let mut out = Vec::with_capacity(line.len() + 1);
     if needs_newline {
         out.push(b'\n');
     }
     out.extend_from_slice(line.as_bytes());
-    f.write_all(&out)
+    f.write_all(&out)?;
+    Ok(Lookup::Unknown)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Distinct ed25519 keys, one per call (made with ssh-keygen).
+    /// A fresh ed25519 public key, distinct from every other (32 random
+    /// bytes): each test makes its own, so tests running in parallel can
+    /// never be handed one key twice.
     fn key() -> PublicKey {
-        const KEYS: [&str; 3] = [
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGSHG7poKtaYZi/5YKo2Pw2jhaDAJc+FhgJNRHb8AQQn",
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAt4mNnjb+pBuWel8ia5AHgww3yn1H4l5d0Ck1jpNml",
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID+1ygfV6diOKvFhvwajgV2K0mccZfbF6R+uLp7p5a1k",
-        ];
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let i = NEXT.fetch_add(1, Ordering::Relaxed) % KEYS.len();
-        PublicKey::from_openssh(KEYS[i]).unwrap()
+        use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        PublicKey::from(KeyData::Ed25519(Ed25519PublicKey(bytes)))
     }
 
     fn file_with(lines: &str) -> (tempfile::TempDir, PathBuf) {
@@ -556,5 +637,48 @@ mod tests {
         let k = key();
         let (_d, path) = file_with(&format!("garbage line here\n{}", line("h", &k)));
         check(HostKeyPolicy::Strict, &path, "h", 22, &k).unwrap();
+    }
+
+    /// An ECDSA key: of another algorithm than [`key`]'s.
+    fn ecdsa_key() -> PublicKey {
+        PublicKey::from_openssh(
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBN2FVpmSt\
+             zoaTNZlVx2qtaoBTWvegLYG2LgXuN8aVxeXshDf2u7luip4y5rSKnl6ziEhcFfBf73bvmUKvJw3jUM=",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_key_of_another_algorithm_is_a_changed_key_under_every_policy() {
+        let (old, new) = (key(), ecdsa_key());
+        let (_d, path) = file_with(&line("[h]:2222", &old));
+        for policy in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict] {
+            let err = check(policy, &path, "h", 2222, &new).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("CHANGED") && msg.contains("ssh-keygen"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(&old.fingerprint(HashAlg::Sha256).to_string()),
+                "{msg}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn algorithms_of_known_keys_are_offered_first() {
+        let defaults = [
+            Algorithm::Ed25519,
+            ecdsa_key().algorithm(),
+            Algorithm::Rsa { hash: None },
+        ];
+        let (_d, path) = file_with(&line("[h]:2222", &ecdsa_key()));
+        let order = preferred_algorithms(&files(&path), "h", 2222, &defaults);
+        assert_eq!(order[0], ecdsa_key().algorithm());
+        assert_eq!(order.len(), 3);
+        let unknown = preferred_algorithms(&files(&path), "other", 2222, &defaults);
+        assert_eq!(unknown, defaults);
     }
 }

@@ -233,7 +233,7 @@ impl Resolver<'_> {
     fn read_file(&mut self, path: &Path, base: &Path, depth: usize) -> Result<(), ConfigError> {
         // Stamped before reading: a change in between is seen next time.
         self.depends_on(path);
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::fsutil::read_regular_string(path, crate::fsutil::CONFIG_FILE_CAP) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {

@@ -1,0 +1,171 @@
+//! Paths a tool call or a config names that are not what they claim: a
+//! key file that is a device, the JSON-RPC pipe, a FIFO, a directory or a
+//! huge file, and a compile cache others could have written to.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::server::{Server, tool_error};
+use crate::sshd::{Sshd, TEST_USER};
+
+/// How far the server's peak resident memory may grow while refusing the
+/// files: far below the 100 MiB file it must not read.
+const PEAK_GROWTH_KIB: u64 = 40 * 1024;
+
+#[tokio::test]
+async fn key_files_that_are_devices_pipes_fifos_directories_or_huge_are_refused_quickly() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    server.exec(&sshd, "true").await;
+    let peak_before = server.status_field("VmHWM");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("key.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let sparse = dir.path().join("huge_key");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let cases = [
+        ("/dev/zero".to_string(), "not a regular file"),
+        ("/dev/stdin".to_string(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        (dir.path().display().to_string(), "not a regular file"),
+        (sparse.display().to_string(), "larger than"),
+    ];
+    for (path, why) in cases {
+        let started = Instant::now();
+        let call = server.call(
+            "execute_command",
+            json!({
+                "host": "127.0.0.1",
+                "port": sshd.port(),
+                "username": TEST_USER,
+                "key_filename": path,
+                "command": "echo should-not-run",
+            }),
+        );
+        let res = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .unwrap_or_else(|_| panic!("key_filename {path}: no answer in 10 s"));
+        let msg = tool_error(&res);
+        assert!(
+            msg.contains(&format!("key file {path}")) && msg.contains(why),
+            "{path}: {msg}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{path}: slow");
+        // Still answering, and nothing swallowed its requests.
+        server.exec(&sshd, "true").await;
+    }
+    let growth = server.status_field("VmHWM") - peak_before;
+    assert!(growth < PEAK_GROWTH_KIB, "peak RSS grew by {growth} KiB");
+}
+
+#[tokio::test]
+async fn identity_and_certificate_files_from_ssh_config_that_are_devices_are_skipped() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("id.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = Server::builder()
+        .ssh_config(&format!(
+            "Host *\n  IdentityFile /dev/zero\n  IdentityFile {fifo}\n  \
+             CertificateFile /dev/zero\n  CertificateFile {fifo}\n  IdentityFile {key}\n",
+            fifo = fifo.display(),
+            key = sshd.client_key().display()
+        ))
+        .spawn()
+        .await;
+    let call = server.call(
+        "execute_command",
+        crate::server::bare_args(&sshd, "echo through-the-real-key"),
+    );
+    let res = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("no answer in 10 s");
+    assert!(
+        crate::server::stdout(&res).contains("through-the-real-key"),
+        "{}",
+        crate::server::text(&res)
+    );
+}
+
+/// Starts a server on compile cache `dir` and checks its tools work; its log.
+async fn start_on_cache(dir: &std::path::Path) -> String {
+    let server = Server::builder()
+        .arg("--cache-dir")
+        .arg(dir.display().to_string())
+        .spawn()
+        .await;
+    assert!(
+        !server.client.list_all_tools().await.unwrap().is_empty(),
+        "no tools"
+    );
+    server.log()
+}
+
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_compile_cache_directory_others_can_write_to_is_neither_loaded_nor_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let warm = entries(&dir);
+    assert!(!warm.is_empty());
+    // Anyone could have replaced the entries since: none may be loaded,
+    // and nothing written there.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stamps = || -> Vec<_> {
+        let mut all: Vec<_> = entries(&dir)
+            .into_iter()
+            .map(|p| {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = stamps();
+    let log = start_on_cache(&dir).await;
+    assert!(log.contains("compile cache disabled"), "{log}");
+    assert!(!log.contains("loaded from compile cache"), "{log}");
+    assert_eq!(stamps(), before, "wrote into a directory others can write");
+}
+
+#[tokio::test]
+async fn cache_entries_that_are_symlinks_or_owned_by_another_user_are_not_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let warm = entries(&dir);
+    assert!(warm.len() >= 2, "{warm:?}");
+    // One entry becomes a symlink to a valid entry outside the cache; the
+    // others are handed to another user.
+    let outside = cache.path().join("elsewhere.cwasm");
+    std::fs::rename(&warm[0], &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &warm[0]).unwrap();
+    for entry in &warm[1..] {
+        std::os::unix::fs::chown(entry, Some(65534), None).unwrap();
+    }
+    let log = start_on_cache(&dir).await;
+    assert!(!log.contains("loaded from compile cache"), "{log}");
+    assert!(log.contains("symbolic link"), "{log}");
+    assert!(log.contains("owned by uid 65534"), "{log}");
+}
