@@ -101,6 +101,23 @@ fn stream_to_wit(s: core::StreamOutput) -> ssh::StreamOutput {
 
 impl types::Host for StoreState {}
 
+/// The message a guest-visible error carries.
+fn types_error_message(e: &types::SshError) -> String {
+    use types::SshError as E;
+    match e {
+        E::InvalidArgument(m)
+        | E::Connect(m)
+        | E::Auth(m)
+        | E::HostKey(m)
+        | E::Timeout(m)
+        | E::Channel(m)
+        | E::ConnectionLost(m)
+        | E::Denied(m)
+        | E::Cancelled(m)
+        | E::Other(m) => m.clone(),
+    }
+}
+
 impl ssh::Host for StoreState {
     async fn exec(
         &mut self,
@@ -254,7 +271,14 @@ impl StoreState {
             self.denied(why)
         };
         self.grant.granted().map_err(refuse)?;
-        let route = self.resolve_route(target)?;
+        let route = self.resolve_route(target).inspect_err(|e| {
+            // A target that cannot even be resolved is refused too, and
+            // the audit log says so.
+            if !matches!(action, Action::Describe) {
+                let why = types_error_message(e);
+                self.audit_ssh(target, command, argv, Some(&why), None);
+            }
+        })?;
         let peer_check = self
             .grant
             .authorize(target, &route, action)

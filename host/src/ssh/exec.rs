@@ -15,7 +15,7 @@ use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
 
 use super::kill::{self, KillOutcome, Stopper, Victim};
-use super::launch::{self, Marker, Payload};
+use super::launch::{self, Marker, Payload, Reach};
 
 /// What to run: a command line for the login shell, or a program and its
 /// arguments passed on as exactly those words.
@@ -381,10 +381,13 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         .exec(true, launch.line)
         .await
         .map_err(|e| RunError::NotStarted(e.to_string()))?;
+    let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline = deadline.unwrap_or(never);
     if let Some(stdin) = launch.stdin {
         // The request went out: from here on a failure is a lost command,
-        // never one that may be sent again.
-        let _ = channel.data(&stdin[..]).await;
+        // never one that may be sent again. The launcher printed its marker
+        // before reading this, so a stop at the deadline can find it.
+        let _ = tokio::time::timeout_at(deadline, channel.data(&stdin[..])).await;
     }
     // Closing stdin now is what makes `cat` return.
     let _ = channel.eof().await;
@@ -398,8 +401,6 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         line: Vec::new(),
         last_line: None,
     };
-    let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let deadline = deadline.unwrap_or(never);
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = None;
@@ -502,10 +503,18 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
         tracing::warn!("no PID for the command; sent KILL to its shell only, unverified");
         return;
     };
-    let victim = if started.group {
-        Victim::Group(started.pid)
-    } else {
-        Victim::Process(started.pid)
+    let victim = match started.reach {
+        Reach::Session => Victim::Group(started.pid),
+        Reach::Tree => Victim::Tree(started.pid),
+        Reach::Unknown => {
+            let _ = channel.signal(Sig::KILL).await;
+            let _ = channel.close().await;
+            tracing::warn!(
+                pid = started.pid,
+                "the command's processes are not known; sent KILL to its shell only, unverified"
+            );
+            return;
+        }
     };
     let kill = tokio::time::timeout(
         kill::STOP_BOUND,

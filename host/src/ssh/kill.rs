@@ -38,9 +38,11 @@ const AFTER_KILL: Duration = Duration::from_secs(1);
 pub(crate) enum Victim {
     /// A process group: the command and its children.
     Group(u32),
-    /// One process that does not lead a group: its children are out of
-    /// reach, so the stop cannot be verified.
-    Process(u32),
+    /// A process that does not lead a group (a server that did not
+    /// `setsid` it, with no `setsid` to fix that): it and every process
+    /// descended from it, found through their parents, frozen first so none
+    /// can fork away while they are collected.
+    Tree(u32),
 }
 
 /// What became of a command we were asked to stop.
@@ -94,7 +96,7 @@ impl Stopper {
         handle: Arc<Handle<H>>,
         victim: Victim,
     ) -> KillOutcome {
-        if let Victim::Group(p) | Victim::Process(p) = victim
+        if let Victim::Group(p) | Victim::Tree(p) = victim
             && p <= 1
         {
             return KillOutcome::Unknown(format!("refusing to signal process {p}"));
@@ -133,32 +135,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The stop script for `victims` (`gPID` for a command that leads its
-/// session and group, `pPID` for a lone process). A group leader is stopped
+/// session and group, `tPID` for a process tree). A group leader is stopped
 /// with its whole session: shells with job control (csh, tcsh) put
 /// background jobs in process groups of their own, but never in another
-/// session. Run by `/bin/sh` whatever the login shell is, and written in
-/// characters every login shell leaves alone inside single quotes.
+/// session. A tree is frozen (`STOP`) and collected again until it stops
+/// growing, then signalled and resumed. Run by `/bin/sh` whatever the login
+/// shell is, and written in characters every login shell leaves alone
+/// inside single quotes.
 fn script(victims: &[Victim]) -> String {
     let ticks = GRACE.as_millis() / 100;
     let limit = ticks + AFTER_KILL.as_millis() / 100;
     let ids: Vec<String> = victims.iter().map(victim_id).collect();
-    format!(
-        "exec /bin/sh -c 'sig() {{ for v; do p=${{v#?}}; case $v in \
-         g*) kill -$s -$p; pkill -$s -s $p;; *) kill -$s $p;; esac; done 2>/dev/null; }}; \
-         alive() {{ p=${{1#?}}; case $1 in g*) kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1;; \
-         *) kill -0 $p 2>/dev/null;; esac; }}; \
-         s=TERM; sig \"$@\"; i=0; while :; do a=; for v; do alive $v && a=1; done; \
-         [ -z \"$a\" ] && break; i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi; \
-         [ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done; \
-         for v; do if alive $v; then echo left $v; else echo gone $v; fi; done' sh {}",
-        ids.join(" ")
-    )
+    let body = [
+        "tree() { echo $1; for c in $(pgrep -P $1 2>/dev/null); do tree $c; done; }",
+        "grow() { for v; do case $v in t*) p=${v#t}; eval \"l=\\$t_$p\"; n=; \
+         for x in $l; do kill -0 $x 2>/dev/null && n=\"$n $(tree $x)\"; done; \
+         eval \"t_$p=\\\"\\$n\\\"\";; esac; done; }",
+        "sig() { for v; do p=${v#?}; case $v in g*) kill -$s -$p; pkill -$s -s $p;; \
+         t*) eval \"kill -$s \\$t_$p\";; esac; done 2>/dev/null; }",
+        "alive() { p=${1#?}; case $1 in g*) kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1;; \
+         t*) eval \"[ -n \\\"\\$t_$p\\\" ]\";; esac; }",
+        "for v; do case $v in t*) eval \"t_${v#t}=${v#t}\";; esac; done",
+        "for r in 1 2 3; do grow \"$@\"; s=STOP; sig \"$@\"; done; s=TERM; sig \"$@\"; s=CONT; sig \"$@\"",
+        "i=0; while :; do grow \"$@\"; a=; for v; do alive $v && a=1; done; [ -z \"$a\" ] && break",
+        format!("i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi").as_str(),
+        format!("[ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done").as_str(),
+        "for v; do if alive $v; then echo left $v; else echo gone $v; fi; done",
+    ]
+    .join("; ");
+    format!("exec /bin/sh -c '{body}' sh {}", ids.join(" "))
 }
 
 fn victim_id(v: &Victim) -> String {
     match v {
         Victim::Group(p) => format!("g{p}"),
-        Victim::Process(p) => format!("p{p}"),
+        Victim::Tree(p) => format!("t{p}"),
     }
 }
 
@@ -185,21 +196,15 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
         .iter()
         .map(|v| {
             let id = victim_id(v);
-            let group = matches!(v, Victim::Group(_));
             let said = answer.lines().find_map(|l| match l.split_once(' ') {
                 Some(("gone", rest)) if rest == id => Some(true),
                 Some(("left", rest)) if rest == id => Some(false),
                 _ => None,
             });
-            match (said, group) {
-                (Some(true), true) => KillOutcome::Gone,
-                (Some(false), _) => KillOutcome::Survived,
-                (Some(true), false) => KillOutcome::Unknown(
-                    "its shell is gone, but it does not lead a process group, so its children \
-                     could not be checked"
-                        .into(),
-                ),
-                (None, _) => KillOutcome::Unknown(format!(
+            match said {
+                Some(true) => KillOutcome::Gone,
+                Some(false) => KillOutcome::Survived,
+                None => KillOutcome::Unknown(format!(
                     "unexpected answer from kill: {:?}",
                     answer.trim()
                 )),
@@ -236,9 +241,11 @@ mod tests {
 
     #[test]
     fn the_script_is_literal_in_every_login_shell() {
-        let s = script(&[Victim::Group(4242), Victim::Process(77)]);
+        let s = script(&[Victim::Group(4242), Victim::Tree(77)]);
         let quoted = s.split('\'').nth(1).unwrap();
-        assert!(!quoted.contains(['!', '\n', '\\']), "{quoted}");
-        assert!(s.ends_with("sh g4242 p77"), "{s}");
+        assert!(!quoted.contains(['!', '\n']), "{quoted}");
+        // fish reads `\\` and `\'` inside single quotes; nothing else.
+        assert!(!quoted.contains("\\\\"), "{quoted}");
+        assert!(s.ends_with("sh g4242 t77"), "{s}");
     }
 }

@@ -40,10 +40,10 @@ const MAX_INLINE: usize = 30 * 1024;
 /// see the module comment.
 const SCRIPT: &str = concat!(
     "n=$1 m=$2 s=$3; shift 3; ",
-    "if [ $s = s ]; then set --; while IFS= read -r w; do set -- \"$@\" \"$w\"; done; fi; ",
     "g=; read -r _ _ _ _ g _ </proc/self/stat 2>/dev/null; l=; f=G; ",
     "if [ \"${g:-$$}\" = $$ ]; then :; elif command -v setsid >/dev/null 2>&1; then l=setsid; else f=N; fi; ",
     "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$n\" $$ $f \"$SHELL\"; ",
+    "if [ $s = s ]; then set --; while IFS= read -r w; do set -- \"$@\" \"$w\"; done; fi; ",
     "for w; do shift; case $w in e*) w=$(printf %b \"${w#e}x\"); w=${w%x};; *) w=${w#p};; esac; ",
     "set -- \"$@\" \"$w\"; done; ",
     "if [ $m = a ]; then exec $l \"$@\"; fi; ",
@@ -51,14 +51,19 @@ const SCRIPT: &str = concat!(
 );
 
 /// For a command line whose login shell is not known to read POSIX sh: a
-/// child `/bin/sh` prints the marker for its parent, the login shell, which
-/// then runs the command itself, so rc files run once and the command is
-/// read in the shell's own language. The setsid fix-up needs the launcher;
-/// without it, a login shell that does not lead a group is reported as such.
+/// child `/bin/sh` prints the marker for the login shell, which then runs
+/// the command itself, so rc files run once and the command is read in the
+/// shell's own language. The login shell is the leader of this session
+/// when sshd made it so (its `comm` is `$SHELL`'s name): flag `G`, stopped
+/// with its session. Otherwise (Dropbear) the parent is the login shell if
+/// its name says so: flag `N`, stopped as a process tree. Otherwise (csh may
+/// run the line in a subshell of its own) nothing is claimed: flag `X`.
 const MARK_PARENT: &str = concat!(
-    "g=; read -r x x x x g x </proc/$PPID/stat 2>/dev/null; f=N; ",
-    "[ \"${g:-$PPID}\" = $PPID ] && f=G; ",
-    "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$1\" $PPID $f \"$SHELL\"",
+    "n=${SHELL##*/}; s=; read -r x x x x x s x </proc/self/stat 2>/dev/null; ",
+    "c=; read -r x c x </proc/$s/stat 2>/dev/null; ",
+    "if [ \"$c\" = \"($n)\" ]; then p=$s; f=G; else p=$PPID; c=; ",
+    "read -r x c x </proc/$p/stat 2>/dev/null; f=X; [ \"$c\" = \"($n)\" ] && f=N; fi; ",
+    "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$1\" $p $f \"$SHELL\"",
 );
 
 /// Login shells that read POSIX sh: once a connection's first command has
@@ -248,13 +253,24 @@ fn encode(word: &str) -> String {
     out
 }
 
+/// How the command's processes can be found for a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The PID leads the command's session and process group (`G`).
+    Session,
+    /// The PID is the login shell, but leads nothing (`N`): its process
+    /// tree is what there is.
+    Tree,
+    /// The PID is not known to be the command's (`X`): no stop can be
+    /// verified.
+    Unknown,
+}
+
 /// What the launcher told about the remote process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Started {
     pub(crate) pid: u32,
-    /// The PID is also a process group holding the command and its
-    /// children: the stop may signal the group.
-    pub(crate) group: bool,
+    pub(crate) reach: Reach,
     /// The login shell (`$SHELL`).
     pub(crate) shell: String,
 }
@@ -370,11 +386,12 @@ impl Marker {
         let shell = fields.next().unwrap_or("").to_string();
         match (pid, flag) {
             (Some(pid), Some(flag)) => {
-                self.started = Some(Started {
-                    pid,
-                    group: flag == "G",
-                    shell,
-                });
+                let reach = match flag {
+                    "G" => Reach::Session,
+                    "N" => Reach::Tree,
+                    _ => Reach::Unknown,
+                };
+                self.started = Some(Started { pid, reach, shell });
                 Parse::Found(self.prefix.len() + end + 1)
             }
             _ => Parse::No,
@@ -421,8 +438,8 @@ mod tests {
         assert_eq!(out, b"Welcome!\n\x1ehello\n");
         let s = s.unwrap();
         assert_eq!(
-            (s.pid, s.group, s.shell.as_str()),
-            (4242, true, "/bin/bash")
+            (s.pid, s.reach, s.shell.as_str()),
+            (4242, Reach::Session, "/bin/bash")
         );
     }
 
@@ -431,7 +448,7 @@ mod tests {
         let forged = b"\x1emcp-ssh:ffff:1:G:/bin/sh\x1e";
         let (out, s) = sniff("ab12", &[forged, b"\x1emcp-ssh:ab12:7:N:/bin/sh\x1e"]);
         assert_eq!(out, forged);
-        assert_eq!(s.map(|s| (s.pid, s.group)), Some((7, false)));
+        assert_eq!(s.map(|s| (s.pid, s.reach)), Some((7, Reach::Tree)));
     }
 
     #[test]

@@ -156,7 +156,13 @@ pub(crate) fn validate_host(host: &str) -> Result<String, SshError> {
     if host.is_empty() {
         return Err(SshError::InvalidArgument("host must not be empty".into()));
     }
-    if host.len() > 255 || host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if host.len() > 255 {
+        return Err(SshError::InvalidArgument(format!(
+            "host name of {} bytes is too long (at most 255)",
+            host.len()
+        )));
+    }
+    if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(SshError::InvalidArgument(format!(
             "host {host:?} is not a valid host name or address"
         )));
@@ -173,8 +179,13 @@ impl SessionKey {
     /// remote login.
     pub fn new(username: String, host: &str, port: u16) -> Result<Self, SshError> {
         let host = validate_host(host)?;
+        if username.len() > 255 {
+            return Err(SshError::InvalidArgument(format!(
+                "user name of {} bytes is too long (at most 255)",
+                username.len()
+            )));
+        }
         if username.is_empty()
-            || username.len() > 255
             || username
                 .chars()
                 .any(|c| c.is_control() || c.is_whitespace())
