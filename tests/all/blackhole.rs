@@ -78,6 +78,7 @@ async fn a_call_on_a_frozen_connection_returns_within_its_timeout() {
     let started = Instant::now();
     let res = server.call("execute_command", args).await;
     let took = started.elapsed();
+    eprintln!("frozen before the call, timeout {TIMEOUT} s: returned after {took:?}");
     assert!(
         took <= Duration::from_secs(TIMEOUT) + GRACE,
         "a call with timeout {TIMEOUT} took {took:?} on a frozen connection: {}",
@@ -106,6 +107,7 @@ async fn a_connection_frozen_mid_command_returns_within_its_timeout() {
     let frozen = Frozen::new(&sshd);
     let res = call.await.unwrap();
     let took = started.elapsed();
+    eprintln!("frozen mid-command, timeout {TIMEOUT} s: returned after {took:?}");
     assert!(
         took <= Duration::from_secs(TIMEOUT) + GRACE,
         "a call with timeout {TIMEOUT} took {took:?} when the connection froze mid-command: {}",

@@ -194,3 +194,30 @@ async fn an_unknown_job_id_is_a_clear_error() {
     let res = server.call("list_commands", json!({})).await;
     assert_eq!(text(&res), "No background jobs");
 }
+
+#[tokio::test]
+async fn closing_a_session_stops_its_jobs_instead_of_waiting_for_them() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let sleeper = format!("sleep 4716.{}", sshd.port());
+    // No timeout: before, the close waited for this job forever, keeping
+    // the connection and its credentials.
+    let id = start(&server, &sshd, &sleeper).await;
+    wait_until("the job runs", || remote_running(&sleeper)).await;
+    let res = server
+        .call(
+            "close_session",
+            json!({"host": "127.0.0.1", "port": sshd.port(), "username": crate::sshd::TEST_USER}),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    let done = wait_done(&server, &id).await;
+    assert_eq!(done["state"], "killed", "{done}");
+    assert_eq!(done["remote_stopped"], true, "{done}");
+    assert!(!remote_running(&sleeper));
+    // The connection itself went away: sshd saw the client disconnect.
+    wait_until("sshd sees the session closed", || {
+        sshd.log().contains("Received disconnect") || sshd.log().contains("Disconnected from")
+    })
+    .await;
+}

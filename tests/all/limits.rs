@@ -49,6 +49,7 @@ async fn sixty_four_concurrent_timeouts_on_one_session_leave_nothing_running() {
     // Verified stops leave nothing; a moment for the kernel to reap.
     eventually(Duration::from_secs(1), || !remote_running(&sleeper)).await;
     let left = remote_count_as(TEST_USER, &sleeper);
+    eprintln!("64 concurrent timeouts on one session: {left} processes left");
     assert_eq!(
         left, 0,
         "{left} of 64 timed-out commands still run after every call returned"

@@ -528,7 +528,14 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
     while outcome.is_none() || open {
         tokio::select! {
             o = &mut kill, if outcome.is_none() => {
-                outcome = Some(o.unwrap_or_else(|_| KillOutcome::NoAnswer("the stop did not answer in time".into())));
+                let o = o.unwrap_or_else(|_| KillOutcome::NoAnswer("the stop did not answer in time".into()));
+                // No answer: the connection is likely dead, and so is the
+                // channel; waiting for its close would only add time.
+                let dead = matches!(o, KillOutcome::NoAnswer(_));
+                outcome = Some(o);
+                if dead {
+                    break;
+                }
             }
             m = channel.wait(), if open => match m {
                 Some(msg) => {

@@ -701,3 +701,40 @@ impl SessionManager {
         Ok(channel.into_stream())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_gates_do_not_pile_up_with_every_name_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = SessionManager::new(SshConfig {
+            ssh_config: super::super::ConfigFiles {
+                user: None,
+                system: None,
+            },
+            known_hosts: Some(dir.path().join("known_hosts")),
+            connect_timeout: Duration::from_secs(2),
+            use_agent: false,
+            ..SshConfig::default()
+        });
+        // Port 1 on loopback refuses at once: every call fails to connect.
+        for user in ["a", "b", "c", "d"] {
+            let target = Target {
+                host: "127.0.0.1".into(),
+                username: Some(user.into()),
+                port: Some(1),
+                ..Target::default()
+            };
+            let request = ExecRequest {
+                command: super::super::Command::Line("true".into()),
+                ..ExecRequest::default()
+            };
+            let err = manager.exec(&target, &request).await.unwrap_err();
+            assert!(matches!(err, SshError::Connect(_)), "{err:?}");
+        }
+        assert!(lock(&manager.inner.gates).is_empty());
+        assert!(manager.live().is_empty());
+    }
+}
