@@ -33,14 +33,7 @@ pub(crate) fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
         return Ok(Vec::new());
     }
     if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is not a regular file ({})",
-                path.display(),
-                kind_of(&meta)
-            ),
-        ));
+        return Err(not_regular(path, &meta));
     }
     if meta.len() > cap {
         return Err(too_large(path, cap));
@@ -70,6 +63,17 @@ pub(crate) fn is_refusal(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::InvalidInput | io::ErrorKind::FileTooLarge | io::ErrorKind::InvalidData
+    )
+}
+
+fn not_regular(path: &Path, meta: &std::fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is not a regular file ({})",
+            path.display(),
+            kind_of(meta)
+        ),
     )
 }
 
@@ -143,14 +147,7 @@ pub(crate) fn open_owned_log(path: &Path) -> io::Result<File> {
         })?;
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is not a regular file ({})",
-                path.display(),
-                kind_of(&meta)
-            ),
-        ));
+        return Err(not_regular(path, &meta));
     }
     if meta.uid() != effective_uid() {
         return Err(io::Error::new(

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use russh::ChannelOpenFailure;
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
 use tokio::net::TcpStream;
@@ -91,6 +92,29 @@ pub(crate) async fn establish(
     };
     auth::authenticate(&mut handle, dest, credentials).await?;
     Ok(Connected { handle, peer })
+}
+
+/// A session channel on `handle`. A server out of sessions (a `MaxSessions`
+/// below our cap, or a slot it has not yet freed after a close; OpenSSH says
+/// "connect failed") ran nothing: wait a little and retry, `attempts` times.
+pub(crate) async fn open_session<H: client::Handler>(
+    handle: &Handle<H>,
+    attempts: u64,
+) -> Result<russh::Channel<Msg>, russh::Error> {
+    let mut attempt = 0u64;
+    loop {
+        match handle.channel_open_session().await {
+            Err(russh::Error::ChannelOpenFailure(
+                ChannelOpenFailure::ResourceShortage
+                | ChannelOpenFailure::AdministrativelyProhibited
+                | ChannelOpenFailure::ConnectFailed,
+            )) if attempt < attempts => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5 * attempt.min(20))).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// russh's settings for one connection: keepalive from

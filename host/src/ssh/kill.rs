@@ -19,8 +19,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use russh::ChannelMsg;
 use russh::client::{Handle, Handler};
-use russh::{ChannelMsg, ChannelOpenFailure};
 use tokio::sync::{Semaphore, oneshot};
 
 /// TERM, then KILL after this long.
@@ -177,7 +177,9 @@ fn victim_id(v: &Victim) -> String {
 /// returns one outcome per victim, in order.
 async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<KillOutcome> {
     let unknown = |why: String| vec![KillOutcome::NoAnswer(why); victims.len()];
-    let mut channel = match open(handle).await {
+    // The server may still count a channel we saw close: the stop's bound
+    // covers the retries.
+    let mut channel = match super::connect::open_session(handle, 40).await {
         Ok(c) => c,
         Err(e) => return unknown(format!("cannot open a channel to stop it: {e}")),
     };
@@ -211,28 +213,6 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
             }
         })
         .collect()
-}
-
-/// A session channel from the stop reserve. The server may still count a
-/// channel we saw close: wait a little and try again, within the stop's
-/// bound.
-async fn open<H: Handler>(
-    handle: &Handle<H>,
-) -> Result<russh::Channel<russh::client::Msg>, russh::Error> {
-    let mut attempt = 0u64;
-    loop {
-        match handle.channel_open_session().await {
-            Err(russh::Error::ChannelOpenFailure(
-                ChannelOpenFailure::ResourceShortage
-                | ChannelOpenFailure::AdministrativelyProhibited
-                | ChannelOpenFailure::ConnectFailed,
-            )) if attempt < 40 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(10 * attempt.min(10))).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 #[cfg(test)]

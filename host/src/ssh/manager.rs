@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::client::{Handle, Msg};
-use russh::{Channel, ChannelOpenFailure, Disconnect};
+use russh::{Channel, Disconnect};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
@@ -146,35 +146,15 @@ impl Connection {
         });
     }
 
-    /// Opens a session channel within `wait`. The server may be out of
-    /// sessions (a `MaxSessions` below our cap, or a slot it has not yet
-    /// freed after a close; OpenSSH says "connect failed"): nothing ran, so
-    /// wait and retry.
+    /// Opens a session channel within `wait`; one that gets no answer for
+    /// [`OPEN_STALL`] marks the connection dead.
     async fn open_channel(&self, wait: Duration) -> Result<Channel<Msg>, RunError> {
-        let open = async {
-            let mut attempt = 0u64;
-            loop {
-                match self.handle.channel_open_session().await {
-                    Ok(ch) => return Ok(ch),
-                    Err(russh::Error::ChannelOpenFailure(
-                        ChannelOpenFailure::ResourceShortage
-                        | ChannelOpenFailure::AdministrativelyProhibited
-                        | ChannelOpenFailure::ConnectFailed,
-                    )) if attempt < 20 => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
-                    }
-                    Err(russh::Error::ChannelOpenFailure(f)) => {
-                        return Err(RunError::Refused(format!(
-                            "the server refused to open a session channel: {f:?}"
-                        )));
-                    }
-                    Err(e) => return Err(RunError::NotStarted(e.to_string())),
-                }
-            }
-        };
-        match tokio::time::timeout(wait, open).await {
-            Ok(r) => r,
+        match tokio::time::timeout(wait, connect::open_session(&self.handle, 20)).await {
+            Ok(Ok(ch)) => Ok(ch),
+            Ok(Err(russh::Error::ChannelOpenFailure(f))) => Err(RunError::Refused(format!(
+                "the server refused to open a session channel: {f:?}"
+            ))),
+            Ok(Err(e)) => Err(RunError::NotStarted(e.to_string())),
             Err(_) => {
                 if wait >= OPEN_STALL {
                     self.broken.store(true, Ordering::Relaxed);
