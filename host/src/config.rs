@@ -1,171 +1,18 @@
-//! Command-line and environment configuration, validated into the typed
-//! configs of the SSH core and the plugin host.
+//! The server's settings, as the library takes them (the binary builds
+//! them from its flags), and the operator's config file.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::bail;
-use clap::Parser;
 
-use crate::plugins::grants::{MAX_CPU_SECONDS, MAX_MEMORY_MIB};
-use crate::plugins::{Grants, PluginConfig, default_config_path, default_plugin_dir};
-use crate::ssh::{HostKeyPolicy, SshConfig};
+use crate::plugins::{Grants, PluginConfig};
+use crate::ssh::SshConfig;
 
-/// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
-/// Every tool is a sandboxed WebAssembly component.
-#[derive(Debug, Parser)]
-#[command(name = "mcp-ssh-session", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
-    /// The operator's config file (TOML): grants for plugin components
-    /// and the audit log [default: ~/.config/mcp-ssh-session/config.toml,
-    /// if it exists]
-    #[arg(long, env = "MCP_SSH_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Directory of extra tool components (every *.wasm in it)
-    /// [default: ~/.config/mcp-ssh-session/plugins, if it exists]
-    #[arg(long, env = "MCP_SSH_PLUGINS", value_name = "DIR")]
-    pub plugins: Option<PathBuf>,
-
-    /// Load only the built-in tools.
-    #[arg(long, conflicts_with = "plugins")]
-    pub no_plugins: bool,
-
-    /// The user's ssh_config, read first ("none" to read none)
-    /// [default: ~/.ssh/config]
-    #[arg(long, env = "MCP_SSH_SSH_CONFIG", value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-
-    /// The system-wide ssh_config, read after the user's ("none" to read
-    /// none) [default: /etc/ssh/ssh_config]
-    #[arg(long, env = "MCP_SSH_SYSTEM_SSH_CONFIG", value_name = "FILE")]
-    pub system_ssh_config: Option<PathBuf>,
-
-    /// known_hosts file to check server keys against and record new ones
-    /// in, for every host (replaces ssh_config's UserKnownHostsFile)
-    /// [default: UserKnownHostsFile, else ~/.ssh/known_hosts]
-    #[arg(long, env = "MCP_SSH_KNOWN_HOSTS", value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-
-    /// What to do with server keys known_hosts does not list, for every
-    /// host (replaces ssh_config's StrictHostKeyChecking): record them
-    /// (accept-new), refuse them (strict), or skip checking (off). A changed
-    /// key is always refused unless off [default: StrictHostKeyChecking,
-    /// else accept-new]
-    #[arg(long, env = "MCP_SSH_HOST_KEY_POLICY", value_enum)]
-    pub host_key_policy: Option<HostKeyPolicy>,
-
-    /// Default timeout of execute_command, in seconds.
-    #[arg(
-        long,
-        env = "MCP_SSH_COMMAND_TIMEOUT",
-        default_value_t = 60.0,
-        value_name = "SECS"
-    )]
-    pub command_timeout: f64,
-
-    /// Timeout for connecting and authenticating, in seconds.
-    #[arg(
-        long,
-        env = "MCP_SSH_CONNECT_TIMEOUT",
-        default_value_t = 15.0,
-        value_name = "SECS"
-    )]
-    pub connect_timeout: f64,
-
-    /// Default bytes kept of each of stdout and stderr (head and tail).
-    #[arg(long, env = "MCP_SSH_MAX_OUTPUT_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
-    pub max_output_bytes: u64,
-
-    /// Concurrent commands per SSH connection; more calls queue. Keep it
-    /// below the server's MaxSessions (OpenSSH: 10).
-    #[arg(
-        long,
-        env = "MCP_SSH_CHANNELS_PER_SESSION",
-        default_value_t = 8,
-        value_name = "N"
-    )]
-    pub channels_per_session: usize,
-
-    /// Background jobs running at once per session (they hold a channel
-    /// each, so keep it below --channels-per-session).
-    #[arg(
-        long,
-        env = "MCP_SSH_JOBS_PER_SESSION",
-        default_value_t = 4,
-        value_name = "N"
-    )]
-    pub jobs_per_session: usize,
-
-    /// Bytes kept of each output stream of a background job (its tail).
-    #[arg(long, env = "MCP_SSH_JOB_BUFFER_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
-    pub job_buffer_bytes: usize,
-
-    /// Append an audit log (JSON lines, mode 0600) to FILE [default: the
-    /// config file's `audit_log`, else none]
-    #[arg(long, env = "MCP_SSH_AUDIT_LOG", value_name = "FILE")]
-    pub audit_log: Option<PathBuf>,
-
-    /// Do not use ssh-agent (SSH_AUTH_SOCK) for calls without credentials.
-    #[arg(long)]
-    pub no_agent: bool,
-
-    /// Compile cache directory [default: ~/.cache/mcp-ssh-session/components]
-    #[arg(long, env = "MCP_SSH_CACHE_DIR", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile components on every start instead of caching them.
-    #[arg(long)]
-    pub no_cache: bool,
-
-    /// Guest time allowed per tool call, in seconds: time spent computing
-    /// and time spent waiting (a sleep counts too); time the host spends
-    /// running its SSH commands does not.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub guest_cpu_limit: f64,
-
-    /// Guest memory allowed per tool call, in MiB.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
-    pub guest_memory_limit: usize,
-
-    /// Log filter (tracing EnvFilter syntax); logs go to stderr.
-    #[arg(
-        long,
-        env = "MCP_SSH_LOG",
-        default_value = "info",
-        value_name = "FILTER"
-    )]
-    pub log: String,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Tool component utilities.
-    Plugin {
-        #[command(subcommand)]
-        action: PluginCommand,
-    },
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum PluginCommand {
-    /// Validate a tool component without running any of its tools: it
-    /// links against this host's WIT world, answers list-tools in time, its
-    /// schemas are valid and its tool names clash with no built-in's. Prints
-    /// its tools and the grants it requests.
-    Check {
-        /// The component (.wasm); its manifest is read from beside it.
-        file: PathBuf,
-    },
-}
-
-/// The config file. Unknown keys are errors, never silently ignored.
+/// The operator's config file (`config.toml`): grants and the audit log.
+/// Unknown keys are errors, never silently ignored.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub struct OperatorConfig {
     /// Grants for plugin components, by name (the `.wasm` file's stem).
     #[serde(default)]
     pub plugins: Grants,
@@ -173,7 +20,7 @@ pub struct ConfigFile {
     pub audit_log: Option<PathBuf>,
 }
 
-impl ConfigFile {
+impl OperatorConfig {
     /// Reads `path`; a missing file is an error only if it was asked for.
     /// Every grant is checked here, so a bad value stops the start with
     /// its file, table and key.
@@ -194,85 +41,10 @@ impl ConfigFile {
     }
 }
 
-/// The validated configuration.
+/// Everything the server runs with: the SSH core's settings and the
+/// plugin host's.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
     pub ssh: SshConfig,
     pub plugins: PluginConfig,
-}
-
-fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
-    if !v.is_finite() || v <= 0.0 || v > 7.0 * 24.0 * 3600.0 {
-        bail!("--{name} must be a positive number of seconds (at most a week), not {v}");
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-impl Cli {
-    pub fn into_config(self) -> anyhow::Result<Config> {
-        let config_path = self.config.clone().unwrap_or_else(default_config_path);
-        let file = ConfigFile::load(&config_path, self.config.is_some())?;
-        let mut ssh = SshConfig::default();
-        let none = |p: &PathBuf| p.as_os_str() == "none";
-        if let Some(path) = self.ssh_config {
-            ssh.ssh_config.user = (!none(&path)).then_some(path);
-        }
-        if let Some(path) = self.system_ssh_config {
-            ssh.ssh_config.system = (!none(&path)).then_some(path);
-        }
-        ssh.known_hosts = self.known_hosts;
-        ssh.host_key_policy = self.host_key_policy;
-        ssh.default_command_timeout = seconds("command-timeout", self.command_timeout)?;
-        ssh.connect_timeout = seconds("connect-timeout", self.connect_timeout)?;
-        ssh.default_max_output = self.max_output_bytes;
-        ssh.max_output_cap = ssh.max_output_cap.max(self.max_output_bytes);
-        if self.channels_per_session == 0 {
-            bail!("--channels-per-session must be at least 1");
-        }
-        ssh.channels_per_connection = self.channels_per_session;
-        if self.jobs_per_session == 0 || self.jobs_per_session >= self.channels_per_session {
-            bail!(
-                "--jobs-per-session must be at least 1 and below --channels-per-session ({})",
-                self.channels_per_session
-            );
-        }
-        ssh.jobs_per_connection = self.jobs_per_session;
-        if self.job_buffer_bytes < 1024 {
-            bail!("--job-buffer-bytes must be at least 1024");
-        }
-        ssh.job_buffer_bytes = self.job_buffer_bytes;
-        ssh.use_agent = !self.no_agent;
-
-        let mut plugins = PluginConfig::default();
-        plugins.plugin_dir_required = self.plugins.is_some();
-        plugins.plugin_dir = match (self.no_plugins, self.plugins) {
-            (true, _) => None,
-            (false, Some(dir)) => Some(dir),
-            (false, None) => default_plugin_dir(),
-        };
-        if self.no_cache {
-            plugins.cache_dir = None;
-        } else if let Some(dir) = self.cache_dir {
-            plugins.cache_dir = Some(dir);
-        }
-        if !(self.guest_cpu_limit.is_finite()
-            && self.guest_cpu_limit > 0.0
-            && self.guest_cpu_limit <= MAX_CPU_SECONDS)
-        {
-            bail!(
-                "--guest-cpu-limit must be a positive number of seconds, at most 86400 (one \
-                 day), not {}",
-                self.guest_cpu_limit
-            );
-        }
-        plugins.cpu_limit = Duration::from_secs_f64(self.guest_cpu_limit);
-        if !(16..=MAX_MEMORY_MIB).contains(&self.guest_memory_limit) {
-            bail!("--guest-memory-limit must be 16 to 65536 MiB (64 GiB)");
-        }
-        plugins.memory_limit = self.guest_memory_limit << 20;
-        plugins.grants = file.plugins;
-        plugins.config_path = config_path;
-        plugins.audit_log = self.audit_log.or(file.audit_log);
-        Ok(Config { ssh, plugins })
-    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-pub use config::{Cli, Command, Config, PluginCommand};
+pub use config::Settings;
 
 /// A filter every subscriber of this crate's binaries must add: rmcp logs
 /// requests with their arguments at debug, a line it cannot parse verbatim
@@ -57,7 +57,7 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
 }
 
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
-pub async fn serve_stdio(config: Config) -> anyhow::Result<()> {
+pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let sessions = ssh::SessionManager::new(config.ssh);
     let plugins = plugins::PluginHost::load(config.plugins, sessions.clone())
         .await

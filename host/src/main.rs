@@ -1,11 +1,14 @@
 //! The `mcp-ssh-session` binary: parse flags, log to stderr, serve stdio.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cli::{Cli, Command, PluginCommand};
+use mcp_ssh_session::Settings;
 use mcp_ssh_session::plugins::PluginHost;
-use mcp_ssh_session::{Cli, Command, Config, PluginCommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -28,7 +31,7 @@ async fn main() -> ExitCode {
         tracing::warn!("could not disable core dumps: {e}");
     }
     let command = cli.command.take();
-    let result = match (cli.into_config(), command) {
+    let result = match (cli.into_settings(), command) {
         (Err(e), _) => Err(e),
         (Ok(config), None) => mcp_ssh_session::serve_stdio(config).await,
         (
@@ -48,7 +51,7 @@ async fn main() -> ExitCode {
 }
 
 /// `plugin check`: the report goes to stdout, as for any CLI command.
-async fn check(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+async fn check(config: Settings, file: &std::path::Path) -> anyhow::Result<()> {
     let report = PluginHost::check(config.plugins, file).await?;
     println!(
         "ok: {} is a usable tool component\n\n{report}",

@@ -7,7 +7,7 @@
 //! a connected handle and the address it reached.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use russh::ChannelOpenFailure;
@@ -24,6 +24,8 @@ use super::{Credentials, HostKeyPolicy, KnownHostsFiles, SshError, auth, known_h
 pub(crate) struct Connected {
     pub(crate) handle: Handle<ClientHandler>,
     pub(crate) peer: Option<IpAddr>,
+    /// The server's identification string (`SSH-2.0-OpenSSH_9.2p1 ...`).
+    pub(crate) server_id: String,
 }
 
 /// Connects to `dest` and authenticates with `credentials` (or the agent
@@ -35,11 +37,13 @@ pub(crate) async fn establish(
     tunnel: Option<russh::ChannelStream<Msg>>,
 ) -> Result<Connected, SshError> {
     let key = &dest.key;
+    let server_id = Arc::new(OnceLock::new());
     let handler = ClientHandler {
         host: key.host.clone(),
         port: key.port,
         policy: dest.host_key_policy,
         known_hosts: dest.known_hosts.clone(),
+        server_id: server_id.clone(),
     };
     let config = Arc::new(russh_config(dest));
     let handshake_failed = |e: HandlerError, detail: &str| match e {
@@ -91,7 +95,12 @@ pub(crate) async fn establish(
         }
     };
     auth::authenticate(&mut handle, dest, credentials).await?;
-    Ok(Connected { handle, peer })
+    let server_id = server_id.get().cloned().unwrap_or_default();
+    Ok(Connected {
+        handle,
+        peer,
+        server_id,
+    })
 }
 
 /// A session channel on `handle`. A server out of sessions (a `MaxSessions`
@@ -144,6 +153,7 @@ pub(crate) struct ClientHandler {
     port: u16,
     policy: HostKeyPolicy,
     known_hosts: KnownHostsFiles,
+    server_id: Arc<OnceLock<String>>,
 }
 
 #[derive(Debug)]
@@ -174,5 +184,16 @@ impl client::Handler for ClientHandler {
         )
         .map_err(HandlerError::HostKey)?;
         Ok(true)
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        _names: &russh::Names,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let id = String::from_utf8_lossy(session.remote_sshid()).into_owned();
+        let _ = self.server_id.set(id);
+        Ok(())
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::SshError;
-use super::exec::{Ending, OutputSink, utf8_floor};
+use super::exec::{Ending, OutputSink};
+use super::output::utf8_floor;
 
 /// What to run in the background.
 #[derive(Debug, Default)]

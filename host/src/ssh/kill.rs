@@ -147,19 +147,28 @@ fn script(victims: &[Victim]) -> String {
     let limit = ticks + AFTER_KILL.as_millis() / 100;
     let ids: Vec<String> = victims.iter().map(victim_id).collect();
     let body = [
+        // pgrep may be missing (then only the group is checked, and the
+        // answer says so) or too old for -r (then zombies count as alive).
+        "P=; Q=; command -v pgrep >/dev/null 2>&1 && P=1",
+        "[ -n \"$P\" ] && { pgrep -r R -s 0 >/dev/null 2>&1; [ $? -le 1 ] && Q=\"-r R,S,D,T,t\"; }",
+        "live() { st=; read -r y y st y </proc/$1/stat 2>/dev/null || { kill -0 $1 2>/dev/null; return; }; \
+         case $st in Z|X) return 1;; esac; }",
         "tree() { echo $1; for c in $(pgrep -P $1 2>/dev/null); do tree $c; done; }",
         "grow() { for v; do case $v in t*) p=${v#t}; eval \"l=\\$t_$p\"; n=; \
-         for x in $l; do kill -0 $x 2>/dev/null && n=\"$n $(tree $x)\"; done; \
+         for x in $l; do live $x && n=\"$n $(tree $x)\"; done; \
          eval \"t_$p=\\\"\\$n\\\"\";; esac; done; }",
         "sig() { for v; do p=${v#?}; case $v in g*) kill -$s -$p; pkill -$s -s $p;; \
          t*) eval \"kill -$s \\$t_$p\";; esac; done 2>/dev/null; }",
-        "alive() { p=${1#?}; case $1 in g*) kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1;; \
+        "alive() { p=${1#?}; case $1 in \
+         g*) if [ -n \"$Q\" ]; then pgrep $Q -g $p >/dev/null || pgrep $Q -s $p >/dev/null; \
+         else kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1; fi;; \
          t*) eval \"[ -n \\\"\\$t_$p\\\" ]\";; esac; }",
         "for v; do case $v in t*) eval \"t_${v#t}=${v#t}\";; esac; done",
         "for r in 1 2 3; do grow \"$@\"; s=STOP; sig \"$@\"; done; s=TERM; sig \"$@\"; s=CONT; sig \"$@\"",
         "i=0; while :; do grow \"$@\"; a=; for v; do alive $v && a=1; done; [ -z \"$a\" ] && break",
         format!("i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi").as_str(),
         format!("[ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done").as_str(),
+        "[ -z \"$P\" ] && echo nopgrep",
         "for v; do if alive $v; then echo left $v; else echo gone $v; fi; done",
     ]
     .join("; ");
@@ -203,10 +212,22 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
                 Some(("left", rest)) if rest == id => Some(false),
                 _ => None,
             });
-            match said {
-                Some(true) => KillOutcome::Gone,
-                Some(false) => KillOutcome::Survived,
-                None => KillOutcome::Unknown(format!(
+            let no_pgrep = answer.lines().any(|l| l == "nopgrep");
+            match (said, v) {
+                (Some(true), Victim::Group(_)) if no_pgrep => KillOutcome::Unknown(
+                    "its process group is gone, but the remote host has no pgrep, so the rest \
+                     of its session could not be checked"
+                        .into(),
+                ),
+                (Some(true), Victim::Group(_)) => KillOutcome::Gone,
+                // A process that double-forked left the tree while it ran.
+                (Some(true), Victim::Tree(_)) => KillOutcome::Unknown(
+                    "its process tree is gone, but it led no session, so processes that left \
+                     the tree could not be checked"
+                        .into(),
+                ),
+                (Some(false), _) => KillOutcome::Survived,
+                (None, _) => KillOutcome::Unknown(format!(
                     "unexpected answer from kill: {:?}",
                     answer.trim()
                 )),
@@ -218,6 +239,31 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the stop script here, as a login shell would, against a real
+    /// session with a background job in a group of its own.
+    #[test]
+    fn the_script_stops_a_whole_session_and_says_so() {
+        let mut leader = std::process::Command::new("setsid")
+            .args(["sh", "-c", "set -m; sleep 4731 & sleep 4732 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        std::thread::sleep(Duration::from_millis(300));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&[Victim::Group(pid)]))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(answer.trim(), format!("gone g{pid}"), "{answer}");
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 473[12]"])
+            .output()
+            .unwrap();
+        assert!(left.stdout.is_empty(), "{:?}", left);
+        let _ = leader.wait();
+    }
 
     #[test]
     fn the_script_is_literal_in_every_login_shell() {

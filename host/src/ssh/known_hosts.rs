@@ -29,7 +29,7 @@ use sha1::Sha1;
 use super::SshError;
 
 /// What to do with a server key that known_hosts does not vouch for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostKeyPolicy {
     /// Unknown hosts are refused.
     Strict,

@@ -32,9 +32,11 @@ use std::borrow::Cow;
 pub(crate) const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
 /// The whole argv of `exec-argv`, well under Linux's `ARG_MAX`.
 pub(crate) const MAX_ARGV_BYTES: usize = 1 << 20;
-/// Largest exec request sent inline; beyond it the payload goes on stdin.
-/// OpenSSH and Dropbear both take 32 KiB packets.
+/// Largest exec request sent inline to OpenSSH; beyond it the payload goes
+/// on stdin. OpenSSH takes 32 KiB packets and commands of any length.
 const MAX_INLINE: usize = 30 * 1024;
+/// The same for other servers: Dropbear takes commands of 9000 bytes.
+const MAX_INLINE_OTHER: usize = 8 * 1024;
 
 /// The launcher script. No `'`, `\` (but before a digit), `!` or newline:
 /// see the module comment.
@@ -89,7 +91,7 @@ fn sh_quote(word: &str) -> String {
 /// the command itself on the same line, so the shell's line numbers stay
 /// the user's. Where the server did not make the command a group leader,
 /// it runs again under `setsid` (same PID).
-fn direct(payload: Payload<'_>, nonce: &str) -> String {
+fn direct(payload: Payload<'_>, nonce: &str, openssh: bool) -> String {
     let body = match payload {
         Payload::Line(c) => c.to_string(),
         Payload::Argv(argv) => {
@@ -102,6 +104,10 @@ fn direct(payload: Payload<'_>, nonce: &str) -> String {
         "{stat}; f=N; [ \"${{g:-$$}}\" = $$ ] && f=G; \
          printf '\\036mcp-ssh:{nonce}:%s:%s:%s\\036' $$ $f \"$SHELL\"; unset x g f; {body}"
     );
+    if openssh {
+        // sshd made the login shell a session leader already.
+        return inner;
+    }
     format!(
         "{stat}; if [ \"${{g:-$$}}\" = $$ ]; then :; elif command -v setsid >/dev/null 2>&1; \
          then exec setsid \"$SHELL\" -c {}; fi; {inner}",
@@ -163,29 +169,51 @@ pub(crate) fn check(payload: Payload<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The exec request for `payload`, with a fresh nonce. `packet` is the
-/// largest packet the server takes on this channel; `shell` the login
-/// shell, once known.
-pub(crate) fn build(payload: Payload<'_>, packet: usize, shell: Option<&str>) -> Launch {
+/// What the launcher needs to know of the server a command goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Server<'a> {
+    /// The login shell, once a command has shown it.
+    pub(crate) shell: Option<&'a str>,
+    /// OpenSSH makes every command's login shell the leader of a session
+    /// of its own; other servers (Dropbear) may not.
+    pub(crate) openssh: bool,
+    /// The largest packet the server takes on this channel.
+    pub(crate) packet: usize,
+}
+
+impl Server<'_> {
+    /// The longest exec request sent inline: Dropbear refuses command
+    /// strings past 9000 bytes (`MAX_CMD_LEN`) and drops the connection.
+    fn inline_max(&self) -> usize {
+        let server = if self.openssh {
+            MAX_INLINE
+        } else {
+            MAX_INLINE_OTHER
+        };
+        self.packet.min(server)
+    }
+}
+
+/// The exec request for `payload`, with a fresh nonce.
+pub(crate) fn build(payload: Payload<'_>, server: &Server<'_>) -> Launch {
     let nonce = new_nonce();
-    if shell.is_some_and(is_posix) {
-        let line = direct(payload, &nonce);
-        if line.len() <= packet.min(MAX_INLINE) {
-            return Launch {
-                line,
-                stdin: None,
-                nonce,
-            };
+    let inline = |line: String| Launch {
+        line,
+        stdin: None,
+        nonce: nonce.clone(),
+    };
+    if server.shell.is_some_and(is_posix) {
+        let line = direct(payload, &nonce, server.openssh);
+        if line.len() <= server.inline_max() {
+            return inline(line);
         }
     }
-    if let Payload::Line(c) = payload {
+    // Only under OpenSSH is the login shell known to lead the session that
+    // the marker names; elsewhere the launcher's `setsid` is needed.
+    if let (Payload::Line(c), true) = (payload, server.openssh) {
         let line = format!("/bin/sh -c '{MARK_PARENT}' sh {nonce}; {c}");
-        if line.len() <= packet.min(MAX_INLINE) {
-            return Launch {
-                line,
-                stdin: None,
-                nonce,
-            };
+        if line.len() <= server.inline_max() {
+            return inline(line);
         }
     }
     let (mode, words): (&str, Vec<&str>) = match payload {
@@ -195,7 +223,7 @@ pub(crate) fn build(payload: Payload<'_>, packet: usize, shell: Option<&str>) ->
     let encoded: Vec<String> = words.iter().map(|w| encode(w)).collect();
     let head = format!("exec /bin/sh -c '{SCRIPT}' sh {nonce} {mode}");
     let inline_len = head.len() + encoded.iter().map(|w| w.len() + 3).sum::<usize>() + 2;
-    if inline_len <= packet.min(MAX_INLINE) {
+    if inline_len <= server.inline_max() {
         let mut line = head;
         line.push_str(" i");
         for w in &encoded {
@@ -465,13 +493,25 @@ mod tests {
         assert_eq!(encode("é"), "e\\0303\\0251");
     }
 
+    fn openssh(shell: Option<&str>) -> Server<'_> {
+        Server {
+            shell,
+            openssh: true,
+            packet: 32768,
+        }
+    }
+
+    fn dropbear(shell: Option<&str>) -> Server<'_> {
+        Server {
+            openssh: false,
+            ..openssh(shell)
+        }
+    }
+
     #[test]
     fn the_launcher_is_literal_in_every_login_shell() {
-        let l = build(
-            Payload::Argv(&["echo".into(), "a'b\n!c\\".into()]),
-            32768,
-            None,
-        );
+        let argv = ["echo".to_string(), "a'b\n!c\\".to_string()];
+        let l = build(Payload::Argv(&argv), &openssh(None));
         assert!(l.stdin.is_none());
         let quoted = l.line.split('\'').skip(1).step_by(2);
         for q in quoted {
@@ -486,38 +526,52 @@ mod tests {
 
     #[test]
     fn a_posix_login_shell_gets_the_command_directly() {
-        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/bash"));
+        let l = build(Payload::Line("echo hi"), &openssh(Some("/usr/bin/bash")));
         assert!(
-            l.line.ends_with("; echo hi") && !l.line.contains('\n'),
+            l.line.ends_with("; echo hi") && !l.line.contains('\n') && !l.line.contains("setsid"),
             "{}",
             l.line
         );
-        let l = build(
-            Payload::Argv(&["printf".into(), "it's".into()]),
-            32768,
-            Some("/bin/sh"),
+        // Elsewhere the command may need setsid: it runs again under it.
+        let l = build(Payload::Line("echo hi"), &dropbear(Some("/usr/bin/bash")));
+        assert!(
+            l.line.contains("exec setsid") && l.line.ends_with("; echo hi"),
+            "{}",
+            l.line
         );
+        let argv = ["printf".to_string(), "it's".to_string()];
+        let l = build(Payload::Argv(&argv), &openssh(Some("/bin/sh")));
         assert!(l.line.ends_with(r"exec 'printf' 'it'\''s'"), "{}", l.line);
-        let l = build(
-            Payload::Argv(&["echo".into()]),
-            32768,
-            Some("/usr/bin/fish"),
-        );
+    }
+
+    #[test]
+    fn other_login_shells_get_a_marker_child_or_the_launcher() {
+        let argv = ["echo".to_string()];
+        let l = build(Payload::Argv(&argv), &openssh(Some("/usr/bin/fish")));
         assert!(l.line.starts_with("exec /bin/sh -c '"), "{}", l.line);
-        let l = build(Payload::Line("echo hi"), 32768, Some("/usr/bin/fish"));
+        let l = build(Payload::Line("echo hi"), &openssh(Some("/usr/bin/fish")));
         assert!(
             l.line.starts_with("/bin/sh -c '") && l.line.ends_with("; echo hi"),
             "{}",
             l.line
         );
+        // Not OpenSSH: nothing says the login shell leads a session.
+        let l = build(Payload::Line("echo hi"), &dropbear(Some("/usr/bin/fish")));
+        assert!(l.line.starts_with("exec /bin/sh -c '"), "{}", l.line);
     }
 
     #[test]
     fn large_payloads_go_on_stdin() {
         let big = "x".repeat(40_000);
-        let l = build(Payload::Line(&big), 32768, Some("/bin/sh"));
+        let l = build(Payload::Line(&big), &openssh(Some("/bin/sh")));
         assert!(l.line.ends_with(" c s") && l.line.len() < 2000);
         assert_eq!(l.stdin.unwrap().len(), big.len() + 2);
         assert!(check(Payload::Line(&"y".repeat(MAX_COMMAND_BYTES + 1))).is_err());
+        // Dropbear drops a connection for a command past 9000 bytes.
+        let mid = "z".repeat(9_000);
+        let l = build(Payload::Line(&mid), &dropbear(Some("/bin/sh")));
+        assert!(l.stdin.is_some() && l.line.len() < 2000, "{}", l.line.len());
+        let l = build(Payload::Line(&mid), &openssh(Some("/bin/sh")));
+        assert!(l.stdin.is_none());
     }
 }

@@ -18,6 +18,7 @@ mod launch;
 pub mod manager;
 mod net;
 pub mod openssh_config;
+mod output;
 mod proxy;
 
 use std::fmt;

@@ -13,19 +13,23 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::client::{Handle, Msg};
-use russh::{Channel, Disconnect};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use russh::client::Msg;
+use tokio::sync::Semaphore;
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
-use super::connect::{self, ClientHandler};
+use super::connect;
 use super::destination::{self, Destination, Route};
-use super::exec::{self, ExecOutput, ExecRequest, Remote, RunError};
+use super::exec::{self, ExecOutput, ExecRequest, RunError};
 use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
 use super::kill::Stopper;
 use super::launch::{self, Payload};
 use super::openssh_config::ConfigCache;
+use connection::{Connection, lock};
+use lease::Use;
+
+mod connection;
+mod lease;
 use super::{Credentials, SessionKey, SshConfig, SshError, Target};
 
 /// Jump hosts reached through jump hosts, at most: deeper is a loop in
@@ -65,120 +69,6 @@ struct Inner {
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
     jobs: Jobs,
     ssh_config: ConfigCache,
-}
-
-struct Connection {
-    handle: Arc<Handle<ClientHandler>>,
-    key: SessionKey,
-    alias: Option<String>,
-    /// What authenticated it: compared with later calls' credentials, and
-    /// reused to reopen it when it dies. Taken (and zeroed) when it closes.
-    credentials: Mutex<Option<Credentials>>,
-    channels: Arc<Semaphore>,
-    channel_slots: u32,
-    /// Background jobs hold a channel for long: they get fewer slots than
-    /// `channels`, so they can never starve `exec`.
-    job_slots: Arc<Semaphore>,
-    /// Stops have channels of their own: they never wait on the commands
-    /// they stop.
-    stopper: Stopper,
-    opened: Instant,
-    last_used: Mutex<Instant>,
-    active: AtomicU32,
-    /// Set when a call found it unusable before russh noticed.
-    broken: AtomicBool,
-    /// When it was first seen dead.
-    dead_since: Mutex<Option<Instant>>,
-    /// The address connected to, on a direct route.
-    peer: Option<std::net::IpAddr>,
-    /// Fired when the session is closed: its background jobs stop.
-    closing: CancellationToken,
-    /// The login shell, once a command has shown it.
-    shell: std::sync::OnceLock<String>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Connection {
-    fn alive(&self) -> bool {
-        !self.broken.load(Ordering::Relaxed) && !self.handle.is_closed()
-    }
-
-    /// Whether `target`'s peer policy allows this connection's address.
-    fn check_peer(&self, target: &Target) -> Result<(), SshError> {
-        match &target.peer_check {
-            Some(check) => (check.0)(self.peer).map_err(SshError::Denied),
-            None => Ok(()),
-        }
-    }
-
-    fn info(&self) -> SessionInfo {
-        SessionInfo {
-            key: self.key.clone(),
-            alias: self.alias.clone(),
-            active_commands: self.active.load(Ordering::Relaxed),
-            age: self.opened.elapsed(),
-            idle: lock(&self.last_used).elapsed(),
-        }
-    }
-
-    fn remote(&self) -> Remote<'_, ClientHandler> {
-        Remote {
-            handle: &self.handle,
-            stopper: &self.stopper,
-            shell: &self.shell,
-        }
-    }
-
-    /// Stops its jobs, forgets its credentials, and disconnects once the
-    /// commands running on it have finished (each within its timeout).
-    fn close(self: Arc<Self>) {
-        self.closing.cancel();
-        drop(lock(&self.credentials).take());
-        tokio::spawn(async move {
-            let _all = self.channels.acquire_many(self.channel_slots).await;
-            let _ = self
-                .handle
-                .disconnect(Disconnect::ByApplication, "session closed", "en")
-                .await;
-        });
-    }
-
-    /// Opens a session channel within `wait`; one that gets no answer for
-    /// [`OPEN_STALL`] marks the connection dead.
-    async fn open_channel(&self, wait: Duration) -> Result<Channel<Msg>, RunError> {
-        match tokio::time::timeout(wait, connect::open_session(&self.handle, 20)).await {
-            Ok(Ok(ch)) => Ok(ch),
-            Ok(Err(russh::Error::ChannelOpenFailure(f))) => Err(RunError::Refused(format!(
-                "the server refused to open a session channel: {f:?}"
-            ))),
-            Ok(Err(e)) => Err(RunError::NotStarted(e.to_string())),
-            Err(_) => {
-                if wait >= OPEN_STALL {
-                    self.broken.store(true, Ordering::Relaxed);
-                }
-                Err(RunError::Stalled)
-            }
-        }
-    }
-}
-
-/// What kind of channel a caller needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Use {
-    /// A command that ends within its call.
-    Command,
-    /// A background job, from the job slots.
-    Job,
-}
-
-/// A channel on a target's session, with the slots it holds.
-struct Lease {
-    conn: Arc<Connection>,
-    channel: Channel<Msg>,
-    slots: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 impl SessionManager {
@@ -321,116 +211,6 @@ impl SessionManager {
             task_job.finish(ending.map_err(|e| e.to_string()));
         });
         self.inner.jobs.status(job.id(), None)
-    }
-
-    /// What a failed run means for the caller, and for the connection.
-    fn run_error(&self, key: &SessionKey, conn: &Connection, e: RunError) -> SshError {
-        match e {
-            RunError::NotStarted(why) => {
-                self.mark_broken(conn);
-                SshError::Channel(format!("{key}: could not start the command: {why}"))
-            }
-            RunError::Stalled => SshError::Timeout(format!(
-                "{key}: the call's time ran out opening a channel: the server does not answer; \
-                 nothing was run"
-            )),
-            RunError::Refused(why) => SshError::Channel(format!("{key}: {why}")),
-            RunError::Lost { bytes } => {
-                self.mark_broken(conn);
-                SshError::ConnectionLost(format!(
-                    "{key}: the connection was lost while the command was running, after {bytes} \
-                     bytes of output; it may or may not have completed, and it was not re-run"
-                ))
-            }
-        }
-    }
-
-    /// The one way to get a channel on a target: connect (or reuse the
-    /// session), check the peer policy, take a slot, open a channel. A
-    /// connection that does not answer the open is replaced once. Every
-    /// step waits at most until `deadline`, and stops waiting when `cancel`
-    /// fires.
-    async fn lease(
-        &self,
-        target: &Target,
-        dest: &Destination,
-        kind: Use,
-        deadline: Deadline,
-        cancel: &CancellationToken,
-    ) -> Result<Lease, SshError> {
-        let key = &dest.key;
-        let credentials = target.credentials.as_ref().filter(|c| !c.is_empty());
-        let cancelled =
-            || SshError::Cancelled(format!("{key}: cancelled before the command started"));
-        let out_of_time = |what: &str| {
-            SshError::Timeout(format!(
-                "{key}: the call's time ran out {what}; nothing was run"
-            ))
-        };
-        let mut retried = false;
-        loop {
-            let connect_by = deadline.min(Deadline::now() + dest.connect_timeout);
-            let conn = tokio::select! {
-                c = tokio::time::timeout_at(connect_by, self.connection(dest, credentials, &[])) => match c {
-                    Ok(c) => c?,
-                    Err(_) if connect_by < deadline => return Err(SshError::Timeout(format!(
-                        "{key}: connecting and authenticating took longer than {} s",
-                        dest.connect_timeout.as_secs_f64()
-                    ))),
-                    Err(_) => return Err(out_of_time("while connecting")),
-                },
-                () = cancel.cancelled() => return Err(cancelled()),
-            };
-            conn.check_peer(target)?;
-            let job_slot = match kind {
-                Use::Command => None,
-                Use::Job => Some(conn.job_slots.clone().try_acquire_owned().map_err(|_| {
-                    SshError::Denied(format!(
-                        "{key} already runs {} background jobs, the most one session may; \
-                         interrupt one or wait for one to end",
-                        self.inner.config.jobs_per_connection
-                    ))
-                })?),
-            };
-            let slot = tokio::select! {
-                p = tokio::time::timeout_at(deadline, conn.channels.clone().acquire_owned()) => match p {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) if !retried => {
-                        // Closed while we queued: the next round reconnects.
-                        retried = true;
-                        continue;
-                    }
-                    Ok(Err(_)) => return Err(SshError::Channel(format!("{key}: the session closed"))),
-                    Err(_) => return Err(out_of_time(&format!(
-                        "waiting for a free channel ({} commands were running on the session)",
-                        conn.channel_slots
-                    ))),
-                },
-                () = cancel.cancelled() => return Err(cancelled()),
-            };
-            let wait = deadline.saturating_duration_since(Deadline::now());
-            let opened = tokio::select! {
-                c = conn.open_channel(wait.min(dest.connect_timeout)) => c,
-                () = cancel.cancelled() => return Err(cancelled()),
-            };
-            match opened {
-                Ok(channel) => {
-                    return Ok(Lease {
-                        conn,
-                        channel,
-                        slots: (slot, job_slot),
-                    });
-                }
-                Err(RunError::Stalled | RunError::NotStarted(_))
-                    if !retried && Deadline::now() + OPEN_STALL < deadline =>
-                {
-                    tracing::info!("connection to {key} does not answer; reconnecting");
-                    self.mark_broken(&conn);
-                    retried = true;
-                }
-                Err(e) => return Err(self.run_error(key, &conn, e)),
-            }
-        }
     }
 
     /// Every background job of this server.
@@ -601,7 +381,7 @@ impl SessionManager {
                     dest.connect_timeout.as_secs_f64()
                 ))
             })??;
-        tracing::info!(session = %dest.display_name(), ms = started.elapsed().as_millis() as u64, "connected");
+        tracing::info!(session = %dest.display_name(), server = %connected.server_id, ms = started.elapsed().as_millis() as u64, "connected");
         let slots = cfg.channels_per_connection.max(1);
         Ok(Arc::new(Connection {
             handle: Arc::new(connected.handle),
@@ -622,6 +402,7 @@ impl SessionManager {
             peer: connected.peer,
             closing: CancellationToken::new(),
             shell: std::sync::OnceLock::new(),
+            openssh: connected.server_id.starts_with("SSH-2.0-OpenSSH"),
         }))
     }
 

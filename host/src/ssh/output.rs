@@ -1,0 +1,168 @@
+//! One output stream kept within a byte limit: the first half and the last
+//! half, with the count of what was dropped between. Cuts land on UTF-8
+//! character boundaries so valid text stays valid.
+
+use std::collections::VecDeque;
+
+/// One captured stream: all of it, or its head and tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamOutput {
+    pub head: Vec<u8>,
+    /// Empty unless `truncated`.
+    pub tail: Vec<u8>,
+    pub total_bytes: u64,
+    pub truncated: bool,
+}
+
+/// Head-and-tail capture of one stream.
+pub(crate) struct Capture {
+    head_cap: usize,
+    tail_cap: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    pub(crate) total: u64,
+}
+
+impl Capture {
+    pub(crate) fn new(limit: usize) -> Self {
+        let head_cap = limit.div_ceil(2);
+        Self {
+            head_cap,
+            tail_cap: limit - head_cap,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = self.head_cap - self.head.len();
+        if room > 0 {
+            let n = room.min(data.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        if data.is_empty() || self.tail_cap == 0 {
+            return;
+        }
+        if data.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - self.tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(data);
+        }
+    }
+
+    pub(crate) fn finish(self) -> StreamOutput {
+        let mut head = self.head;
+        let mut tail: Vec<u8> = self.tail.into();
+        let truncated = self.total > (head.len() + tail.len()) as u64;
+        if !truncated {
+            head.append(&mut tail);
+            return StreamOutput {
+                head,
+                tail,
+                total_bytes: self.total,
+                truncated,
+            };
+        }
+        head.truncate(utf8_floor(&head));
+        let skip = tail
+            .iter()
+            .take(3)
+            .take_while(|&&b| is_continuation(b))
+            .count();
+        tail.drain(..skip);
+        StreamOutput {
+            head,
+            tail,
+            total_bytes: self.total,
+            truncated,
+        }
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
+}
+
+/// The length of the longest prefix of `b` that does not end inside a
+/// multi-byte UTF-8 character.
+pub(crate) fn utf8_floor(b: &[u8]) -> usize {
+    let n = b.len();
+    for back in 1..=4.min(n) {
+        let lead = b[n - back];
+        if is_continuation(lead) {
+            continue;
+        }
+        let width = match lead {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        };
+        return if width > back { n - back } else { n };
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(limit: usize, chunks: &[&[u8]]) -> StreamOutput {
+        let mut c = Capture::new(limit);
+        for ch in chunks {
+            c.push(ch);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn small_output_is_kept_whole_across_chunks() {
+        let out = capture(10, &[b"abc", b"defg", b"hij"]);
+        assert_eq!(out.head, b"abcdefghij");
+        assert!(out.tail.is_empty() && !out.truncated);
+        assert_eq!(out.total_bytes, 10);
+    }
+
+    #[test]
+    fn large_output_keeps_head_and_tail() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let out = capture(10, &[&data[..33], &data[33..34], &data[34..]]);
+        assert!(out.truncated);
+        assert_eq!(out.head, (0..5u8).collect::<Vec<_>>());
+        assert_eq!(out.tail, (95..100u8).collect::<Vec<_>>());
+        assert_eq!(out.total_bytes, 100);
+    }
+
+    #[test]
+    fn cuts_fall_on_utf8_boundaries() {
+        let text = "é".repeat(50); // 2 bytes each
+        let bytes = text.as_bytes();
+        // Odd limit: the naive head and tail both split a character.
+        let out = capture(11, &[&bytes[..7], &bytes[7..]]);
+        assert!(out.truncated);
+        assert!(std::str::from_utf8(&out.head).is_ok(), "{:?}", out.head);
+        assert!(std::str::from_utf8(&out.tail).is_ok(), "{:?}", out.tail);
+        assert_eq!(out.head.len() % 2, 0);
+    }
+
+    #[test]
+    fn zero_limit_keeps_nothing_but_counts() {
+        let out = capture(0, &[b"hello"]);
+        assert!(out.truncated && out.head.is_empty() && out.tail.is_empty());
+        assert_eq!(out.total_bytes, 5);
+    }
+
+    #[test]
+    fn utf8_floor_handles_complete_and_partial_tails() {
+        assert_eq!(utf8_floor("a€".as_bytes()), 4);
+        assert_eq!(utf8_floor(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(utf8_floor(b"abc"), 3);
+        assert_eq!(utf8_floor(&"😀".as_bytes()[..3]), 0);
+    }
+}
