@@ -178,3 +178,33 @@ async fn a_256_kib_command_line_leaves_the_session_unharmed() {
 async fn a_1_mib_command_line_leaves_the_session_unharmed() {
     a_huge_command_line_leaves_the_session_unharmed(1 << 20).await;
 }
+
+/// A process that leaves the command's session on purpose and keeps
+/// writing to the channel's stdout must not hold the call past its bound.
+#[tokio::test]
+async fn a_survivor_that_keeps_writing_does_not_hold_the_call() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let writer = format!("sleep 0.21{}", sshd.port());
+    let _cleanup = Leftovers::new(TEST_USER, &writer);
+    let mut args = crate::server::exec_args(
+        &sshd,
+        &format!("setsid sh -c 'while :; do echo x; {writer}; done' & sleep 100"),
+    );
+    args["timeout"] = json!(2);
+    let started = Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_secs(60),
+        server.call("execute_command", args),
+    )
+    .await
+    .expect("the call never returned");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2 + 7), "returned after {took:?}");
+    assert_ne!(res.is_error, Some(true), "{}", text(&res));
+    assert_eq!(structured(&res)["timed_out"], true, "{}", text(&res));
+    // The daemon-like writer is out of reach, as for `kill` in a terminal.
+    let _ = std::process::Command::new("pkill")
+        .args(["-u", TEST_USER, "-f", "while :; do echo x"])
+        .status();
+}
