@@ -4,6 +4,8 @@
 //! - [`lexer`]: lines, quoting, `Key value` and `Key=value`;
 //! - [`values`]: typed values (yes/no, times, `StrictHostKeyChecking`,
 //!   `ProxyJump` hops, `PreferredAuthentications`);
+//! - [`options`]: the keywords this server acts on, and how a line sets
+//!   one in [`HostOptions`];
 //! - [`resolve`]: `Host`, `Match` and `Include`, the first value obtained
 //!   wins; it reports every file and directory it reads;
 //! - [`cache`]: keeps resolutions while those files and directories are
@@ -22,57 +24,17 @@
 
 mod cache;
 mod lexer;
+mod options;
 mod resolve;
 mod tokens;
 mod values;
 
 use std::path::PathBuf;
 
-use super::known_hosts::HostKeyPolicy;
-
 pub use cache::Cache;
+pub use options::{HostOptions, Proxy};
 pub use tokens::{Tokens, expand_hostname, expand_tilde};
 pub use values::{Hop, Method};
-
-/// What ssh_config says for one destination. Paths and commands are
-/// unexpanded: tokens such as `%h` are expanded by the caller, who knows
-/// the final host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostOptions {
-    pub hostname: Option<String>,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_files: Vec<String>,
-    pub identities_only: Option<bool>,
-    pub certificate_files: Vec<String>,
-    /// `ProxyJump` or `ProxyCommand`, whichever came first.
-    pub proxy: Option<Proxy>,
-    pub user_known_hosts_files: Option<Vec<String>>,
-    pub global_known_hosts_files: Option<Vec<String>>,
-    pub strict_host_key_checking: Option<HostKeyPolicy>,
-    pub hash_known_hosts: Option<bool>,
-    pub connect_timeout: Option<u64>,
-    pub server_alive_interval: Option<u64>,
-    pub server_alive_count_max: Option<u32>,
-    /// In order; OpenSSH methods this server lacks are already left out.
-    pub preferred_authentications: Option<Vec<Method>>,
-    pub identity_agent: Option<String>,
-    pub password_authentication: Option<bool>,
-    pub kbd_interactive_authentication: Option<bool>,
-    pub pubkey_authentication: Option<bool>,
-}
-
-/// How to reach the host. `ProxyJump` and `ProxyCommand` exclude each
-/// other: the first one given wins, `none` included, as in OpenSSH.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proxy {
-    /// `ProxyJump none` or `ProxyCommand none`: connect directly.
-    None,
-    /// Through these hosts, first to last.
-    Jump(Vec<Hop>),
-    /// A shell line, unexpanded.
-    Command(String),
-}
 
 /// A config file that could not be used. Errors are reported like `ssh`
 /// reports them (file and line), so the user can fix the file.

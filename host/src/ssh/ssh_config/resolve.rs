@@ -1,6 +1,6 @@
-//! Resolving one destination: `Host` and `Match` blocks, `Include` with
-//! globs, and OpenSSH's rule that the first value obtained for a keyword
-//! wins (`IdentityFile` and `CertificateFile` accumulate instead).
+//! Resolving one destination: which lines apply to it (`Host` and `Match`
+//! blocks, `Include` with globs, the user's file before the system's), each
+//! applied to [`HostOptions`] in order, with errors naming file and line.
 //!
 //! The resolver reports each file and directory it reads as a [`Source`],
 //! before reading it, to whoever asked ([`super::cache`] stamps them).
@@ -10,14 +10,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::lexer::{self, Line};
-use super::{Error, Files, HostOptions, Proxy, Query, tokens, values};
+use super::lexer;
+use super::{Error, Files, HostOptions, Query, tokens};
 use crate::pattern::list_match;
 
 /// Nesting depth of `Include`, as in OpenSSH's `READCONF_MAX_DEPTH`.
 const MAX_INCLUDE_DEPTH: usize = 16;
-/// OpenSSH's `SSH_MAX_IDENTITY_FILES` and `SSH_MAX_CERTIFICATE_FILES`.
-const MAX_FILES: usize = 100;
 
 /// Something a resolution's answer depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +122,11 @@ impl Resolver<'_, '_> {
                         }
                     }
                 }
-                _ if active => self.set(line).map_err(err)?,
+                _ if active => {
+                    if let Some(keyword) = self.out.apply(line).map_err(err)? {
+                        self.ignored.insert(keyword);
+                    }
+                }
                 _ => {}
             }
         }
@@ -182,121 +184,6 @@ impl Resolver<'_, '_> {
         }
         Ok(result)
     }
-
-    /// Applies one line of an active block. Typed values are parsed even
-    /// when an earlier value wins, as OpenSSH does, so a malformed line is
-    /// reported wherever it is; `%` tokens are checked only in values that
-    /// are kept, since only those are ever expanded.
-    fn set(&mut self, line: Line) -> Result<(), String> {
-        let Line {
-            keyword,
-            name,
-            args,
-            raw,
-        } = line;
-        let name = name.as_str();
-        let first = || {
-            args.first()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let yes_no = || values::yes_no(name, &first()?);
-        let seconds = || values::seconds(name, &first()?);
-        let o = &mut self.out;
-        match keyword.as_str() {
-            "hostname" => set_once(&mut o.hostname, first()?),
-            "user" => set_once(&mut o.user, first()?),
-            "port" => set_once(&mut o.port, values::port(&first()?)?),
-            "identityfile" => push_file(name, &mut o.identity_files, first()?)?,
-            "certificatefile" => push_file(name, &mut o.certificate_files, first()?)?,
-            "identitiesonly" => set_once(&mut o.identities_only, yes_no()?),
-            "proxyjump" => {
-                let v = first()?;
-                let proxy = if v.eq_ignore_ascii_case("none") {
-                    Proxy::None
-                } else {
-                    Proxy::Jump(values::jump_hops(&v)?)
-                };
-                set_once(&mut o.proxy, proxy);
-            }
-            "proxycommand" if o.proxy.is_none() => {
-                let proxy = if raw.eq_ignore_ascii_case("none") {
-                    Proxy::None
-                } else {
-                    check_tokens(name, &raw)?;
-                    Proxy::Command(raw)
-                };
-                o.proxy = Some(proxy);
-            }
-            "proxycommand" => {}
-            "userknownhostsfile" | "globalknownhostsfile" => {
-                let slot = if keyword == "userknownhostsfile" {
-                    &mut o.user_known_hosts_files
-                } else {
-                    &mut o.global_known_hosts_files
-                };
-                if slot.is_none() {
-                    for file in &args {
-                        check_tokens(name, file)?;
-                    }
-                    *slot = Some(args);
-                }
-            }
-            "stricthostkeychecking" => set_once(
-                &mut o.strict_host_key_checking,
-                values::host_key_policy(&first()?)?,
-            ),
-            "hashknownhosts" => set_once(&mut o.hash_known_hosts, yes_no()?),
-            "connecttimeout" => set_once(&mut o.connect_timeout, seconds()?),
-            "serveraliveinterval" => set_once(&mut o.server_alive_interval, seconds()?),
-            "serveralivecountmax" => {
-                let v = first()?;
-                let n = v
-                    .parse()
-                    .map_err(|_| format!("bad ServerAliveCountMax {v:?}"))?;
-                set_once(&mut o.server_alive_count_max, n);
-            }
-            "preferredauthentications" => set_once(
-                &mut o.preferred_authentications,
-                values::methods(&first()?)?,
-            ),
-            "identityagent" => {
-                let v = first()?;
-                // `$VAR` names an environment variable, not a path.
-                if o.identity_agent.is_none() && !v.starts_with('$') {
-                    check_tokens(name, &v)?;
-                }
-                set_once(&mut o.identity_agent, v);
-            }
-            "passwordauthentication" => set_once(&mut o.password_authentication, yes_no()?),
-            "kbdinteractiveauthentication" | "challengeresponseauthentication" => {
-                set_once(&mut o.kbd_interactive_authentication, yes_no()?)
-            }
-            "pubkeyauthentication" => set_once(&mut o.pubkey_authentication, yes_no()?),
-            other => {
-                self.ignored.insert(other.to_string());
-            }
-        }
-        Ok(())
-    }
-}
-
-fn set_once<T>(slot: &mut Option<T>, value: T) {
-    if slot.is_none() {
-        *slot = Some(value);
-    }
-}
-
-fn push_file(name: &str, files: &mut Vec<String>, file: String) -> Result<(), String> {
-    if files.len() < MAX_FILES && !files.contains(&file) {
-        check_tokens(name, &file)?;
-        files.push(file);
-    }
-    Ok(())
-}
-
-fn check_tokens(name: &str, value: &str) -> Result<(), String> {
-    tokens::check(value).map_err(|e| format!("{name}: {e}"))
 }
 
 /// The files one `Include` argument names: `~` expanded, relative to
@@ -335,7 +222,6 @@ fn include_paths(pattern: &str, base: &Path) -> (Vec<PathBuf>, Option<PathBuf>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::known_hosts::HostKeyPolicy;
 
     fn resolve_in(text: &str, system: &str, query: Query<'_>) -> HostOptions {
         let dir = tempfile::tempdir().unwrap();
@@ -499,31 +385,6 @@ mod tests {
             q("h"),
         );
         assert_eq!(c.user.as_deref(), Some("u"));
-    }
-
-    #[test]
-    fn typed_values_parse_where_they_are_read() {
-        let c = resolve_in(
-            "Host h\n  StrictHostKeyChecking accept-new\n  ProxyJump ops@bastion:2222\n  \
-             PreferredAuthentications hostbased,password,publickey\n  ProxyCommand nc %h %p\n",
-            "",
-            q("h"),
-        );
-        assert_eq!(c.strict_host_key_checking, Some(HostKeyPolicy::AcceptNew));
-        assert_eq!(
-            c.proxy,
-            Some(Proxy::Jump(vec![values::Hop {
-                host: "bastion".into(),
-                user: Some("ops".into()),
-                port: Some(2222),
-            }]))
-        );
-        assert_eq!(
-            c.preferred_authentications,
-            Some(vec![values::Method::Password, values::Method::PublicKey])
-        );
-        let c = resolve_in("Host h\n  ProxyCommand nc %h %p\n", "", q("h"));
-        assert_eq!(c.proxy, Some(Proxy::Command("nc %h %p".into())));
     }
 
     #[test]
