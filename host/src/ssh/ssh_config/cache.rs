@@ -106,15 +106,6 @@ impl Dependency {
 mod tests {
     use super::*;
 
-    fn q(host: &str) -> Query<'_> {
-        Query {
-            host,
-            user: None,
-            port: None,
-            local_user: "me",
-        }
-    }
-
     #[test]
     fn the_cache_sees_edits_and_new_included_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -131,7 +122,7 @@ mod tests {
             system: Some(dir.path().join("missing")),
         };
         let cache = Cache::default();
-        let port = || cache.resolve(&files, &q("h")).unwrap().port;
+        let port = || cache.resolve(&files, &Query::of("h")).unwrap().port;
         assert_eq!(port(), Some(1));
         assert_eq!(port(), Some(1));
         // An edit, same size.
@@ -167,7 +158,7 @@ mod tests {
             system: None,
         };
         let cache = Cache::default();
-        cache.resolve(&files, &q("h")).unwrap();
+        cache.resolve(&files, &Query::of("h")).unwrap();
         assert!(cache.lock().is_empty());
     }
 }

@@ -72,6 +72,19 @@ pub struct Query<'a> {
     pub local_user: &'a str,
 }
 
+#[cfg(test)]
+impl<'a> Query<'a> {
+    /// A lookup of `host` alone, by local user `me`.
+    pub(super) fn of(host: &'a str) -> Self {
+        Query {
+            host,
+            user: None,
+            port: None,
+            local_user: "me",
+        }
+    }
+}
+
 impl Files {
     /// Resolves the options for `query`. A missing file is no error; an
     /// unreadable or malformed one is.

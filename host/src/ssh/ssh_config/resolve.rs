@@ -246,18 +246,9 @@ mod tests {
             user: Some(main.clone()),
             system: None,
         }
-        .resolve(&q("h"))
+        .resolve(&Query::of("h"))
         .unwrap_err();
         (err, main.display().to_string())
-    }
-
-    fn q(host: &str) -> Query<'_> {
-        Query {
-            host,
-            user: None,
-            port: None,
-            local_user: "me",
-        }
     }
 
     #[test]
@@ -265,7 +256,7 @@ mod tests {
         let c = resolve_in(
             "Host db-*\n  HostName 10.0.0.5\n  Port 2200\nHost *\n  User fallback\n  Port 22\n",
             "Host *\n  User system\n  HostName never\n",
-            q("db-prod"),
+            Query::of("db-prod"),
         );
         assert_eq!(c.hostname.as_deref(), Some("10.0.0.5"));
         assert_eq!(c.port, Some(2200));
@@ -277,7 +268,7 @@ mod tests {
         let query = Query {
             user: Some("explicit"),
             port: Some(2022),
-            ..q("h")
+            ..Query::of("h")
         };
         let c = resolve_in("Host h\n  User u\n  Port 1\n", "", query);
         assert_eq!(c.user.as_deref(), Some("explicit"));
@@ -288,15 +279,15 @@ mod tests {
     fn negation_and_wildcards() {
         let text = "Host *.corp !bastion.corp\n  User corp\nHost ?ux\n  User short\n";
         assert_eq!(
-            resolve_in(text, "", q("web.corp")).user.as_deref(),
+            resolve_in(text, "", Query::of("web.corp")).user.as_deref(),
             Some("corp")
         );
-        assert_eq!(resolve_in(text, "", q("bastion.corp")).user, None);
+        assert_eq!(resolve_in(text, "", Query::of("bastion.corp")).user, None);
         assert_eq!(
-            resolve_in(text, "", q("lux")).user.as_deref(),
+            resolve_in(text, "", Query::of("lux")).user.as_deref(),
             Some("short")
         );
-        assert_eq!(resolve_in(text, "", q("flux")).user, None);
+        assert_eq!(resolve_in(text, "", Query::of("flux")).user, None);
     }
 
     #[test]
@@ -304,7 +295,7 @@ mod tests {
         let c = resolve_in(
             "Host h\n IdentityFile=~/.ssh/a\n IdentityFile \"/path with space/b\"\nHost *\n IdentityFile ~/.ssh/a\n IdentityFile c # comment\n",
             "",
-            q("h"),
+            Query::of("h"),
         );
         assert_eq!(c.identity_files, ["~/.ssh/a", "/path with space/b", "c"]);
     }
@@ -318,7 +309,7 @@ mod tests {
                     Match !localuser me\n  ConnectTimeout 3\n\
                     Match exec true\n  ProxyJump never\n\
                     Match all\n  ServerAliveInterval 1m5s\n";
-        let c = resolve_in(text, "", q("alias"));
+        let c = resolve_in(text, "", Query::of("alias"));
         assert_eq!(c.user.as_deref(), Some("by-host"));
         assert_eq!(c.port, Some(2201));
         assert_eq!(c.identities_only, None);
@@ -351,9 +342,9 @@ mod tests {
             user: Some(main),
             system: None,
         };
-        let a = files.resolve(&q("a")).unwrap();
+        let a = files.resolve(&Query::of("a")).unwrap();
         assert_eq!(a.user.as_deref(), Some("from-a"));
-        let b = files.resolve(&q("b")).unwrap();
+        let b = files.resolve(&Query::of("b")).unwrap();
         assert_eq!(b.user.as_deref(), Some("from-b"));
     }
 
@@ -366,7 +357,7 @@ mod tests {
             user: Some(main),
             system: None,
         };
-        let err = files.resolve(&q("h")).unwrap_err();
+        let err = files.resolve(&Query::of("h")).unwrap_err();
         assert!(err.message.contains("nested"), "{err}");
     }
 
@@ -382,7 +373,7 @@ mod tests {
         let c = resolve_in(
             "Host *\n  SendEnv LANG\n  ForwardX11 yes\n  User u\n",
             "",
-            q("h"),
+            Query::of("h"),
         );
         assert_eq!(c.user.as_deref(), Some("u"));
     }

@@ -184,26 +184,19 @@ mod tests {
     }
 
     #[test]
-    fn jumps_parse_users_ports_and_brackets() {
-        let hops = jump_hops("ops@bastion:2222,[::1],ssh://u@h").unwrap();
+    fn jumps_take_a_scheme_users_with_at_signs_and_brackets() {
+        let hops: Vec<_> = jump_hops("ssh://u@h,a@b@c:1,[::1]:2")
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.user, h.host, h.port))
+            .collect();
+        let user = |u: &str| Some(u.to_string());
         assert_eq!(
             hops,
             [
-                Hop {
-                    host: "bastion".into(),
-                    user: Some("ops".into()),
-                    port: Some(2222)
-                },
-                Hop {
-                    host: "::1".into(),
-                    user: None,
-                    port: None
-                },
-                Hop {
-                    host: "h".into(),
-                    user: Some("u".into()),
-                    port: None
-                },
+                (user("u"), "h".to_string(), None),
+                (user("a@b"), "c".to_string(), Some(1)),
+                (None, "::1".to_string(), Some(2)),
             ]
         );
     }
