@@ -73,8 +73,8 @@ impl HostOptions {
         let yes_no = || values::yes_no(name, &first()?);
         let seconds = || values::seconds(name, &first()?);
         match keyword.as_str() {
-            "hostname" => set_once(&mut self.hostname, first()?),
-            "user" => set_once(&mut self.user, first()?),
+            "hostname" => set_name(name, &mut self.hostname, first()?)?,
+            "user" => set_name(name, &mut self.user, first()?)?,
             "port" => set_once(&mut self.port, values::port(&first()?)?),
             "identityfile" => push_file(name, &mut self.identity_files, first()?)?,
             "certificatefile" => push_file(name, &mut self.certificate_files, first()?)?,
@@ -154,6 +154,21 @@ fn set_once<T>(slot: &mut Option<T>, value: T) {
     }
 }
 
+/// A host or user name is checked again once resolved (it reaches
+/// known_hosts lines, logs and the login); refusing blanks and control
+/// characters here too names the line that holds them.
+fn set_name(keyword: &str, slot: &mut Option<String>, value: String) -> Result<(), String> {
+    if slot.is_none() {
+        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "{keyword} {value:?} has blanks or control characters"
+            ));
+        }
+        *slot = Some(value);
+    }
+    Ok(())
+}
+
 fn push_file(name: &str, files: &mut Vec<String>, file: String) -> Result<(), String> {
     if files.len() < MAX_FILES && !files.contains(&file) {
         check_tokens(name, &file)?;
@@ -219,6 +234,10 @@ mod tests {
         // expanded, so it cannot fail.
         assert!(apply_all("IdentityAgent ~/%z").is_err());
         assert!(apply_all("IdentityAgent none\nIdentityAgent ~/%z").is_ok());
+        let err = apply_all("User \"a b\"").unwrap_err();
+        assert!(err.contains("User \"a b\" has blanks"), "{err}");
+        assert!(apply_all("HostName \"h\u{7}\"").is_err());
+        assert!(apply_all("User u\nUser \"a b\"").is_ok());
     }
 
     #[test]
