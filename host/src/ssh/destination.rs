@@ -118,6 +118,9 @@ pub(crate) fn resolve(
         remote_user: &key.username,
         local_user: &local_user,
     };
+    // ssh_config checked each value's tokens where it was read (with its
+    // file and line); what can still fail here is a name unfit for a path
+    // or a command line, which comes from the call, not the file.
     let expand = |what: &str, value: &str| {
         tokens
             .expand(value)
