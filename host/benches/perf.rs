@@ -735,8 +735,8 @@ async fn main() {
 /// this machine's `/etc/ssh/ssh_config` with its `Include`. Parsed every
 /// time, then as calls see it (cached while no file changes).
 fn resolve_cost(dir: &Path, n: usize) -> (Stats, Stats) {
-    use mcp_ssh_session::ssh::openssh_config::Query;
-    use mcp_ssh_session::ssh::{ConfigFiles, SessionManager, SshConfig, Target};
+    use mcp_ssh_session::ssh::ssh_config::{Files, Query};
+    use mcp_ssh_session::ssh::{SessionManager, SshConfig, Target};
     let path = dir.join("ssh_config_bench");
     let mut text = String::new();
     for i in 0..200 {
@@ -750,7 +750,7 @@ fn resolve_cost(dir: &Path, n: usize) -> (Stats, Stats) {
     }
     text.push_str("Host *\n  ServerAliveInterval 30\n  SendEnv LANG\n");
     std::fs::write(&path, text).unwrap();
-    let files = ConfigFiles {
+    let files = Files {
         user: Some(path),
         system: Some("/etc/ssh/ssh_config".into()),
     };

@@ -350,3 +350,38 @@ async fn a_hostile_host_name_cannot_inject_into_proxy_command() {
     }
     assert!(!pwned.exists(), "the shell ran the injected command");
 }
+
+/// A jump host is resolved through ssh_config when the route is taken: a
+/// malformed value in its own block fails the call with that file and line,
+/// and neither the jump host nor the target is contacted.
+#[tokio::test]
+async fn a_malformed_value_in_a_jump_hosts_block_names_file_and_line() {
+    let (jump, target) = (Sshd::start(), Sshd::start());
+    let config = [
+        host_block("target", &target, "  ProxyJump bastion\n"),
+        host_block("bastion", &jump, "  StrictHostKeyChecking sometimes\n"),
+    ]
+    .concat();
+    let line = 1 + config
+        .lines()
+        .position(|l| l.contains("sometimes"))
+        .unwrap();
+    let builder = Server::builder().ssh_config(&config);
+    let file = builder.home().join(".ssh").join("config");
+    let server = builder.spawn().await;
+    let res = server
+        .call(
+            "execute_command",
+            json!({"host": "target", "command": "true"}),
+        )
+        .await;
+    let err = tool_error(&res);
+    let at = format!("{} line {line}: ", file.display());
+    assert!(
+        err.contains(&at) && err.contains("StrictHostKeyChecking \"sometimes\""),
+        "{err}"
+    );
+    for sshd in [&jump, &target] {
+        assert!(!sshd.log().contains("Accepted"), "{}", sshd.log());
+    }
+}

@@ -500,3 +500,58 @@ async fn edits_to_ssh_config_apply_at_the_next_call() {
     std::fs::write(&path, config(sshd.port())).unwrap();
     succeeded(&server.call("execute_command", run).await);
 }
+
+/// A malformed `StrictHostKeyChecking`, `ProxyJump` or
+/// `PreferredAuthentications` in `~/.ssh/config` fails the call with the
+/// file and line, before any connection: nothing runs, the server is never
+/// contacted, and a host whose block is well-formed still works.
+#[tokio::test]
+async fn a_malformed_typed_value_names_file_and_line_and_nothing_runs() {
+    let sshd = Sshd::start();
+    let marker = tempfile::tempdir().unwrap();
+    let ran = marker.path().join("ran");
+    std::fs::set_permissions(
+        marker.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // Each alias reaches the real server; only its own bad line differs.
+    let config = format!(
+        "Host bad-policy\n  StrictHostKeyChecking sometimes\n\
+         Host bad-jump\n  ProxyJump user@\n\
+         Host bad-methods\n  PreferredAuthentications publickey,gssapi\n\
+         Host *\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  IdentityFile {}\n",
+        sshd.port(),
+        sshd.client_key().display()
+    );
+    let builder = Server::builder().ssh_config(&config);
+    let file = builder.home().join(".ssh").join("config");
+    let server = builder.spawn().await;
+    let command = format!("touch {}", ran.display());
+    for (host, line, says) in [
+        ("bad-policy", 2, "StrictHostKeyChecking \"sometimes\""),
+        ("bad-jump", 4, "ProxyJump \"user@\""),
+        ("bad-methods", 6, "unknown authentication method \"gssapi\""),
+    ] {
+        let res = server
+            .call("execute_command", json!({"host": host, "command": command}))
+            .await;
+        let err = tool_error(&res);
+        let at = format!("{} line {line}: ", file.display());
+        assert!(err.contains(&at) && err.contains(says), "{host}: {err}");
+    }
+    assert!(!ran.exists(), "a command ran despite the malformed config");
+    assert!(
+        !sshd.log().contains("Accepted"),
+        "the server was contacted:\n{}",
+        sshd.log()
+    );
+    let res = server
+        .call(
+            "execute_command",
+            json!({"host": "good", "command": command}),
+        )
+        .await;
+    succeeded(&res);
+    assert!(ran.exists(), "the well-formed host did not run the command");
+}

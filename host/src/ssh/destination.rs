@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::known_hosts::KnownHostsFiles;
-use super::openssh_config::{ConfigCache, Query, Tokens, expand_hostname};
+use super::ssh_config::{self, Proxy, Query, Tokens, expand_hostname};
 use super::{HostKeyPolicy, SessionKey, SshConfig, SshError, Target};
+
+pub use super::ssh_config::{Hop, Method};
 
 /// A resolved destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,38 +45,11 @@ pub enum Route {
     Command(String),
 }
 
-/// One `ProxyJump` host: `[user@]host[:port]`, itself resolved through
-/// ssh_config when it is used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hop {
-    pub host: String,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Agent {
     /// `SSH_AUTH_SOCK`.
     Env,
     Socket(PathBuf),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    PublicKey,
-    KeyboardInteractive,
-    Password,
-}
-
-impl Method {
-    /// The method's name on the wire and in `PreferredAuthentications`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::PublicKey => "publickey",
-            Method::KeyboardInteractive => "keyboard-interactive",
-            Method::Password => "password",
-        }
-    }
 }
 
 /// Without `PreferredAuthentications`: as OpenSSH, except that `password`
@@ -105,7 +80,7 @@ pub(crate) fn display_name(alias: Option<&str>, key: &SessionKey) -> String {
 pub(crate) fn resolve(
     target: &Target,
     config: &SshConfig,
-    cache: &ConfigCache,
+    cache: &ssh_config::Cache,
 ) -> Result<Destination, SshError> {
     let given = super::validate_host(&target.host)?;
     let local_user = super::default_username().unwrap_or_default();
@@ -115,15 +90,15 @@ pub(crate) fn resolve(
         port: target.port,
         local_user: &local_user,
     };
-    let host_config = cache
+    let options = cache
         .resolve(&config.ssh_config, &query)
         .map_err(|e| SshError::InvalidArgument(format!("ssh_config: {e}")))?;
 
-    let hostname = host_config
+    let hostname = options
         .hostname
         .as_deref()
         .map_or_else(|| given.clone(), |h| expand_hostname(h, &given));
-    let username = match host_config.user.clone() {
+    let username = match options.user.clone() {
         Some(u) => u,
         None if !local_user.is_empty() => local_user.clone(),
         None => {
@@ -133,7 +108,7 @@ pub(crate) fn resolve(
             ));
         }
     };
-    let key = SessionKey::new(username, &hostname, host_config.port.unwrap_or(22))?;
+    let key = SessionKey::new(username, &hostname, options.port.unwrap_or(22))?;
     let alias = (key.host != given).then(|| given.clone());
 
     let tokens = Tokens {
@@ -143,6 +118,9 @@ pub(crate) fn resolve(
         remote_user: &key.username,
         local_user: &local_user,
     };
+    // ssh_config checked each value's tokens where it was read (with its
+    // file and line); what can still fail here is a name unfit for a path
+    // or a command line, which comes from the call, not the file.
     let expand = |what: &str, value: &str| {
         tokens
             .expand(value)
@@ -156,22 +134,20 @@ pub(crate) fn resolve(
             .collect()
     };
 
-    let identity_files = if host_config.identity_files.is_empty() {
+    let identity_files = if options.identity_files.is_empty() {
         config.default_identities.clone()
     } else {
-        paths("IdentityFile", &host_config.identity_files)?
+        paths("IdentityFile", &options.identity_files)?
     };
-    let certificate_files = paths("CertificateFile", &host_config.certificate_files)?;
+    let certificate_files = paths("CertificateFile", &options.certificate_files)?;
 
-    let route = match (&host_config.proxy_jump, &host_config.proxy_command) {
-        (Some(jump), _) if !jump.eq_ignore_ascii_case("none") => Route::Jump(parse_jump(jump)?),
-        (_, Some(command)) if !command.eq_ignore_ascii_case("none") => {
-            Route::Command(expand("ProxyCommand", command)?)
-        }
-        _ => Route::Direct,
+    let route = match &options.proxy {
+        Some(Proxy::Jump(hops)) => Route::Jump(hops.clone()),
+        Some(Proxy::Command(command)) => Route::Command(expand("ProxyCommand", command)?),
+        Some(Proxy::None) | None => Route::Direct,
     };
 
-    let agent = match host_config.identity_agent.as_deref() {
+    let agent = match options.identity_agent.as_deref() {
         _ if !config.use_agent => None,
         None => Some(Agent::Env),
         Some(v) if v.eq_ignore_ascii_case("none") => None,
@@ -184,20 +160,17 @@ pub(crate) fn resolve(
         },
     };
 
-    let mut methods: Vec<Method> = match &host_config.preferred_authentications {
-        Some(list) => list
-            .iter()
-            .filter_map(|m| DEFAULT_METHODS.into_iter().find(|d| d.name() == m))
-            .collect(),
+    let mut methods: Vec<Method> = match &options.preferred_authentications {
+        Some(list) => list.clone(),
         None => DEFAULT_METHODS.to_vec(),
     };
     let off = [
-        (host_config.pubkey_authentication, Method::PublicKey),
+        (options.pubkey_authentication, Method::PublicKey),
         (
-            host_config.kbd_interactive_authentication,
+            options.kbd_interactive_authentication,
             Method::KeyboardInteractive,
         ),
-        (host_config.password_authentication, Method::Password),
+        (options.password_authentication, Method::Password),
     ];
     for (enabled, method) in off {
         if enabled == Some(false) {
@@ -207,48 +180,34 @@ pub(crate) fn resolve(
     methods.dedup();
 
     let ssh_dir = dirs::home_dir().unwrap_or_default().join(".ssh");
-    let user_known_hosts = match (&config.known_hosts, &host_config.user_known_hosts_files) {
+    let user_known_hosts = match (&config.known_hosts, &options.user_known_hosts_files) {
         (Some(path), _) => vec![path.clone()],
         (None, Some(files)) => paths("UserKnownHostsFile", files)?,
         (None, None) => vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")],
     };
-    let global_known_hosts = match &host_config.global_known_hosts_files {
+    let global_known_hosts = match &options.global_known_hosts_files {
         Some(files) => paths("GlobalKnownHostsFile", files)?,
         None => vec![
             PathBuf::from("/etc/ssh/ssh_known_hosts"),
             PathBuf::from("/etc/ssh/ssh_known_hosts2"),
         ],
     };
-    let host_key_policy = match (
-        config.host_key_policy,
-        &host_config.strict_host_key_checking,
-    ) {
-        (Some(policy), _) => policy,
-        (None, Some(v)) => match v.as_str() {
-            // `ask` needs a terminal; without one ssh refuses, and so do we.
-            "yes" | "ask" => HostKeyPolicy::Strict,
-            "accept-new" => HostKeyPolicy::AcceptNew,
-            "no" | "off" => HostKeyPolicy::Off,
-            other => {
-                return Err(SshError::InvalidArgument(format!(
-                    "ssh_config StrictHostKeyChecking {other:?} is not yes, accept-new, no or ask"
-                )));
-            }
-        },
-        (None, None) => HostKeyPolicy::AcceptNew,
-    };
+    let host_key_policy = config
+        .host_key_policy
+        .or(options.strict_host_key_checking)
+        .unwrap_or(HostKeyPolicy::AcceptNew);
 
-    let connect_timeout = host_config
+    let connect_timeout = options
         .connect_timeout
         .filter(|s| *s > 0)
         .map_or(config.connect_timeout, Duration::from_secs);
-    let keepalive = match host_config.server_alive_interval {
+    let keepalive = match options.server_alive_interval {
         Some(0) => None,
         Some(s) => Some(Duration::from_secs(s)),
         None => Some(config.keepalive_interval),
     }
     .map(|interval| {
-        let max = host_config.server_alive_count_max.unwrap_or(3).max(1);
+        let max = options.server_alive_count_max.unwrap_or(3).max(1);
         (interval, max as usize)
     });
 
@@ -258,13 +217,13 @@ pub(crate) fn resolve(
         route,
         identity_files,
         certificate_files,
-        identities_only: host_config.identities_only.unwrap_or(false),
+        identities_only: options.identities_only.unwrap_or(false),
         agent,
         methods,
         known_hosts: KnownHostsFiles {
             user: user_known_hosts,
             global: global_known_hosts,
-            hash: host_config.hash_known_hosts.unwrap_or(false),
+            hash: options.hash_known_hosts.unwrap_or(false),
         },
         host_key_policy,
         connect_timeout,
@@ -272,55 +231,16 @@ pub(crate) fn resolve(
     })
 }
 
-/// `ProxyJump`: comma-separated `[user@]host[:port]` or `ssh://[user@]host[:port]`.
-pub(crate) fn parse_jump(value: &str) -> Result<Vec<Hop>, SshError> {
-    let bad = |hop: &str| {
-        SshError::InvalidArgument(format!(
-            "ssh_config ProxyJump {hop:?} is not [user@]host[:port]"
-        ))
-    };
-    value
-        .split(',')
-        .map(|hop| {
-            let spec = hop.trim();
-            let spec = spec.strip_prefix("ssh://").unwrap_or(spec);
-            let (user, rest) = match spec.rsplit_once('@') {
-                Some((u, r)) => (Some(u.to_string()), r),
-                None => (None, spec),
-            };
-            let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-                let (h, after) = inner.split_once(']').ok_or_else(|| bad(hop))?;
-                let port = match after.strip_prefix(':') {
-                    Some(p) => Some(p.parse().map_err(|_| bad(hop))?),
-                    None if after.is_empty() => None,
-                    None => return Err(bad(hop)),
-                };
-                (h.to_string(), port)
-            } else {
-                match rest.split_once(':') {
-                    Some((h, p)) => (h.to_string(), Some(p.parse().map_err(|_| bad(hop))?)),
-                    None => (rest.to_string(), None),
-                }
-            };
-            if host.is_empty() || user.as_deref() == Some("") || port == Some(0) {
-                return Err(bad(hop));
-            }
-            Ok(Hop { host, user, port })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssh::openssh_config::ConfigFiles;
 
     fn config_with(text: &str) -> (tempfile::TempDir, SshConfig) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, text).unwrap();
         let config = SshConfig {
-            ssh_config: ConfigFiles {
+            ssh_config: ssh_config::Files {
                 user: Some(path),
                 system: None,
             },
@@ -347,7 +267,7 @@ mod tests {
         let d = resolve(
             &target("db-prod", None, None),
             &cfg,
-            &ConfigCache::default(),
+            &ssh_config::Cache::default(),
         )
         .unwrap();
         assert_eq!(d.key.to_string(), "deploy@10.0.0.5:2200");
@@ -376,7 +296,7 @@ mod tests {
         let explicit = resolve(
             &target("db-prod", Some("root"), Some(22)),
             &cfg,
-            &ConfigCache::default(),
+            &ssh_config::Cache::default(),
         )
         .unwrap();
         assert_eq!(explicit.key.to_string(), "root@10.0.0.5:22");
@@ -388,7 +308,7 @@ mod tests {
         let d = resolve(
             &target("127.0.0.1", Some("u"), None),
             &cfg,
-            &ConfigCache::default(),
+            &ssh_config::Cache::default(),
         )
         .unwrap();
         assert_eq!(d.key.to_string(), "u@127.0.0.1:22");
@@ -407,7 +327,12 @@ mod tests {
              IdentityAgent none\n ConnectTimeout 4\n ServerAliveInterval 0\n ProxyJump none\n \
              ProxyCommand nc %h %p\n",
         );
-        let d = resolve(&target("h", Some("u"), None), &cfg, &ConfigCache::default()).unwrap();
+        let d = resolve(
+            &target("h", Some("u"), None),
+            &cfg,
+            &ssh_config::Cache::default(),
+        )
+        .unwrap();
         assert_eq!(d.methods, [Method::PublicKey]);
         assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
         let home = dirs::home_dir().unwrap();
@@ -428,15 +353,13 @@ mod tests {
         let (_d, mut cfg) = config_with("Host *\n StrictHostKeyChecking no\n");
         cfg.host_key_policy = Some(HostKeyPolicy::Strict);
         cfg.known_hosts = Some(PathBuf::from("/k"));
-        let d = resolve(&target("h", Some("u"), None), &cfg, &ConfigCache::default()).unwrap();
+        let d = resolve(
+            &target("h", Some("u"), None),
+            &cfg,
+            &ssh_config::Cache::default(),
+        )
+        .unwrap();
         assert_eq!(d.host_key_policy, HostKeyPolicy::Strict);
         assert_eq!(d.known_hosts.user, [PathBuf::from("/k")]);
-    }
-
-    #[test]
-    fn bad_jumps_are_refused() {
-        for bad in ["", "user@", "h:0", "h:x", "[::1", "@h"] {
-            assert!(parse_jump(bad).is_err(), "{bad:?} accepted");
-        }
     }
 }

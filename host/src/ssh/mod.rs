@@ -17,9 +17,9 @@ pub mod known_hosts;
 mod launch;
 pub mod manager;
 mod net;
-pub mod openssh_config;
 mod output;
 mod proxy;
+pub mod ssh_config;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,7 +32,6 @@ pub use exec::{Command, ExecOutput, ExecRequest, Progress, ProgressFn, StreamOut
 pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
 pub use known_hosts::{HostKeyPolicy, KnownHostsFiles};
 pub use manager::{SessionInfo, SessionManager};
-pub use openssh_config::ConfigFiles;
 
 /// Why an SSH request failed. The variants mirror the WIT `ssh-error`, so a
 /// guest can tell a wrong password from a refused port.
@@ -238,7 +237,7 @@ fn passwd_name() -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct SshConfig {
     /// The ssh_config files read for every destination.
-    pub ssh_config: ConfigFiles,
+    pub ssh_config: ssh_config::Files,
     /// The operator's known_hosts file: replaces `UserKnownHostsFile`.
     pub known_hosts: Option<PathBuf>,
     /// The operator's host-key policy: replaces `StrictHostKeyChecking`.
@@ -277,7 +276,7 @@ impl Default for SshConfig {
     fn default() -> Self {
         let ssh_dir = dirs::home_dir().unwrap_or_default().join(".ssh");
         Self {
-            ssh_config: ConfigFiles::default(),
+            ssh_config: ssh_config::Files::default(),
             known_hosts: None,
             host_key_policy: None,
             connect_timeout: Duration::from_secs(15),

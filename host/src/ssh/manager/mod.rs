@@ -24,7 +24,7 @@ use super::exec::{self, ExecOutput, ExecRequest, RunError};
 use super::jobs::{JobInfo, JobRequest, JobSink, Jobs};
 use super::kill::Stopper;
 use super::launch::{self, Payload};
-use super::openssh_config::ConfigCache;
+use super::ssh_config;
 use connection::{Connection, lock};
 use lease::Use;
 
@@ -68,7 +68,7 @@ struct Inner {
     /// while someone connects.
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
     jobs: Jobs,
-    ssh_config: ConfigCache,
+    ssh_config: ssh_config::Cache,
 }
 
 impl SessionManager {
@@ -80,7 +80,7 @@ impl SessionManager {
                 config,
                 live: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
-                ssh_config: ConfigCache::default(),
+                ssh_config: ssh_config::Cache::default(),
             }),
         }
     }
@@ -471,7 +471,7 @@ mod tests {
     async fn connect_gates_do_not_pile_up_with_every_name_tried() {
         let dir = tempfile::tempdir().unwrap();
         let manager = SessionManager::new(SshConfig {
-            ssh_config: super::super::ConfigFiles {
+            ssh_config: super::super::ssh_config::Files {
                 user: None,
                 system: None,
             },
