@@ -15,6 +15,7 @@ mod bounded;
 mod cache;
 mod clock;
 pub mod grants;
+mod imports;
 mod limits;
 mod state;
 mod stderr;
