@@ -49,6 +49,15 @@ pub(crate) enum Command<'a> {
     Argv(&'a [String]),
 }
 
+impl<'a> From<&'a core::Command> for Command<'a> {
+    fn from(c: &'a core::Command) -> Self {
+        match c {
+            core::Command::Line(line) => Self::Line(line),
+            core::Command::Argv(argv) => Self::Argv(argv),
+        }
+    }
+}
+
 /// A session-table import, named as in the WIT.
 #[derive(Clone, Copy)]
 pub(crate) enum SessionOp {

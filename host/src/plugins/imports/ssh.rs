@@ -36,20 +36,14 @@ impl ssh::Host for StoreState {
         target: types::Target,
         request: ssh::ExecRequest,
     ) -> Result<ssh::RunOutput, SshError> {
-        let mut target = target_from_wit(target);
-        let pass = self.authorize(Access::Command(
-            &mut target,
-            Command::Line(&request.command),
-        ))?;
-        let request = core::ExecRequest {
-            command: core::Command::Line(request.command),
-            timeout: request.timeout_ms.map(Duration::from_millis),
-            max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
-            cancel: self.cancel.clone(),
-            progress: self.progress.clone().map(exec_progress),
-        };
-        let result = self.sessions.exec(&target, &request).await;
-        pass.finish(result).map(run_output)
+        let command = core::Command::Line(request.command);
+        self.run_command(
+            target,
+            command,
+            request.timeout_ms,
+            request.max_output_bytes,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
@@ -58,20 +52,17 @@ impl ssh::Host for StoreState {
         target: types::Target,
         request: ssh::ArgvRequest,
     ) -> Result<ssh::RunOutput, SshError> {
-        let mut target = target_from_wit(target);
         if request.argv.is_empty() {
             return Err(SshError::InvalidArgument("argv must not be empty".into()));
         }
-        let pass = self.authorize(Access::Command(&mut target, Command::Argv(&request.argv)))?;
-        let request = core::ExecRequest {
-            command: core::Command::Argv(request.argv),
-            timeout: request.timeout_ms.map(Duration::from_millis),
-            max_output_bytes: self.grant.clamp_output(request.max_output_bytes),
-            cancel: self.cancel.clone(),
-            progress: self.progress.clone().map(exec_progress),
-        };
-        let result = self.sessions.exec(&target, &request).await;
-        pass.finish(result).map(run_output)
+        let command = core::Command::Argv(request.argv);
+        self.run_command(
+            target,
+            command,
+            request.timeout_ms,
+            request.max_output_bytes,
+        )
+        .await
     }
 
     async fn describe_target(&mut self, target: types::Target) -> Result<String, SshError> {
@@ -98,6 +89,29 @@ impl ssh::Host for StoreState {
     async fn close_all_sessions(&mut self) -> Result<u32, SshError> {
         let pass = self.authorize(Access::Sessions(SessionOp::CloseAll, None))?;
         pass.finish(Ok(self.sessions.close_all()))
+    }
+}
+
+impl StoreState {
+    /// `run` and `run-argv`: through the gate, then the SSH core.
+    async fn run_command(
+        &mut self,
+        target: types::Target,
+        command: core::Command,
+        timeout_ms: Option<u64>,
+        max_output_bytes: Option<u64>,
+    ) -> Result<ssh::RunOutput, SshError> {
+        let mut target = target_from_wit(target);
+        let pass = self.authorize(Access::Command(&mut target, Command::from(&command)))?;
+        let request = core::ExecRequest {
+            command,
+            timeout: timeout_ms.map(Duration::from_millis),
+            max_output_bytes: self.grant.clamp_output(max_output_bytes),
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone().map(exec_progress),
+        };
+        let result = self.sessions.exec(&target, &request).await;
+        pass.finish(result).map(run_output)
     }
 }
 
