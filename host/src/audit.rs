@@ -1,5 +1,6 @@
 //! The audit log: one JSON line per tool call and per SSH command a
-//! component runs or is denied, appended to a file only this user can read:
+//! component runs or is denied (and per refused listing or closing of
+//! sessions), appended to a file only this user can read:
 //! created 0600, a wider mode narrowed to 0600, a symlink or a file owned
 //! by someone else refused (it could point the log at a file of theirs).
 //!
@@ -24,11 +25,16 @@ pub struct AuditLog {
 /// One entry. Absent fields are left out of the line.
 #[derive(Debug, Default, Serialize)]
 pub struct Entry<'a> {
-    /// `tool_call` or `ssh_command`.
+    /// `tool_call`, `ssh_command`, or `ssh_sessions` (listing or closing
+    /// sessions, audited when refused).
     pub kind: &'a str,
     pub component: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<&'a str>,
+    /// The import of an `ssh_sessions` entry: `list-sessions`,
+    /// `close-session` or `close-all-sessions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'a str>,
     /// `username@host:port` (the user may be defaulted by the host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

@@ -172,3 +172,29 @@ async fn an_existing_audit_log_readable_by_others_is_narrowed_to_0600() {
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn a_refused_listing_or_closing_of_sessions_is_audited_as_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let arg = log.display().to_string();
+    let server = crate::plugins::with_hostile_plugin(&["--audit-log", &arg]).await;
+    server.call("hostile_sessions", json!({})).await;
+    let refused: Vec<Value> = lines(&log)
+        .into_iter()
+        .filter(|e| e["kind"] == "ssh_sessions")
+        .collect();
+    let operations: Vec<&str> = refused
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["list-sessions", "close-all-sessions"]);
+    for entry in &refused {
+        assert_eq!(entry["tool"], "hostile_sessions");
+        let decision = entry["decision"].as_str().unwrap();
+        assert!(
+            decision.starts_with("denied: ") && decision.contains("sessions"),
+            "{entry}"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Where components come from: the built-ins compiled into this binary,
+//! the `*.wasm` files of the plugin directory with the manifests beside
+//! them, and the default places of the plugin directory and the config
+//! file that grants them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::grants::{Grant, Grants, Manifest};
+
+/// The components compiled into this binary by `build.rs`.
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_components.rs"));
+}
+
+/// A component file larger than this is refused at load: the largest
+/// tool components are a few MiB.
+const COMPONENT_FILE_CAP: u64 = 256 << 20;
+
+/// How the plugin host is set up: where components and grants come from,
+/// and the budgets of each call.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Extra components: every `*.wasm` in it. `None`: built-ins only.
+    pub plugin_dir: Option<PathBuf>,
+    /// Whether a missing `plugin_dir` is an error (it was asked for).
+    pub plugin_dir_required: bool,
+    /// Compiled components; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Guest time per call: computing or waiting in WASI, not time in
+    /// this host's `ssh`, `jobs` and `progress` imports.
+    pub cpu_limit: Duration,
+    /// Bytes of all of a call's linear memories together.
+    pub memory_limit: usize,
+    /// The operator's grants for plugin components, by name (file stem).
+    pub grants: Grants,
+    /// Where those grants live, for messages that say what to add.
+    pub config_path: PathBuf,
+    /// Append an audit log here.
+    pub audit_log: Option<PathBuf>,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            plugin_dir: default_plugin_dir(),
+            plugin_dir_required: false,
+            cache_dir: dirs::cache_dir().map(|d| d.join("mcp-ssh-session").join("components")),
+            cpu_limit: Duration::from_secs(10),
+            memory_limit: 256 << 20,
+            grants: Grants::new(),
+            config_path: default_config_path(),
+            audit_log: None,
+        }
+    }
+}
+
+/// `~/.config/mcp-ssh-session/config.toml` (or the platform's equivalent).
+pub fn default_config_path() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_default()
+        .join("mcp-ssh-session")
+        .join("config.toml")
+}
+
+/// `~/.config/mcp-ssh-session/plugins` (or the platform's equivalent).
+pub fn default_plugin_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("mcp-ssh-session").join("plugins"))
+}
+
+/// A component to compile: its name in logs, its bytes, what it may do.
+pub(crate) struct Source {
+    pub(crate) name: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) grant: Grant,
+}
+
+/// The prefix of a built-in component's name.
+const BUILTIN: &str = "built-in:";
+
+/// Whether `name` (a [`Source`]'s) is a built-in's: a built-in that does
+/// not load is a startup error, a plugin that does not is skipped.
+pub(crate) fn is_builtin(name: &str) -> bool {
+    name.starts_with(BUILTIN)
+}
+
+/// The built-in components, then those of the plugin directory, each with
+/// its grant. A plugin whose manifest is unreadable is skipped, logged.
+pub(crate) fn sources(config: &PluginConfig) -> anyhow::Result<Vec<Source>> {
+    let mut sources: Vec<Source> = builtin::COMPONENTS
+        .iter()
+        .map(|(name, bytes)| Source {
+            name: format!("{BUILTIN}{name}"),
+            bytes: bytes.to_vec(),
+            grant: Grant::full(),
+        })
+        .collect();
+    let Some(dir) = &config.plugin_dir else {
+        return Ok(sources);
+    };
+    for path in plugin_files(dir, config.plugin_dir_required)? {
+        let name = plugin_name(&path);
+        let manifest = match Manifest::beside(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("skipping plugin {}: {e:#}", path.display());
+                continue;
+            }
+        };
+        let operator = config.grants.get(&name);
+        let grant = Grant::for_plugin(&name, manifest.as_ref(), operator, &config.config_path);
+        sources.push(Source {
+            name: path.display().to_string(),
+            bytes: read_component(&path)?,
+            grant,
+        });
+    }
+    for name in config.grants.keys() {
+        if !dir.join(format!("{name}.wasm")).exists() {
+            tracing::warn!(
+                "the config grants {name}, but there is no {name}.wasm in {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(sources)
+}
+
+/// The name grants use for the component at `path`: its file's stem.
+pub(crate) fn plugin_name(path: &Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The bytes of a component file, refused if it is not a regular file or
+/// is too large to be one.
+pub(crate) fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    crate::fsutil::read_regular(path, COMPONENT_FILE_CAP)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+fn plugin_files(dir: &Path, required: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("plugin directory {}", dir.display())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
