@@ -117,3 +117,27 @@ async fn a_connection_frozen_mid_command_returns_within_its_timeout() {
     drop(frozen);
     works_again(&server, &sshd).await;
 }
+
+/// A call with time to spare does not wait on a frozen connection: a
+/// channel open that gets no answer within 5 s marks it dead, and the call
+/// goes on over a new one.
+#[tokio::test]
+async fn a_call_with_time_to_spare_replaces_a_frozen_connection() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    server.exec(&sshd, "true").await;
+    let _frozen = Frozen::new(&sshd);
+    let mut args = bare_args(&sshd, "echo through");
+    args["timeout"] = json!(30);
+    let started = Instant::now();
+    let res = server.call("execute_command", args).await;
+    let took = started.elapsed();
+    eprintln!("frozen before the call, timeout 30 s: answered after {took:?}");
+    assert_ne!(res.is_error, Some(true), "{}", text(&res));
+    assert_eq!(stdout(&res), "through\n", "{}", text(&res));
+    assert!(
+        took < Duration::from_secs(15),
+        "answered after {took:?}\n{}",
+        server.log()
+    );
+}

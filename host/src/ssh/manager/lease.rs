@@ -120,7 +120,7 @@ impl SessionManager {
             };
             let wait = deadline.saturating_duration_since(Deadline::now());
             let opened = tokio::select! {
-                c = conn.open_channel(wait.min(dest.connect_timeout)) => c,
+                c = conn.open_channel(wait.min(OPEN_STALL)) => c,
                 () = cancel.cancelled() => return Err(cancelled()),
             };
             match opened {

@@ -40,7 +40,7 @@ const MAX_JUMP_DEPTH: usize = 8;
 const REOPEN_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// A channel open that takes longer than this on an open connection means
 /// the connection is dead (a frozen server, a black-holed network).
-const OPEN_STALL: Duration = Duration::from_secs(2);
+const OPEN_STALL: Duration = Duration::from_secs(5);
 
 /// An open session as shown to tools: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
