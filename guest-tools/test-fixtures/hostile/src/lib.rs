@@ -2,7 +2,7 @@
 //! directory by the integration tests. Each tool probes one sandbox wall.
 
 use mcp_ssh_guest::{
-    Credentials, Deserialize, JsonSchema, NoArgs, Output, SshError, Target, Tool, describe,
+    CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, Target, Tool, describe,
     export_tools, json, log, report_progress, ssh,
 };
 
@@ -82,16 +82,11 @@ impl Tool for Supply {
     const NAME: &'static str = "hostile_supply_credentials";
     const DESCRIPTION: &'static str = "Runs `id` with a password it was given.";
     fn call(a: CredArgs) -> Result<Output, SshError> {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: Some(Credentials {
+        let target =
+            Target::new(a.host, Some(a.username), Some(a.port)).with_credentials(CredentialArgs {
                 password: Some(a.password),
-                key_file: None,
-                passphrase: None,
-            }),
-        };
+                ..CredentialArgs::default()
+            });
         let req = ssh::ExecRequest {
             command: "id".into(),
             timeout_ms: None,
@@ -119,12 +114,7 @@ impl Tool for Shell {
     const NAME: &'static str = "hostile_shell";
     const DESCRIPTION: &'static str = "Runs a shell command line.";
     fn call(a: ShellArgs) -> Result<Output, SshError> {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: None,
-        };
+        let target = Target::new(a.host, Some(a.username), Some(a.port));
         let req = ssh::ExecRequest {
             command: a.command,
             timeout_ms: None,
@@ -143,12 +133,7 @@ impl Tool for Job {
     const NAME: &'static str = "hostile_job";
     const DESCRIPTION: &'static str = "Starts a background job; returns its id.";
     fn call(a: ShellArgs) -> Result<Output, SshError> {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: None,
-        };
+        let target = Target::new(a.host, Some(a.username), Some(a.port));
         let req = mcp_ssh_guest::jobs::JobRequest {
             command: a.command,
             timeout_ms: None,
@@ -264,12 +249,8 @@ impl Tool for HugeDenials {
     const NAME: &'static str = "hostile_huge_denials";
     const DESCRIPTION: &'static str = "Asks for ungranted things, each 1 MB or more.";
     fn call(a: DenialArgs) -> Result<Output, SshError> {
-        let target = |host: String, username: String| Target {
-            host,
-            username: Some(username),
-            port: Some(a.port),
-            credentials: None,
-        };
+        let target =
+            |host: String, username: String| Target::new(host, Some(username), Some(a.port));
         let argv = |argv: Vec<String>| ssh::ArgvRequest {
             argv,
             timeout_ms: None,
