@@ -13,30 +13,34 @@
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
 //! does). Needs what `scripts/test` installs (sshd, the test account) and
-//! root, as the tests do.
+//! root, as the tests do. The server, its guests and sshd come from the
+//! integration suite's helpers; what stays here (over 500 lines) is one
+//! measurement per row of one table, and the baselines it compares against.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The integration suite's fixtures: its sshd, and its server and guest
+// helpers, so the benchmark drives the server exactly as the tests do.
 #[path = "../../tests/all/sshd.rs"]
 #[allow(dead_code)]
 mod sshd;
 
-use std::path::{Path, PathBuf};
+#[path = "../../tests/all/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::model::CallToolResult;
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use serde_json::{Value, json};
 
+use server::{Server, exec_args, guest_wasm, install_plugin, remote_running};
 use sshd::{Sshd, TEST_PASSWORD, TEST_USER};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
 
 struct Sizes {
     warm: usize,
@@ -207,91 +211,57 @@ fn fresh_ssh(sshd: &Sshd, n: usize) -> Vec<Duration> {
         .collect()
 }
 
-struct Server {
-    client: RunningService<RoleClient, ()>,
-    pid: u32,
-    log: PathBuf,
+/// `VmRSS` or `VmHWM` of the server process, in MiB.
+fn memory(server: &Server, field: &str) -> f64 {
+    server.status_field(field) as f64 / 1024.0
 }
 
-impl Server {
-    /// `VmRSS` or `VmHWM` of the server process, in MiB.
-    fn memory(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(field)?
-                    .trim_start_matches(':')
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap();
-        kb / 1024.0
+/// A call that must succeed as a tool; what failed, if it did not.
+async fn call(server: &Server, tool: &str, args: &Value) -> Result<CallToolResult, String> {
+    let res = server
+        .try_call(tool, args.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.is_error == Some(true) {
+        return Err(format!("{:?}", res.content));
     }
-
-    async fn call(&self, tool: &str, args: &Value) -> Result<CallToolResult, String> {
-        let Value::Object(map) = args.clone() else {
-            unreachable!()
-        };
-        let res = self
-            .client
-            .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(map))
-            .await
-            .map_err(|e| e.to_string())?;
-        if res.is_error == Some(true) {
-            return Err(format!("{:?}", res.content));
-        }
-        Ok(res)
-    }
-
-    async fn timed_call(&self, tool: &str, args: &Value) -> Duration {
-        let started = Instant::now();
-        self.call(tool, args).await.unwrap();
-        started.elapsed()
-    }
+    Ok(res)
 }
 
-async fn spawn(cache: &Path, home: &Path, log_filter: &str) -> (Server, Duration) {
-    spawn_with(cache, home, log_filter, &["--no-plugins".into()]).await
-}
-
-async fn spawn_with(
-    cache: &Path,
-    home: &Path,
-    log_filter: &str,
-    args: &[String],
-) -> (Server, Duration) {
-    static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let nth = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let log = home.join(format!("server-{nth}.log"));
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg("--known-hosts")
-        .arg(home.join("known_hosts"))
-        .env("HOME", home)
-        .env("MCP_SSH_LOG", log_filter)
-        .env_remove("SSH_AUTH_SOCK");
+async fn timed_call(server: &Server, tool: &str, args: &Value) -> Duration {
     let started = Instant::now();
-    let (transport, _) = TokioChildProcess::builder(cmd)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = transport.id().unwrap();
-    let client = ().serve(transport).await.unwrap();
-    (Server { client, pid, log }, started.elapsed())
+    call(server, tool, args).await.unwrap();
+    started.elapsed()
 }
 
+/// A server with the compile cache `cache`, logging at `log_filter`, and
+/// how long it took from spawn to `initialize` answered. It reads this
+/// machine's ssh_config, as a real deployment does.
+async fn spawn(cache: &Path, log_filter: &str) -> (Server, Duration) {
+    spawn_from(server::Server::builder(), cache, log_filter).await
+}
+
+async fn spawn_from(
+    builder: server::Builder,
+    cache: &Path,
+    log_filter: &str,
+) -> (Server, Duration) {
+    let builder = builder
+        .arg("--cache-dir")
+        .arg(cache.display().to_string())
+        .arg("--system-ssh-config")
+        .arg("/etc/ssh/ssh_config")
+        .env("MCP_SSH_LOG", log_filter);
+    let started = Instant::now();
+    let server = builder.spawn().await;
+    (server, started.elapsed())
+}
+
+/// `execute_command` with the fixture's key, on `port`.
 fn key_args(sshd: &Sshd, port: u16, command: &str) -> Value {
-    json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
-           "key_filename": sshd.client_key(), "command": command})
-}
-
-fn bare_args(port: u16, command: &str) -> Value {
-    json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "command": command})
+    let mut args = exec_args(sshd, command);
+    args["port"] = json!(port);
+    args
 }
 
 /// `callers` concurrent callers per port, each making `calls` calls.
@@ -308,12 +278,8 @@ async fn load(
         .map(|port| async move {
             let mut errors = 0;
             for _ in 0..calls {
-                errors += usize::from(
-                    server
-                        .call("execute_command", &bare_args(port, "true"))
-                        .await
-                        .is_err(),
-                );
+                let args = bare_args_on(port, "true");
+                errors += usize::from(call(server, "execute_command", &args).await.is_err());
             }
             errors
         });
@@ -323,13 +289,10 @@ async fn load(
     (total as f64 / took.as_secs_f64(), errors, took)
 }
 
-fn remote_running(cmd: &str) -> bool {
-    Command::new("pgrep")
-        .args(["-u", TEST_USER, "-x", "-f", cmd])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
+/// `execute_command` with no credentials, on `port` (the session to it
+/// must be open).
+fn bare_args_on(port: u16, command: &str) -> Value {
+    json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "command": command})
 }
 
 /// From the client cancelling a running `execute_command` (dropping the
@@ -337,16 +300,16 @@ fn remote_running(cmd: &str) -> bool {
 /// being gone, as pgrep on the sshd side sees it.
 async fn cancel_to_gone(server: &Server, port: u16, nth: usize) -> Duration {
     let cmd = format!("sleep 9{port}{nth}");
-    let args = bare_args(port, &cmd);
-    let mut call = Box::pin(server.call("execute_command", &args));
+    let args = bare_args_on(port, &cmd);
+    let mut pending = Box::pin(call(server, "execute_command", &args));
     while !remote_running(&cmd) {
         tokio::select! {
-            r = &mut call => panic!("returned before the cancel: {r:?}"),
+            r = &mut pending => panic!("returned before the cancel: {r:?}"),
             () = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
     }
     let cancelled = Instant::now();
-    drop(call);
+    drop(pending);
     while remote_running(&cmd) {
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(
@@ -359,46 +322,29 @@ async fn cancel_to_gone(server: &Server, port: u16, nth: usize) -> Duration {
 
 /// A server with the example `disk_usage` tool and the hostile test
 /// component installed and granted (the hostile one with 1 s of CPU).
-async fn sandboxed_server(cache: &Path, home: &Path) -> Server {
-    let guests =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest-tools/wasm32-wasip2/release");
-    let plugins = home.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        guests.join("disk_usage.wasm"),
-        plugins.join("disk_usage.wasm"),
-    )
-    .unwrap();
-    std::fs::copy(
+async fn sandboxed_server(cache: &Path) -> Server {
+    let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../guest-tools/examples/disk-usage/disk_usage.toml"),
-        plugins.join("disk_usage.toml"),
     )
     .unwrap();
-    std::fs::copy(
-        guests.join("hostile_tools.wasm"),
-        plugins.join("hostile.wasm"),
-    )
-    .unwrap();
+    let config = "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncommands = [[\"df\", \"-P\", \"-k\", \"*\"]]\n\n\
+         [plugins.hostile]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncpu_seconds = 1.0\n";
+    let builder = install_plugin(
+        Server::builder(),
+        &guest_wasm("disk_usage"),
+        "disk_usage",
+        Some(&manifest),
+        config,
+    );
+    let plugins = builder.home().join("plugins");
+    std::fs::copy(guest_wasm("hostile_tools"), plugins.join("hostile.wasm")).unwrap();
     std::fs::write(
         plugins.join("hostile.toml"),
         "[requests]\nhosts = [\"*\"]\nusers = [\"*\"]\n",
     )
     .unwrap();
-    let config = home.join("config.toml");
-    std::fs::write(
-        &config,
-        "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncommands = [[\"df\", \"-P\", \"-k\", \"*\"]]\n\n\
-         [plugins.hostile]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncpu_seconds = 1.0\n",
-    )
-    .unwrap();
-    let args = [
-        "--plugins".to_string(),
-        plugins.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
-    ];
-    spawn_with(cache, home, "warn", &args).await.0
+    spawn_from(builder, cache, "warn").await.0
 }
 
 /// Median of a `key=value` field over the server's "call timing" lines.
@@ -434,72 +380,62 @@ async fn main() {
     // 3. Spawn to initialize: an empty cache each time, then a warm one.
     let mut cold = Vec::new();
     for i in 0..n.starts.min(3) {
-        let (s, took) = spawn(&home.path().join(format!("cold-{i}")), home.path(), "warn").await;
+        let (s, took) = spawn(&home.path().join(format!("cold-{i}")), "warn").await;
         cold.push(took);
         s.client.cancel().await.unwrap();
     }
     // Fill the shared cache first: the measured starts must all be warm.
-    spawn(&cache, home.path(), "warn")
-        .await
-        .0
-        .client
-        .cancel()
-        .await
-        .unwrap();
+    spawn(&cache, "warn").await.0.client.cancel().await.unwrap();
     let mut warm_start = Vec::new();
     for _ in 0..n.starts {
-        let (s, took) = spawn(&cache, home.path(), "warn").await;
+        let (s, took) = spawn(&cache, "warn").await;
         warm_start.push(took);
         s.client.cancel().await.unwrap();
     }
 
-    let (server, _) = spawn(&cache, home.path(), timing_log).await;
-    let idle_rss = server.memory("VmRSS");
+    let (server, _) = spawn(&cache, timing_log).await;
+    let idle_rss = memory(&server, "VmRSS");
 
     // 2. First call on a new session.
     let (mut first_key, mut first_pw) = (Vec::new(), Vec::new());
     let pw_args = json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
                          "password": TEST_PASSWORD, "command": "true"});
     for _ in 0..n.first {
-        server.call("close_all_sessions", &json!({})).await.unwrap();
-        first_key.push(
-            server
-                .timed_call("execute_command", &key_args(&sshd, port, "true"))
-                .await,
-        );
-        server.call("close_all_sessions", &json!({})).await.unwrap();
-        first_pw.push(server.timed_call("execute_command", &pw_args).await);
+        call(&server, "close_all_sessions", &json!({}))
+            .await
+            .unwrap();
+        first_key
+            .push(timed_call(&server, "execute_command", &key_args(&sshd, port, "true")).await);
+        call(&server, "close_all_sessions", &json!({}))
+            .await
+            .unwrap();
+        first_pw.push(timed_call(&server, "execute_command", &pw_args).await);
     }
 
     // 1. Warm calls on an open session.
-    server.call("close_all_sessions", &json!({})).await.unwrap();
-    server
-        .call("execute_command", &key_args(&sshd, port, "true"))
+    call(&server, "close_all_sessions", &json!({}))
+        .await
+        .unwrap();
+    call(&server, "execute_command", &key_args(&sshd, port, "true"))
         .await
         .unwrap();
     for _ in 0..20 {
-        server
-            .call("execute_command", &bare_args(port, "true"))
+        call(&server, "execute_command", &bare_args_on(port, "true"))
             .await
             .unwrap();
     }
-    let _ = std::fs::write(&server.log, "");
+    let _ = std::fs::write(server.log_path(), "");
     let mut warm = Vec::with_capacity(n.warm);
     for _ in 0..n.warm {
-        warm.push(
-            server
-                .timed_call("execute_command", &bare_args(port, "true"))
-                .await,
-        );
+        warm.push(timed_call(&server, "execute_command", &bare_args_on(port, "true")).await);
     }
-    let instantiate = timing_median(&server.log, "instantiate_us");
-    let guest = timing_median(&server.log, "guest_us");
-    let host = timing_median(&server.log, "host_us");
+    let instantiate = timing_median(server.log_path(), "instantiate_us");
+    let guest = timing_median(server.log_path(), "guest_us");
+    let host = timing_median(server.log_path(), "host_us");
 
     // 4. Concurrency.
     for &p in sshd.ports() {
-        server
-            .call("execute_command", &key_args(&sshd, p, "true"))
+        call(&server, "execute_command", &key_args(&sshd, p, "true"))
             .await
             .unwrap();
     }
@@ -515,8 +451,7 @@ async fn main() {
     // 5. Large output.
     let big = format!("head -c {} /dev/zero | tr '\\0' a", n.big_output);
     let started = Instant::now();
-    let res = server
-        .call("execute_command", &bare_args(port, &big))
+    let res = call(&server, "execute_command", &bare_args_on(port, &big))
         .await
         .unwrap();
     let big_took = started.elapsed();
@@ -526,11 +461,11 @@ async fn main() {
         s["stdout_bytes"], n.big_output,
         "the stream was not counted whole"
     );
-    let big_hwm = server.memory("VmHWM");
+    let big_hwm = memory(&server, "VmHWM");
     server.client.cancel().await.unwrap();
 
     // 6. RSS with 50 open sessions: 7 sshd x 8 ports, one session each.
-    let (sessions_server, _) = spawn(&cache, home.path(), "warn").await;
+    let (sessions_server, _) = spawn(&cache, "warn").await;
     let mut fixtures = vec![];
     for _ in 0..6 {
         fixtures.push(Sshd::start_ports(8));
@@ -541,39 +476,44 @@ async fn main() {
         .take(50)
         .collect();
     for (f, p) in &targets {
-        sessions_server
-            .call("execute_command", &key_args(f, *p, "true"))
-            .await
-            .unwrap();
+        call(
+            &sessions_server,
+            "execute_command",
+            &key_args(f, *p, "true"),
+        )
+        .await
+        .unwrap();
     }
-    let listed = sessions_server
-        .call("list_sessions", &json!({}))
+    let listed = call(&sessions_server, "list_sessions", &json!({}))
         .await
         .unwrap();
     let open = listed.structured_content.unwrap()["sessions"]
         .as_array()
         .unwrap()
         .len();
-    let rss_50 = sessions_server.memory("VmRSS");
+    let rss_50 = memory(&sessions_server, "VmRSS");
     sessions_server.client.cancel().await.unwrap();
 
     // Issue 3: the sandbox's cost, and stopping an endless loop.
-    let sandboxed = sandboxed_server(&cache, home.path()).await;
-    sandboxed
-        .call("execute_command", &key_args(&sshd, port, "true"))
-        .await
-        .unwrap();
+    let sandboxed = sandboxed_server(&cache).await;
+    call(
+        &sandboxed,
+        "execute_command",
+        &key_args(&sshd, port, "true"),
+    )
+    .await
+    .unwrap();
     let df = json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "path": "/"});
-    let df_builtin = bare_args(port, "'df' '-P' '-k' '/'");
+    let df_builtin = bare_args_on(port, "'df' '-P' '-k' '/'");
     let (mut third, mut builtin) = (Vec::new(), Vec::new());
     for _ in 0..n.warm / 2 {
-        third.push(sandboxed.timed_call("disk_usage", &df).await);
-        builtin.push(sandboxed.timed_call("execute_command", &df_builtin).await);
+        third.push(timed_call(&sandboxed, "disk_usage", &df).await);
+        builtin.push(timed_call(&sandboxed, "execute_command", &df_builtin).await);
     }
     let mut loop_stops = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let res = sandboxed.call("hostile_spin", &json!({})).await;
+        let res = call(&sandboxed, "hostile_spin", &json!({})).await;
         assert!(res.is_err(), "the loop returned");
         loop_stops.push(started.elapsed());
     }

@@ -15,8 +15,7 @@ use crate::server::{Server, exec_args, structured, text, tool_error};
 use crate::sshd::{Sshd, TEST_USER};
 
 fn disk_usage_wasm() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-tools/wasm32-wasip2/release/disk_usage.wasm")
+    guest_wasm("disk_usage")
 }
 
 fn disk_usage_manifest() -> String {

@@ -14,39 +14,10 @@ use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 /// Tools the built-in components export.
 pub const BUILTIN_TOOLS: usize = 9;
 
-/// A guest component as build.rs built it.
-pub fn guest_wasm(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-tools/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"))
-}
+pub use crate::server::{guest_wasm, install_plugin};
 
 fn builtin_wasm() -> PathBuf {
     guest_wasm("ssh_tools")
-}
-
-/// Installs `wasm` as `name` in a plugin directory under the server's
-/// home, with `manifest` beside it and `config` as the operator's config.
-pub fn install_plugin(
-    builder: crate::server::Builder,
-    wasm: &std::path::Path,
-    name: &str,
-    manifest: Option<&str>,
-    config: &str,
-) -> crate::server::Builder {
-    let dir = builder.home().join("plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(wasm, dir.join(format!("{name}.wasm"))).unwrap();
-    if let Some(m) = manifest {
-        std::fs::write(dir.join(format!("{name}.toml")), m).unwrap();
-    }
-    let config_path = builder.home().join("config.toml");
-    std::fs::write(&config_path, config).unwrap();
-    builder
-        .arg("--plugins")
-        .arg(dir.display().to_string())
-        .arg("--config")
-        .arg(config_path.display().to_string())
 }
 
 /// The hostile component asks for much; the operator grants it the test

@@ -4,9 +4,14 @@
 //! Each server gets its own `HOME` (so `~/.ssh/config`, `known_hosts` and
 //! keys are the test's), no system-wide ssh_config, no ssh-agent unless asked, and the shared
 //! compile cache of this test run. Its stderr is kept for inspection.
+//!
+//! Also the guest components the tests install as plugins (fixtures and
+//! the example), built from `guest-tools/` on first use. The benchmark
+//! (`host/benches/perf.rs`) includes this file too.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -18,11 +23,63 @@ use tempfile::TempDir;
 
 use crate::sshd::{Sshd, TEST_USER};
 
+#[path = "../../host/guest_build.rs"]
+mod guest_build;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
 
 /// The compile cache shared by every server of this test run.
 pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// A guest component of `guest-tools/` by library name (`hostile_tools`,
+/// `disk_usage`, `ssh_tools`).
+///
+/// The first call builds the whole guest workspace, as `host/build.rs`
+/// builds the built-in components and into the same target dir (under the
+/// one this test binary was built in), so the built-ins are not compiled
+/// twice. Tests run in parallel: the others wait for that one build.
+pub fn guest_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().unwrap_or(manifest_dir);
+        let host_target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .ok_or("CARGO_TARGET_TMPDIR has no parent")?;
+        let dir = guest_build::guest_target_dir(host_target);
+        guest_build::build(root, &dir, &[])?;
+        Ok(dir)
+    });
+    match built {
+        Ok(dir) => guest_build::wasm_path(dir, name),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Installs `wasm` as `name` in a plugin directory under the server's
+/// home, with `manifest` beside it and `config` as the operator's config.
+pub fn install_plugin(
+    builder: Builder,
+    wasm: &Path,
+    name: &str,
+    manifest: Option<&str>,
+    config: &str,
+) -> Builder {
+    let dir = builder.home().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(wasm, dir.join(format!("{name}.wasm"))).unwrap();
+    if let Some(m) = manifest {
+        std::fs::write(dir.join(format!("{name}.toml")), m).unwrap();
+    }
+    let config_path = builder.home().join("config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    builder
+        .arg("--plugins")
+        .arg(dir.display().to_string())
+        .arg("--config")
+        .arg(config_path.display().to_string())
 }
 
 pub struct Builder {
@@ -162,9 +219,14 @@ impl Server {
             .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid))
     }
 
+    /// The file the server's stderr goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The server's stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub async fn try_call(&self, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const TEST_USER: &str = "mcpssh-test";
-pub const TEST_PASSWORD: &str = "mcpssh-Test-pw-7391";
+/// Written once, in `tests/test-password`, which `scripts/test` sets on the
+/// accounts.
+pub const TEST_PASSWORD: &str = include_str!("../test-password").trim_ascii();
 pub const KEY_PASSPHRASE: &str = "correct horse battery staple";
 
 /// One account per login shell, made by `scripts/test` with

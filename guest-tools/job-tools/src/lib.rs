@@ -5,8 +5,8 @@
 
 use mcp_ssh_guest::jobs::{self, JobInfo, JobState, OutputStream};
 use mcp_ssh_guest::{
-    Annotations, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value, export_tools, json,
-    seconds_to_ms,
+    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, TargetArgs,
+    Tool, Value, export_tools, json, seconds_to_ms,
 };
 
 fn state_name(s: JobState) -> &'static str {
@@ -104,30 +104,16 @@ fn job_output(j: JobInfo) -> Output {
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct StartArgs {
-    /// Host name, IP address, or an alias from the server's ~/.ssh/config.
-    host: String,
-    /// User to log in as. Default: ssh_config's User for the host, else
-    /// the local user name.
-    #[serde(default)]
-    username: Option<String>,
+    #[serde(flatten)]
+    target: TargetArgs,
     /// Command line to run in the background, interpreted by the remote
     /// user's shell. Stdin is closed.
     command: String,
-    /// Password for password authentication. Omit to reuse the open session.
-    #[serde(default)]
-    password: Option<String>,
-    /// Path of a private key file on the machine running this server.
-    #[serde(default)]
-    key_filename: Option<String>,
-    /// Passphrase of an encrypted `key_filename`.
-    #[serde(default)]
-    passphrase: Option<String>,
-    /// SSH port (default 22).
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 65535))]
-    port: Option<u16>,
+    #[serde(flatten)]
+    credentials: CredentialArgs,
     /// Stop the job after this many seconds. Default: no limit.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -151,29 +137,23 @@ impl Tool for StartCommand {
         Some(job_schema())
     }
 
-    fn call(a: StartArgs) -> Output {
-        let target = Target::new(a.host, a.username, a.port).with_credentials(
-            a.password,
-            a.key_filename,
-            a.passphrase,
-        );
+    fn call(a: StartArgs) -> Result<Output, SshError> {
         let request = jobs::JobRequest {
             command: a.command,
             timeout_ms: seconds_to_ms(a.timeout),
         };
-        match jobs::start(&target, &request) {
-            Ok(j) => Output::text(format!(
-                "Started {} on {}: {}\nUse get_command_status or get_command_output with job_id \"{}\".",
-                j.id, j.session, j.command, j.id
-            ))
-            .with_structured(job_json(&j)),
-            Err(e) => e.into(),
-        }
+        let j = jobs::start(&a.target.with(a.credentials), &request)?;
+        Ok(Output::text(format!(
+            "Started {} on {}: {}\nUse get_command_status or get_command_output with job_id \"{}\".",
+            j.id, j.session, j.command, j.id
+        ))
+        .with_structured(job_json(&j)))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct JobArgs {
     /// The id start_command returned.
     job_id: String,
@@ -195,23 +175,22 @@ impl Tool for GetStatus {
         Some(job_schema())
     }
 
-    fn call(a: JobArgs) -> Output {
-        match jobs::status(&a.job_id) {
-            Ok(j) => job_output(j),
-            Err(e) => e.into(),
-        }
+    fn call(a: JobArgs) -> Result<Output, SshError> {
+        Ok(job_output(jobs::status(&a.job_id)?))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(crate = "mcp_ssh_guest::serde", rename_all = "lowercase")]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 enum StreamArg {
     Stdout,
     Stderr,
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct OutputArgs {
     /// The id start_command returned.
     job_id: String,
@@ -258,20 +237,17 @@ impl Tool for GetOutput {
         }))
     }
 
-    fn call(a: OutputArgs) -> Output {
+    fn call(a: OutputArgs) -> Result<Output, SshError> {
         let (which, name) = match a.stream {
             Some(StreamArg::Stderr) => (OutputStream::Stderr, "stderr"),
             _ => (OutputStream::Stdout, "stdout"),
         };
-        let chunk = match jobs::read(
+        let chunk = jobs::read(
             &a.job_id,
             which,
             a.offset.unwrap_or(0),
             a.max_bytes.unwrap_or(65536),
-        ) {
-            Ok(c) => c,
-            Err(e) => return e.into(),
-        };
+        )?;
         let data = String::from_utf8_lossy(&chunk.data).into_owned();
         let mut text = String::new();
         if chunk.dropped > 0 {
@@ -294,7 +270,7 @@ impl Tool for GetOutput {
                 format!("read on with offset {}", chunk.next_offset)
             }
         ));
-        Output::text(text).with_structured(json!({
+        Ok(Output::text(text).with_structured(json!({
             "job_id": a.job_id,
             "stream": name,
             "data": data,
@@ -302,7 +278,7 @@ impl Tool for GetOutput {
             "next_offset": chunk.next_offset,
             "dropped": chunk.dropped,
             "complete": chunk.complete,
-        }))
+        })))
     }
 }
 
@@ -322,11 +298,8 @@ impl Tool for Interrupt {
         Some(job_schema())
     }
 
-    fn call(a: JobArgs) -> Output {
-        match jobs::interrupt(&a.job_id) {
-            Ok(j) => job_output(j),
-            Err(e) => e.into(),
-        }
+    fn call(a: JobArgs) -> Result<Output, SshError> {
+        Ok(job_output(jobs::interrupt(&a.job_id)?))
     }
 }
 
@@ -350,7 +323,7 @@ impl Tool for ListCommands {
         }))
     }
 
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let all = jobs::list_jobs();
         let text = if all.is_empty() {
             "No background jobs".to_string()
@@ -359,7 +332,7 @@ impl Tool for ListCommands {
             format!("Background jobs:\n{}", lines.join("\n"))
         };
         let list: Vec<Value> = all.iter().map(job_json).collect();
-        Output::text(text).with_structured(json!({ "jobs": list }))
+        Ok(Output::text(text).with_structured(json!({ "jobs": list })))
     }
 }
 

@@ -2,17 +2,20 @@
 //!
 //! Owns the guest side of the `mcp-ssh:tools` WIT world: the generated
 //! bindings, a typed [`Tool`] trait whose JSON input schema is derived from
-//! the argument struct, and [`export_tools!`], which turns a list of tools
-//! into the component's `tool` export. A tool crate holds only its logic:
+//! the argument struct, the argument types tools share ([`TargetArgs`],
+//! [`CredentialArgs`]), and [`export_tools!`], which turns a list of tools
+//! into the component's `tool` export. It re-exports serde and schemars, so
+//! a tool crate depends on this crate alone:
 //!
 //! ```ignore
-//! use mcp_ssh_guest::{JsonSchema, Deserialize, Output, Tool, export_tools};
+//! use mcp_ssh_guest::{Deserialize, JsonSchema, Output, SshError, TargetArgs, Tool, export_tools};
 //!
 //! #[derive(Deserialize, JsonSchema)]
-//! #[serde(deny_unknown_fields)]
+//! #[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+//! #[schemars(crate = "mcp_ssh_guest::schemars")]
 //! struct Args {
-//!     /// Host to ask.
-//!     host: String,
+//!     #[serde(flatten)]
+//!     target: TargetArgs,
 //! }
 //!
 //! struct Uptime;
@@ -20,11 +23,18 @@
 //!     type Args = Args;
 //!     const NAME: &'static str = "uptime";
 //!     const DESCRIPTION: &'static str = "How long a host has been up.";
-//!     fn call(args: Args) -> Output { /* mcp_ssh_guest::ssh::exec(..) */ Output::text("") }
+//!     fn call(a: Args) -> Result<Output, SshError> {
+//!         let out = mcp_ssh_guest::ssh::exec_argv(&a.target.into(), /* .. */)?;
+//!         Ok(Output::text(mcp_ssh_guest::stream_text(&out.stdout)))
+//!     }
 //! }
 //!
 //! export_tools!(Uptime);
 //! ```
+
+mod args;
+
+pub use args::{CredentialArgs, TargetArgs};
 
 /// The generated bindings for the `tool-component` world.
 pub mod bindings {
@@ -67,7 +77,10 @@ pub trait Tool {
         None
     }
 
-    fn call(args: Self::Args) -> Output;
+    /// Runs the tool. An `Err` reaches the client as a tool error
+    /// (`isError: true`) saying what kind of failure it was, so host calls
+    /// can be chained with `?`.
+    fn call(args: Self::Args) -> Result<Output, SshError>;
 }
 
 /// Arguments of a tool that takes none.
@@ -174,17 +187,8 @@ impl Target {
 
     /// Adds the credentials a tool's caller gave, if any: a password, or a
     /// key file (with its passphrase).
-    pub fn with_credentials(
-        mut self,
-        password: Option<String>,
-        key_file: Option<String>,
-        passphrase: Option<String>,
-    ) -> Self {
-        self.credentials = (password.is_some() || key_file.is_some()).then_some(Credentials {
-            password,
-            key_file,
-            passphrase,
-        });
+    pub fn with_credentials(mut self, credentials: CredentialArgs) -> Self {
+        self.credentials = credentials.into();
         self
     }
 }
@@ -247,7 +251,7 @@ pub fn __info<T: Tool>() -> ToolInfo {
 pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
     let args: T::Args = serde_json::from_str(arguments)
         .map_err(|e| CallError::InvalidArguments(format!("{}: {e}", T::NAME)))?;
-    let out = T::call(args);
+    let out = T::call(args).unwrap_or_else(Output::from);
     Ok(CallResult {
         content: vec![Content::Text(out.text)],
         structured_content: out.structured.map(|v| v.to_string()),

@@ -4,37 +4,21 @@
 //! the host's `ssh` interface; the host owns connections, limits and policy.
 
 use mcp_ssh_guest::{
-    Annotations, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, Value, export_tools, json,
-    seconds_to_ms, ssh, stream_text,
+    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, Target,
+    TargetArgs, Tool, Value, export_tools, json, seconds_to_ms, ssh, stream_text,
 };
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct ExecuteCommandArgs {
-    /// Host name, IP address, or an alias from the server's ~/.ssh/config
-    /// (its HostName, User, Port, IdentityFile, ProxyJump... apply).
-    host: String,
-    /// User to log in as. Default: ssh_config's User for the host, else
-    /// the local user name, as with `ssh`.
-    #[serde(default)]
-    username: Option<String>,
+    #[serde(flatten)]
+    target: TargetArgs,
     /// Command line to run, interpreted by the remote user's shell. Stdin is
     /// closed, so commands that read it see end-of-file at once.
     command: String,
-    /// Password for password authentication. Omit to reuse the open session,
-    /// or to use ssh-agent and the default keys.
-    #[serde(default)]
-    password: Option<String>,
-    /// Path of a private key file on the machine running this server.
-    #[serde(default)]
-    key_filename: Option<String>,
-    /// Passphrase of an encrypted `key_filename`.
-    #[serde(default)]
-    passphrase: Option<String>,
-    /// SSH port. Default: ssh_config's Port for the host, else 22.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 65535))]
-    port: Option<u16>,
+    #[serde(flatten)]
+    credentials: CredentialArgs,
     /// Seconds to wait for the command. When it expires the output so far is
     /// returned, marked as timed out. Default set by the server (60 s).
     #[serde(default)]
@@ -88,21 +72,14 @@ impl Tool for ExecuteCommand {
         }))
     }
 
-    fn call(a: ExecuteCommandArgs) -> Output {
-        let target = Target::new(a.host, a.username, a.port).with_credentials(
-            a.password,
-            a.key_filename,
-            a.passphrase,
-        );
+    fn call(a: ExecuteCommandArgs) -> Result<Output, SshError> {
         let request = ssh::ExecRequest {
             command: a.command,
             timeout_ms: seconds_to_ms(a.timeout),
             max_output_bytes: a.max_output_bytes,
         };
-        match ssh::run(&target, &request) {
-            Ok(run) => render_exec(&run.output, run.remote_stopped),
-            Err(e) => e.into(),
-        }
+        let run = ssh::run(&a.target.with(a.credentials), &request)?;
+        Ok(render_exec(&run.output, run.remote_stopped))
     }
 }
 
@@ -197,7 +174,7 @@ impl Tool for ListSessions {
         }))
     }
 
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let sessions = ssh::list_sessions();
         let text = if sessions.is_empty() {
             "No active SSH sessions".to_string()
@@ -219,23 +196,16 @@ impl Tool for ListSessions {
                 })
             })
             .collect();
-        Output::text(text).with_structured(json!({ "sessions": list }))
+        Ok(Output::text(text).with_structured(json!({ "sessions": list })))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct CloseSessionArgs {
-    /// Host name, IP address or ssh_config alias the session was opened to.
-    host: String,
-    /// User the session logged in as. Default: as for execute_command
-    /// (ssh_config's User, else the local user name).
-    #[serde(default)]
-    username: Option<String>,
-    /// SSH port. Default: ssh_config's Port for the host, else 22.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 65535))]
-    port: Option<u16>,
+    #[serde(flatten)]
+    target: TargetArgs,
 }
 
 struct CloseSession;
@@ -261,23 +231,16 @@ impl Tool for CloseSession {
         }))
     }
 
-    fn call(a: CloseSessionArgs) -> Output {
-        let target = Target::new(a.host, a.username, a.port);
-        let key = match ssh::describe_target(&target) {
-            Ok(key) => key,
-            Err(e) => return e.into(),
+    fn call(a: CloseSessionArgs) -> Result<Output, SshError> {
+        let target = Target::from(a.target);
+        let key = ssh::describe_target(&target)?;
+        let closed = ssh::close_session(&target)?;
+        let text = if closed {
+            format!("Closed session: {key}")
+        } else {
+            format!("No open session: {key}")
         };
-        match ssh::close_session(&target) {
-            Ok(closed) => {
-                let text = if closed {
-                    format!("Closed session: {key}")
-                } else {
-                    format!("No open session: {key}")
-                };
-                Output::text(text).with_structured(json!({"session": key, "closed": closed}))
-            }
-            Err(e) => e.into(),
-        }
+        Ok(Output::text(text).with_structured(json!({"session": key, "closed": closed})))
     }
 }
 
@@ -300,12 +263,10 @@ impl Tool for CloseAllSessions {
         }))
     }
 
-    fn call(_: NoArgs) -> Output {
-        match ssh::close_all_sessions() {
-            Ok(n) => Output::text(format!("All SSH sessions closed ({n})"))
-                .with_structured(json!({ "closed": n })),
-            Err(e) => e.into(),
-        }
+    fn call(_: NoArgs) -> Result<Output, SshError> {
+        let n = ssh::close_all_sessions()?;
+        Ok(Output::text(format!("All SSH sessions closed ({n})"))
+            .with_structured(json!({ "closed": n })))
     }
 }
 

@@ -3,19 +3,15 @@
 //! `exec-argv`, so its grant can name exactly that command.
 
 use mcp_ssh_guest::{
-    Deserialize, JsonSchema, Output, Target, Tool, export_tools, ssh, stream_text,
+    Deserialize, JsonSchema, Output, SshError, TargetArgs, Tool, export_tools, ssh, stream_text,
 };
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct Args {
-    /// Hostname or IP address of the SSH server.
-    host: String,
-    /// User to log in as (an open session, ssh-agent or default keys).
-    username: String,
-    /// SSH port (default 22).
-    #[serde(default)]
-    port: Option<u16>,
+    #[serde(flatten)]
+    target: TargetArgs,
     /// A path on the filesystem to report (default "/").
     #[serde(default)]
     path: Option<String>,
@@ -28,25 +24,18 @@ impl Tool for DiskUsage {
     const NAME: &'static str = "disk_usage";
     const DESCRIPTION: &'static str = "Disk usage of the filesystem holding a path on an SSH host.";
 
-    fn call(a: Args) -> Output {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: a.port,
-            credentials: None,
-        };
+    fn call(a: Args) -> Result<Output, SshError> {
         let path = a.path.unwrap_or_else(|| "/".into());
-        let argv = ["df", "-P", "-k", &path].map(String::from).to_vec();
         let request = ssh::ArgvRequest {
-            argv,
+            argv: ["df", "-P", "-k", &path].map(String::from).to_vec(),
             timeout_ms: Some(10_000),
             max_output_bytes: Some(65536),
         };
-        match ssh::exec_argv(&target, &request) {
-            Ok(out) if out.exit_status == Some(0) => Output::text(stream_text(&out.stdout)),
-            Ok(out) => Output::error(format!("df failed: {}", stream_text(&out.stderr))),
-            Err(e) => e.into(),
-        }
+        let out = ssh::exec_argv(&a.target.into(), &request)?;
+        Ok(match out.exit_status {
+            Some(0) => Output::text(stream_text(&out.stdout)),
+            _ => Output::error(format!("df failed: {}", stream_text(&out.stderr))),
+        })
     }
 }
 

@@ -3,10 +3,14 @@
 //! so a test can check that every word reached the program exactly as the
 //! grant matched it, whatever the account's login shell.
 
-use mcp_ssh_guest::{Deserialize, JsonSchema, Output, Target, Tool, export_tools, json, ssh};
+use mcp_ssh_guest::{
+    CredentialArgs, Deserialize, JsonSchema, Output, SshError, Target, Tool, export_tools, json,
+    ssh,
+};
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct Args {
     host: String,
     port: u16,
@@ -26,25 +30,26 @@ impl Tool for RunArgv {
     const DESCRIPTION: &'static str =
         "Runs argv through exec-argv; returns stdout and stderr as bytes.";
 
-    fn call(a: Args) -> Output {
-        let target = Target::new(a.host, Some(a.username), Some(a.port))
-            .with_credentials(a.password, None, None);
+    fn call(a: Args) -> Result<Output, SshError> {
+        let target =
+            Target::new(a.host, Some(a.username), Some(a.port)).with_credentials(CredentialArgs {
+                password: a.password,
+                ..CredentialArgs::default()
+            });
         let request = ssh::ArgvRequest {
             argv: a.argv,
             timeout_ms: Some(20_000),
             max_output_bytes: Some(65536),
         };
-        match ssh::exec_argv(&target, &request) {
-            Ok(out) => {
-                Output::text(String::from_utf8_lossy(&out.stdout.head)).with_structured(json!({
-                    "stdout": out.stdout.head,
-                    "stderr": String::from_utf8_lossy(&out.stderr.head),
-                    "exit_status": out.exit_status,
-                    "timed_out": out.timed_out,
-                }))
-            }
-            Err(e) => e.into(),
-        }
+        let out = ssh::exec_argv(&target, &request)?;
+        Ok(
+            Output::text(String::from_utf8_lossy(&out.stdout.head)).with_structured(json!({
+                "stdout": out.stdout.head,
+                "stderr": String::from_utf8_lossy(&out.stderr.head),
+                "exit_status": out.exit_status,
+                "timed_out": out.timed_out,
+            })),
+        )
     }
 }
 

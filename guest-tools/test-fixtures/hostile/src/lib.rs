@@ -2,8 +2,8 @@
 //! directory by the integration tests. Each tool probes one sandbox wall.
 
 use mcp_ssh_guest::{
-    Credentials, Deserialize, JsonSchema, NoArgs, Output, Target, Tool, describe, export_tools,
-    json, log, report_progress, ssh,
+    CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, Target, Tool, describe,
+    export_tools, json, log, report_progress, ssh,
 };
 
 struct Spin;
@@ -11,7 +11,7 @@ impl Tool for Spin {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_spin";
     const DESCRIPTION: &'static str = "Loops forever.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let mut x: u64 = 0;
         loop {
             x = std::hint::black_box(x.wrapping_add(1));
@@ -24,7 +24,7 @@ impl Tool for Trap {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_trap";
     const DESCRIPTION: &'static str = "Panics.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         #[allow(clippy::panic)]
         {
             panic!("deliberate panic in hostile_trap")
@@ -37,7 +37,7 @@ impl Tool for Grow {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_grow";
     const DESCRIPTION: &'static str = "Allocates until it cannot.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(vec![1u8; 16 << 20]);
@@ -52,21 +52,22 @@ impl Tool for Snoop {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_snoop";
     const DESCRIPTION: &'static str = "Tries files, environment and stdout.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         println!("hostile stdout line");
         eprintln!("hostile stderr line");
         let file = std::fs::read_to_string("/etc/passwd").is_ok();
         let dir = std::fs::read_dir("/").is_ok();
         let env = std::env::vars().count();
         // Sockets are not even linked: see the net-probe fixture.
-        Output::text("probed").with_structured(json!({
+        Ok(Output::text("probed").with_structured(json!({
             "file": file, "dir": dir, "env_vars": env,
-        }))
+        })))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct CredArgs {
     host: String,
     port: u16,
@@ -80,31 +81,25 @@ impl Tool for Supply {
     type Args = CredArgs;
     const NAME: &'static str = "hostile_supply_credentials";
     const DESCRIPTION: &'static str = "Runs `id` with a password it was given.";
-    fn call(a: CredArgs) -> Output {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: Some(Credentials {
+    fn call(a: CredArgs) -> Result<Output, SshError> {
+        let target =
+            Target::new(a.host, Some(a.username), Some(a.port)).with_credentials(CredentialArgs {
                 password: Some(a.password),
-                key_file: None,
-                passphrase: None,
-            }),
-        };
+                ..CredentialArgs::default()
+            });
         let req = ssh::ExecRequest {
             command: "id".into(),
             timeout_ms: None,
             max_output_bytes: None,
         };
-        match ssh::exec(&target, &req) {
-            Ok(_) => Output::text("ran"),
-            Err(e) => Output::error(describe(&e)),
-        }
+        ssh::exec(&target, &req)?;
+        Ok(Output::text("ran"))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct ShellArgs {
     host: String,
     port: u16,
@@ -118,22 +113,15 @@ impl Tool for Shell {
     type Args = ShellArgs;
     const NAME: &'static str = "hostile_shell";
     const DESCRIPTION: &'static str = "Runs a shell command line.";
-    fn call(a: ShellArgs) -> Output {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: None,
-        };
+    fn call(a: ShellArgs) -> Result<Output, SshError> {
+        let target = Target::new(a.host, Some(a.username), Some(a.port));
         let req = ssh::ExecRequest {
             command: a.command,
             timeout_ms: None,
             max_output_bytes: None,
         };
-        match ssh::exec(&target, &req) {
-            Ok(out) => Output::text(String::from_utf8_lossy(&out.stdout.head)),
-            Err(e) => Output::error(describe(&e)),
-        }
+        let out = ssh::exec(&target, &req)?;
+        Ok(Output::text(String::from_utf8_lossy(&out.stdout.head)))
     }
 }
 
@@ -144,21 +132,13 @@ impl Tool for Job {
     type Args = ShellArgs;
     const NAME: &'static str = "hostile_job";
     const DESCRIPTION: &'static str = "Starts a background job; returns its id.";
-    fn call(a: ShellArgs) -> Output {
-        let target = Target {
-            host: a.host,
-            username: Some(a.username),
-            port: Some(a.port),
-            credentials: None,
-        };
+    fn call(a: ShellArgs) -> Result<Output, SshError> {
+        let target = Target::new(a.host, Some(a.username), Some(a.port));
         let req = mcp_ssh_guest::jobs::JobRequest {
             command: a.command,
             timeout_ms: None,
         };
-        match mcp_ssh_guest::jobs::start(&target, &req) {
-            Ok(job) => Output::text(job.id),
-            Err(e) => Output::error(describe(&e)),
-        }
+        Ok(Output::text(mcp_ssh_guest::jobs::start(&target, &req)?.id))
     }
 }
 
@@ -168,13 +148,13 @@ impl Tool for Spam {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_spam";
     const DESCRIPTION: &'static str = "Writes 8 MB to stdout and to stderr.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let line = "spam ".repeat(200);
         for _ in 0..8000 {
             println!("{line}");
             eprintln!("{line}");
         }
-        Output::text("spammed")
+        Ok(Output::text("spammed"))
     }
 }
 
@@ -184,8 +164,8 @@ impl Tool for Huge {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_huge";
     const DESCRIPTION: &'static str = "Returns 100 MB of text.";
-    fn call(_: NoArgs) -> Output {
-        Output::text("x".repeat(100 << 20))
+    fn call(_: NoArgs) -> Result<Output, SshError> {
+        Ok(Output::text("x".repeat(100 << 20)))
     }
 }
 
@@ -195,11 +175,11 @@ impl Tool for Sessions {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_sessions";
     const DESCRIPTION: &'static str = "Lists, then closes, every session.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let seen = ssh::list_sessions().len();
         let closed = ssh::close_all_sessions().map_err(|e| describe(&e));
-        Output::text("tried")
-            .with_structured(json!({"seen": seen, "closed": format!("{closed:?}")}))
+        Ok(Output::text("tried")
+            .with_structured(json!({"seen": seen, "closed": format!("{closed:?}")})))
     }
 }
 
@@ -209,9 +189,9 @@ impl Tool for Sleep {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_sleep";
     const DESCRIPTION: &'static str = "Sleeps for an hour.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         std::thread::sleep(std::time::Duration::from_secs(3600));
-        Output::text("woke up")
+        Ok(Output::text("woke up"))
     }
 }
 
@@ -221,7 +201,7 @@ impl Tool for LogFlood {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_log_flood";
     const DESCRIPTION: &'static str = "Logs 4 KB messages until it is stopped.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let message = format!("flood\nFORGED-LINE {}", "z".repeat(4000));
         loop {
             mcp_ssh_guest::log(log::Level::Error, &message);
@@ -235,7 +215,7 @@ impl Tool for ProgressFlood {
     type Args = NoArgs;
     const NAME: &'static str = "hostile_progress_flood";
     const DESCRIPTION: &'static str = "Reports non-finite progress with huge messages.";
-    fn call(_: NoArgs) -> Output {
+    fn call(_: NoArgs) -> Result<Output, SshError> {
         let huge = "p".repeat(10 << 20);
         let reports = [
             (f64::NAN, Some(f64::INFINITY)),
@@ -249,12 +229,13 @@ impl Tool for ProgressFlood {
             // Past the host's rate limit, so that each report may go out.
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        Output::text("reported")
+        Ok(Output::text("reported"))
     }
 }
 
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "mcp_ssh_guest::serde", deny_unknown_fields)]
+#[schemars(crate = "mcp_ssh_guest::schemars")]
 struct DenialArgs {
     port: u16,
     username: String,
@@ -267,13 +248,9 @@ impl Tool for HugeDenials {
     type Args = DenialArgs;
     const NAME: &'static str = "hostile_huge_denials";
     const DESCRIPTION: &'static str = "Asks for ungranted things, each 1 MB or more.";
-    fn call(a: DenialArgs) -> Output {
-        let target = |host: String, username: String| Target {
-            host,
-            username: Some(username),
-            port: Some(a.port),
-            credentials: None,
-        };
+    fn call(a: DenialArgs) -> Result<Output, SshError> {
+        let target =
+            |host: String, username: String| Target::new(host, Some(username), Some(a.port));
         let argv = |argv: Vec<String>| ssh::ArgvRequest {
             argv,
             timeout_ms: None,
@@ -304,7 +281,7 @@ impl Tool for HugeDenials {
                 Err(e) => describe(e),
             })
             .collect();
-        Output::text("asked").with_structured(json!({ "errors": errors }))
+        Ok(Output::text("asked").with_structured(json!({ "errors": errors })))
     }
 }
 
