@@ -676,7 +676,7 @@ async fn main() {
 /// time, then as calls see it (cached while no file changes).
 fn resolve_cost(dir: &Path, n: usize) -> (Stats, Stats) {
     use mcp_ssh_session::ssh::ssh_config::{Files, Query};
-    use mcp_ssh_session::ssh::{SessionManager, SshConfig, Target};
+    use mcp_ssh_session::ssh::{SessionManager, SshSettings, Target};
     let path = dir.join("ssh_config_bench");
     let mut text = String::new();
     for i in 0..200 {
@@ -707,9 +707,9 @@ fn resolve_cost(dir: &Path, n: usize) -> (Stats, Stats) {
         parsed.push(started.elapsed());
         assert_eq!(config.port, Some(2399));
     }
-    let manager = SessionManager::new(SshConfig {
+    let manager = SessionManager::new(SshSettings {
         ssh_config: files,
-        ..SshConfig::default()
+        ..SshSettings::default()
     });
     let target = Target {
         host: "web-199".into(),

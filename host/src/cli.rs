@@ -9,8 +9,8 @@ use clap::Parser;
 
 use mcp_ssh_session::config::{OperatorConfig, Settings};
 use mcp_ssh_session::plugins::grants::{MAX_CPU_SECONDS, MAX_MEMORY_MIB};
-use mcp_ssh_session::plugins::{PluginConfig, default_config_path, default_plugin_dir};
-use mcp_ssh_session::ssh::{HostKeyPolicy, SshConfig};
+use mcp_ssh_session::plugins::{PluginSettings, default_config_path, default_plugin_dir};
+use mcp_ssh_session::ssh::{HostKeyPolicy, SshSettings};
 
 /// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
 /// Every tool is a sandboxed WebAssembly component.
@@ -195,7 +195,7 @@ impl Cli {
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         let config_path = self.config.clone().unwrap_or_else(default_config_path);
         let file = OperatorConfig::load(&config_path, self.config.is_some())?;
-        let mut ssh = SshConfig::default();
+        let mut ssh = SshSettings::default();
         let none = |p: &PathBuf| p.as_os_str() == "none";
         if let Some(path) = self.ssh_config {
             ssh.ssh_config.user = (!none(&path)).then_some(path);
@@ -226,7 +226,7 @@ impl Cli {
         ssh.job_buffer_bytes = self.job_buffer_bytes;
         ssh.use_agent = !self.no_agent;
 
-        let mut plugins = PluginConfig::default();
+        let mut plugins = PluginSettings::default();
         plugins.plugin_dir_required = self.plugins.is_some();
         plugins.plugin_dir = match (self.no_plugins, self.plugins) {
             (true, _) => None,

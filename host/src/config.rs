@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use crate::plugins::{Grants, PluginConfig};
-use crate::ssh::SshConfig;
+use crate::plugins::{Grants, PluginSettings};
+use crate::ssh::SshSettings;
 
 /// The operator's config file (`config.toml`): grants and the audit log.
 /// Unknown keys are errors, never silently ignored.
@@ -45,6 +45,6 @@ impl OperatorConfig {
 /// plugin host's.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ssh: SshConfig,
-    pub plugins: PluginConfig,
+    pub ssh: SshSettings,
+    pub plugins: PluginSettings,
 }

@@ -313,8 +313,7 @@ async fn a_background_job_holds_its_components_concurrency_slot_until_it_ends() 
     for tool in ["hostile_job", "hostile_shell"] {
         let msg = tool_error(&server.call(tool, shell_args(&sshd, "true")).await);
         assert!(
-            msg.starts_with("Denied: resource limit reached")
-                && msg.contains("max_concurrency = 1"),
+            msg.starts_with("Error: resource limit reached") && msg.contains("max_concurrency = 1"),
             "{tool}: {msg}"
         );
     }

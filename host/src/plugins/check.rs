@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::PluginHost;
-use super::discovery::{self, PluginConfig};
+use super::discovery::{self, PluginSettings};
 use super::grants::{Grant, GrantSpec, Manifest};
 use super::registry::{AddError, ToolSpec};
 use crate::ssh::SessionManager;
@@ -62,17 +62,17 @@ impl PluginHost {
     /// tools: it links against this host's WIT world, answers
     /// `list-tools` within its CPU budget, its schemas are valid, and its
     /// tool names clash with no built-in's.
-    pub async fn check(config: PluginConfig, path: &Path) -> anyhow::Result<CheckReport> {
+    pub async fn check(config: PluginSettings, path: &Path) -> anyhow::Result<CheckReport> {
         let name = discovery::plugin_name(path);
         let manifest = Manifest::beside(path)?;
         let operator = config.grants.get(&name).cloned();
         let bytes = discovery::read_component(path)?;
-        let builtins = PluginConfig {
+        let builtins = PluginSettings {
             plugin_dir: None,
             audit_log: None,
             ..config.clone()
         };
-        let sessions = SessionManager::new(crate::ssh::SshConfig::default());
+        let sessions = SessionManager::new(crate::ssh::SshSettings::default());
         let mut host = Self::load(builtins, sessions).await?;
         let component = host.runtime.compile_uncached(bytes).await;
         let grant = Grant::for_plugin(

@@ -22,7 +22,7 @@ const COMPONENT_FILE_CAP: u64 = 256 << 20;
 /// How the plugin host is set up: where components and grants come from,
 /// and the budgets of each call.
 #[derive(Debug, Clone)]
-pub struct PluginConfig {
+pub struct PluginSettings {
     /// Extra components: every `*.wasm` in it. `None`: built-ins only.
     pub plugin_dir: Option<PathBuf>,
     /// Whether a missing `plugin_dir` is an error (it was asked for).
@@ -42,7 +42,7 @@ pub struct PluginConfig {
     pub audit_log: Option<PathBuf>,
 }
 
-impl Default for PluginConfig {
+impl Default for PluginSettings {
     fn default() -> Self {
         Self {
             plugin_dir: default_plugin_dir(),
@@ -88,7 +88,7 @@ pub(crate) fn is_builtin(name: &str) -> bool {
 
 /// The built-in components, then those of the plugin directory, each with
 /// its grant. A plugin whose manifest is unreadable is skipped, logged.
-pub(crate) fn sources(config: &PluginConfig) -> anyhow::Result<Vec<Source>> {
+pub(crate) fn sources(config: &PluginSettings) -> anyhow::Result<Vec<Source>> {
     let mut sources: Vec<Source> = builtin::COMPONENTS
         .iter()
         .map(|(name, bytes)| Source {

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::Component;
 
 pub use check::CheckReport;
-pub use discovery::{PluginConfig, default_config_path, default_plugin_dir};
+pub use discovery::{PluginSettings, default_config_path, default_plugin_dir};
 pub use grants::{Grant, GrantSpec, Grants, Manifest};
 pub use registry::{Annotations, CallError, ToolSpec};
 
@@ -56,7 +56,7 @@ pub struct ToolOutput {
 pub struct PluginHost {
     runtime: Runtime,
     audit: Option<Arc<AuditLog>>,
-    config: PluginConfig,
+    config: PluginSettings,
     components: Vec<Loaded>,
     registry: Registry,
 }
@@ -65,7 +65,7 @@ impl PluginHost {
     /// Loads the built-in components and those in the plugin directory.
     /// A built-in that does not load, or a tool name two components claim,
     /// is a startup error; a plugin that does not load is skipped, logged.
-    pub async fn load(config: PluginConfig, sessions: SessionManager) -> anyhow::Result<Self> {
+    pub async fn load(config: PluginSettings, sessions: SessionManager) -> anyhow::Result<Self> {
         let mut runtime = Runtime::new(&config, sessions)?;
         let compiles = runtime.compile(discovery::sources(&config)?);
         let audit = match &config.audit_log {

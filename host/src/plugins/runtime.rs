@@ -20,7 +20,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::{ToolComponent, ToolComponentPre, tool};
-use super::discovery::{PluginConfig, Source};
+use super::discovery::{PluginSettings, Source};
 use super::grants::Grant;
 use super::registry::CallError;
 use super::state::StoreState;
@@ -71,7 +71,7 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// An engine with epochs ticking, and the linker of this host's world.
-    pub(crate) fn new(config: &PluginConfig, sessions: SessionManager) -> anyhow::Result<Self> {
+    pub(crate) fn new(config: &PluginSettings, sessions: SessionManager) -> anyhow::Result<Self> {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config
             .epoch_interruption(true)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::known_hosts::KnownHostsFiles;
 use super::ssh_config::{self, Proxy, Query, Tokens, expand_hostname};
-use super::{HostKeyPolicy, SessionKey, SshConfig, SshError, Target};
+use super::{HostKeyPolicy, SessionKey, SshError, SshSettings, Target};
 
 pub use super::ssh_config::{Hop, Method};
 
@@ -79,7 +79,7 @@ pub(crate) fn display_name(alias: Option<&str>, key: &SessionKey) -> String {
 /// Resolves `target` through the operator's settings and ssh_config.
 pub(crate) fn resolve(
     target: &Target,
-    config: &SshConfig,
+    config: &SshSettings,
     cache: &ssh_config::Cache,
 ) -> Result<Destination, SshError> {
     let given = super::validate_host(&target.host)?;
@@ -235,16 +235,16 @@ pub(crate) fn resolve(
 mod tests {
     use super::*;
 
-    fn config_with(text: &str) -> (tempfile::TempDir, SshConfig) {
+    fn config_with(text: &str) -> (tempfile::TempDir, SshSettings) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, text).unwrap();
-        let config = SshConfig {
+        let config = SshSettings {
             ssh_config: ssh_config::Files {
                 user: Some(path),
                 system: None,
             },
-            ..SshConfig::default()
+            ..SshSettings::default()
         };
         (dir, config)
     }

@@ -37,22 +37,37 @@ pub use manager::{SessionInfo, SessionManager};
 /// guest can tell a wrong password from a refused port.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshError {
+    /// The request itself is malformed (an empty host, port 0, a command
+    /// line too long for any remote).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The TCP connection or the SSH handshake failed.
     #[error("{0}")]
     Connect(String),
+    /// The server rejected every credential, or a key could not be read.
     #[error("{0}")]
     Auth(String),
+    /// The server's host key is refused (changed, revoked, or unknown
+    /// under `strict`).
     #[error("{0}")]
     HostKey(String),
+    /// Connecting, or the call's own time, ran out.
     #[error("{0}")]
     Timeout(String),
+    /// The server refused a channel or the command.
     #[error("{0}")]
     Channel(String),
+    /// The connection died after the command was sent.
     #[error("{0}")]
     ConnectionLost(String),
+    /// A policy refuses it: a grant, a peer address.
     #[error("{0}")]
     Denied(String),
+    /// A resource limit is reached (a session's background jobs): retrying
+    /// later may work.
+    #[error("{0}")]
+    Limit(String),
+    /// The client cancelled the call before the command started.
     #[error("{0}")]
     Cancelled(String),
     #[error("{0}")]
@@ -235,7 +250,7 @@ fn passwd_name() -> Option<String> {
 
 /// Tunables of the SSH core. Defaults are what a user gets with no flags.
 #[derive(Debug, Clone)]
-pub struct SshConfig {
+pub struct SshSettings {
     /// The ssh_config files read for every destination.
     pub ssh_config: ssh_config::Files,
     /// The operator's known_hosts file: replaces `UserKnownHostsFile`.
@@ -272,7 +287,7 @@ pub struct SshConfig {
     pub job_history: usize,
 }
 
-impl Default for SshConfig {
+impl Default for SshSettings {
     fn default() -> Self {
         let ssh_dir = dirs::home_dir().unwrap_or_default().join(".ssh");
         Self {

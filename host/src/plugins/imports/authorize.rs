@@ -330,7 +330,7 @@ impl StoreState {
             Refusal::Limit(why) => {
                 let why = bounded::clip(&why, bounded::MAX_FIELD).into_owned();
                 tracing::warn!(component = %self.component, "{why}");
-                (why.clone(), SshError::Denied(why))
+                (why.clone(), SshError::Limit(why))
             }
             Refusal::Unresolved(e) => (e.to_string(), e),
         };

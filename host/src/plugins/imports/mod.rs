@@ -38,6 +38,9 @@ impl From<core::SshError> for types::SshError {
             E::ConnectionLost(m) => Self::ConnectionLost(m),
             E::Denied(m) => Self::Denied(m),
             E::Cancelled(m) => Self::Cancelled(m),
+            // WIT 0.1.x has no case for it, and adding one would break
+            // older components: the message says what it is.
+            E::Limit(m) => Self::Other(m),
             E::Other(m) => Self::Other(m),
         }
     }

@@ -95,9 +95,9 @@ impl SessionManager {
             let job_slot = match kind {
                 Use::Command => None,
                 Use::Job => Some(conn.job_slots.clone().try_acquire_owned().map_err(|_| {
-                    SshError::Denied(format!(
-                        "{key} already runs {} background jobs, the most one session may; \
-                         interrupt one or wait for one to end",
+                    SshError::Limit(format!(
+                        "resource limit reached: {key} already runs {} background jobs, the \
+                         most one session may; interrupt one or wait for one to end",
                         self.inner.config.jobs_per_connection
                     ))
                 })?),

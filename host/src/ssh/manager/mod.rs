@@ -30,7 +30,7 @@ use lease::Use;
 
 mod connection;
 mod lease;
-use super::{Credentials, SessionKey, SshConfig, SshError, Target};
+use super::{Credentials, SessionKey, SshError, SshSettings, Target};
 
 /// Jump hosts reached through jump hosts, at most: deeper is a loop in
 /// ssh_config more often than a network.
@@ -60,7 +60,7 @@ pub struct SessionManager {
 }
 
 struct Inner {
-    config: SshConfig,
+    config: SshSettings,
     /// Established connections. A std mutex: it is never held across an
     /// `.await`, and lookups are far more frequent than connects.
     live: Mutex<HashMap<SessionKey, Arc<Connection>>>,
@@ -72,7 +72,7 @@ struct Inner {
 }
 
 impl SessionManager {
-    pub fn new(config: SshConfig) -> Self {
+    pub fn new(config: SshSettings) -> Self {
         let jobs = Jobs::new(config.job_buffer_bytes, config.job_history);
         Self {
             inner: Arc::new(Inner {
@@ -85,7 +85,7 @@ impl SessionManager {
         }
     }
 
-    pub fn config(&self) -> &SshConfig {
+    pub fn config(&self) -> &SshSettings {
         &self.inner.config
     }
 
@@ -470,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn connect_gates_do_not_pile_up_with_every_name_tried() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = SessionManager::new(SshConfig {
+        let manager = SessionManager::new(SshSettings {
             ssh_config: super::super::ssh_config::Files {
                 user: None,
                 system: None,
@@ -478,7 +478,7 @@ mod tests {
             known_hosts: Some(dir.path().join("known_hosts")),
             connect_timeout: Duration::from_secs(2),
             use_agent: false,
-            ..SshConfig::default()
+            ..SshSettings::default()
         });
         // Port 1 on loopback refuses at once: every call fails to connect.
         for user in ["a", "b", "c", "d"] {

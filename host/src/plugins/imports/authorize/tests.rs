@@ -17,7 +17,7 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         limits: limits::MemoryBudget::new(1 << 20),
         component: "c.wasm".into(),
         grant: Arc::new(grant),
-        sessions: core::SessionManager::new(core::SshConfig::default()),
+        sessions: core::SessionManager::new(core::SshSettings::default()),
         clock: clock::GuestClock::start(Duration::from_secs(60)),
         stderr,
         log: bounded::LogBudget::default(),
@@ -96,7 +96,7 @@ async fn a_full_slot_is_refused_as_a_resource_limit_until_the_pass_is_finished()
         .unwrap();
     let mut t = target();
     match state.authorize(Access::Command(&mut t, Command::Line("id"))) {
-        Err(SshError::Denied(m)) => assert!(m.starts_with("resource limit reached"), "{m}"),
+        Err(SshError::Limit(m)) => assert!(m.starts_with("resource limit reached"), "{m}"),
         other => panic!("not refused: {:?}", other.map(|_| ())),
     }
     let failed: Result<(), SshError> = Err(SshError::ConnectionLost("gone".into()));
