@@ -322,20 +322,23 @@ async fn cancel_to_gone(server: &Server, port: u16, nth: usize) -> Duration {
 
 /// A server with the example `disk_usage` tool and the hostile test
 /// component installed and granted (the hostile one with 1 s of CPU).
-async fn sandboxed_server(cache: &Path) -> Server {
+async fn sandboxed_server(cache: &Path, port: u16) -> Server {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../guest-tools/examples/disk-usage/disk_usage.toml"),
     )
     .unwrap();
-    let config = "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncommands = [[\"df\", \"-P\", \"-k\", \"*\"]]\n\n\
-         [plugins.hostile]\nhosts = [\"127.0.0.1\"]\nusers = [\"*\"]\ncpu_seconds = 1.0\n";
+    let config = format!(
+        "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nports = [{port}]\nusers = [\"*\"]\n\
+         commands = [[\"df\", \"-P\", \"-k\", \"*\"]]\n\n\
+         [plugins.hostile]\nhosts = [\"127.0.0.1\"]\nports = [{port}]\nusers = [\"*\"]\ncpu_seconds = 1.0\n"
+    );
     let builder = install_plugin(
         Server::builder(),
         &guest_wasm("disk_usage"),
         "disk_usage",
         Some(&manifest),
-        config,
+        &config,
     );
     let plugins = builder.home().join("plugins");
     std::fs::copy(guest_wasm("hostile_tools"), plugins.join("hostile.wasm")).unwrap();
@@ -495,7 +498,7 @@ async fn main() {
     sessions_server.client.cancel().await.unwrap();
 
     // Issue 3: the sandbox's cost, and stopping an endless loop.
-    let sandboxed = sandboxed_server(&cache).await;
+    let sandboxed = sandboxed_server(&cache, sshd.port()).await;
     call(
         &sandboxed,
         "execute_command",

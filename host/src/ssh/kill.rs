@@ -164,7 +164,11 @@ fn script(victims: &[Victim]) -> String {
          else kill -0 -$p 2>/dev/null || pgrep -s $p >/dev/null 2>&1; fi;; \
          t*) eval \"[ -n \\\"\\$t_$p\\\" ]\";; esac; }",
         "for v; do case $v in t*) eval \"t_${v#t}=${v#t}\";; esac; done",
-        "for r in 1 2 3; do grow \"$@\"; s=STOP; sig \"$@\"; done; s=TERM; sig \"$@\"; s=CONT; sig \"$@\"",
+        // Only trees are frozen: a session holds its members whatever they
+        // fork, and each signal round costs a pkill.
+        "T=; for v; do case $v in t*) T=1;; esac; done",
+        "if [ -n \"$T\" ]; then for r in 1 2 3; do grow \"$@\"; s=STOP; sig \"$@\"; done; fi",
+        "s=TERM; sig \"$@\"; if [ -n \"$T\" ]; then s=CONT; sig \"$@\"; fi",
         "i=0; while :; do grow \"$@\"; a=; for v; do alive $v && a=1; done; [ -z \"$a\" ] && break",
         format!("i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi").as_str(),
         format!("[ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done").as_str(),

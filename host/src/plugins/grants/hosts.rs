@@ -202,7 +202,7 @@ pub(crate) fn check_port(ports: &[u16], operator: bool, route: &Resolved) -> Res
         }
         return Err(format!(
             "port {} of host {:?} is not granted: without `ports` in the grant, only the \
-             port ssh_config gives for it ({}) is",
+             port ssh_config gives for it ({}) is granted",
             route.port, route.given, route.default_port
         ));
     }
