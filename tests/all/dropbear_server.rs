@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::sshd::{check_prerequisites, descendants, free_port};
+use crate::sshd::{check_prerequisites, free_port};
 
 const DROPBEAR: &str = "/usr/sbin/dropbear";
 const DROPBEARKEY: &str = "/usr/bin/dropbearkey";
@@ -107,18 +107,6 @@ impl Dropbear {
 
 impl Drop for Dropbear {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Connection handlers outlive a killed listener: kill them first.
-            let pids = descendants(child.id());
-            if !pids.is_empty() {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .args(pids.iter().map(u32::to_string))
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::sshd::kill_server(self.child.take());
     }
 }

@@ -366,19 +366,7 @@ impl Sshd {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Connection handlers outlive a killed listener: kill them first.
-            let pids = descendants(child.id());
-            if !pids.is_empty() {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .args(pids.iter().map(u32::to_string))
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_server(self.child.take());
     }
 }
 
@@ -579,4 +567,20 @@ pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// Kills a server and every connection handler it forked: handlers outlive
+/// a killed listener, so they go first.
+pub fn kill_server(child: Option<Child>) {
+    let Some(mut child) = child else { return };
+    let pids = descendants(child.id());
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
