@@ -81,8 +81,22 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
     assert_eq!(close.input_schema["required"], json!(["host"]));
 }
 
+/// MCP 2025-11-25 (SEP-1303): arguments that do not match the schema are a
+/// tool result with `isError`, naming the field, so a model can correct
+/// itself; only an unknown tool is a JSON-RPC error.
+fn invalid_arguments(res: Result<rmcp::model::CallToolResult, ServiceError>) -> String {
+    match res {
+        Ok(r) if r.is_error == Some(true) => {
+            let text = crate::server::text(&r);
+            assert!(text.starts_with("invalid arguments for "), "{text}");
+            text
+        }
+        other => panic!("expected a tool error for invalid arguments, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn bad_arguments_get_invalid_params_naming_the_field() {
+async fn bad_arguments_are_tool_errors_naming_the_field() {
     let server = Server::start().await;
     let missing = server
         .try_call(
@@ -90,15 +104,15 @@ async fn bad_arguments_get_invalid_params_naming_the_field() {
             json!({"host": "127.0.0.1", "username": "u"}),
         )
         .await;
-    assert!(invalid_params(missing).contains("command"));
+    assert!(invalid_arguments(missing).contains("command"));
 
-    let port_string = server
+    let port_word = server
         .try_call(
             "execute_command",
-            json!({"host": "127.0.0.1", "username": "u", "command": "true", "port": "22"}),
+            json!({"host": "127.0.0.1", "username": "u", "command": "true", "port": "twenty-two"}),
         )
         .await;
-    assert!(invalid_params(port_string).contains("port"));
+    assert!(invalid_arguments(port_word).contains("port"));
 
     let port_range = server
         .try_call(
@@ -106,16 +120,16 @@ async fn bad_arguments_get_invalid_params_naming_the_field() {
             json!({"host": "127.0.0.1", "username": "u", "command": "true", "port": 70000}),
         )
         .await;
-    assert!(invalid_params(port_range).contains("port"));
+    assert!(invalid_arguments(port_range).contains("port"));
 
     let unknown_field = server
         .try_call("list_sessions", json!({"surprise": true}))
         .await;
-    assert!(invalid_params(unknown_field).contains("surprise"));
+    assert!(invalid_arguments(unknown_field).contains("surprise"));
 }
 
 #[tokio::test]
-async fn invalid_params_messages_do_not_echo_values() {
+async fn invalid_argument_messages_do_not_echo_values() {
     let server = Server::start().await;
     let secret = 987_654_321;
     let res = server
@@ -124,12 +138,53 @@ async fn invalid_params_messages_do_not_echo_values() {
             json!({"host": "h", "username": "u", "command": "true", "password": secret}),
         )
         .await;
-    let msg = invalid_params(res);
+    let msg = invalid_arguments(res);
     assert!(
         msg.contains("password") && !msg.contains(&secret.to_string()),
         "{msg}"
     );
+    let res = server
+        .try_call(
+            "execute_command",
+            json!({"host": "h", "username": "u", "command": "true", "port": "s3cr3t-99"}),
+        )
+        .await;
+    let msg = invalid_arguments(res);
+    assert!(msg.contains("port") && !msg.contains("s3cr3t"), "{msg}");
     assert!(!server.log().contains(&secret.to_string()));
+    assert!(!server.log().contains("s3cr3t"));
+}
+
+/// Clients such as the MCP Inspector send `--tool-arg port=2212` as a
+/// string: numbers and booleans written as strings are taken as such.
+#[tokio::test]
+async fn numbers_sent_as_strings_are_accepted() {
+    let sshd = crate::sshd::Sshd::start();
+    let server = Server::start().await;
+    let mut args = crate::server::exec_args(&sshd, "printf 1234567890");
+    args["port"] = json!(sshd.port().to_string());
+    args["timeout"] = json!("20");
+    args["max_output_bytes"] = json!("4");
+    let res = server.call("execute_command", args).await;
+    assert_ne!(res.is_error, Some(true), "{}", crate::server::text(&res));
+    let out = crate::server::structured(&res);
+    assert_eq!(out["stdout_bytes"], 10, "{out}");
+    assert_eq!(out["stdout_truncated"], true, "{out}");
+}
+
+#[tokio::test]
+async fn input_schemas_are_plain_json_schema_every_client_renders() {
+    let server = Server::start().await;
+    for tool in server.client.list_all_tools().await.unwrap() {
+        let schema = Value::Object((*tool.input_schema).clone());
+        let text = schema.to_string();
+        assert!(!text.contains("\"null\""), "{}: {text}", tool.name);
+        assert!(!text.contains("\"format\""), "{}: {text}", tool.name);
+        assert_eq!(schema["additionalProperties"], false, "{}", tool.name);
+        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+            assert!(prop["type"].is_string(), "{}.{name}: {prop}", tool.name);
+        }
+    }
 }
 
 #[tokio::test]

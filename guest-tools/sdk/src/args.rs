@@ -117,10 +117,21 @@ mod tests {
             ]
         );
         assert_eq!(schema["required"], json!(["host", "command"]));
+        // Plain JSON Schema that form-based clients render: one type, no
+        // `default: null`, no schemars-only format; the bounds stay.
         let port = &schema["properties"]["port"];
-        assert_eq!(port["type"], json!(["integer", "null"]));
+        assert_eq!(port["type"], "integer", "{port}");
+        assert!(
+            port.get("default").is_none() && port.get("format").is_none(),
+            "{port}"
+        );
         assert_eq!(port["minimum"], 1);
         assert_eq!(port["maximum"], 65535);
+        let text = schema.to_string();
+        assert!(
+            !text.contains("\"null\"") && !text.contains("uint"),
+            "{text}"
+        );
         assert!(
             port["description"]
                 .as_str()

@@ -230,10 +230,75 @@ fn schema_json<T: JsonSchema>() -> Value {
         // MCP clients differ in how well they follow $ref; inline everything.
         s.inline_subschemas = true;
     });
-    settings
+    let mut schema = settings
         .into_generator()
         .into_root_schema_for::<T>()
-        .to_value()
+        .to_value();
+    plain_schema(&mut schema);
+    schema
+}
+
+/// JSON Schema formats every validator and form renderer knows; schemars'
+/// own (`uint16`, `double`, ...) are dropped, their bounds stay.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "uuid",
+    "regex",
+];
+
+/// Rewrites schemars' rendering of optional fields into what form-based
+/// clients render: an optional field is one absent from `required`, with a
+/// single `type` (no `["integer", "null"]`, no `anyOf` with `null`), no
+/// `"default": null` and no non-standard `format`. Nested objects and
+/// array items get the same.
+pub fn plain_schema(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Array(types)) = obj.get("type") {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if kept.len() == 1 {
+            obj.insert("type".into(), kept[0].clone());
+        }
+    }
+    if let Some(Value::Array(any)) = obj.get("anyOf") {
+        let kept: Vec<Value> = any
+            .iter()
+            .filter(|s| s.get("type") != Some(&Value::from("null")))
+            .cloned()
+            .collect();
+        if kept.len() == 1 && kept.len() < any.len() {
+            obj.remove("anyOf");
+            if let Some(Value::Object(only)) = kept.into_iter().next() {
+                for (k, v) in only {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    if obj.get("default") == Some(&Value::Null) {
+        obj.remove("default");
+    }
+    if let Some(Value::String(f)) = obj.get("format")
+        && !STANDARD_FORMATS.contains(&f.as_str())
+    {
+        obj.remove("format");
+    }
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(plain_schema);
+    }
+    if let Some(items) = obj.get_mut("items") {
+        plain_schema(items);
+    }
 }
 
 #[doc(hidden)]

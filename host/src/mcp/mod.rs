@@ -108,8 +108,13 @@ pub fn to_mcp_result(outcome: Result<ToolOutput, CallError>) -> Result<CallToolR
             Ok(result)
         }
         Err(e @ CallError::UnknownTool(_)) => Err(McpError::invalid_params(e.to_string(), None)),
+        // MCP 2025-11-25 (SEP-1303): arguments that do not match the schema
+        // are a tool error the model can read and correct, not a protocol
+        // error.
         Err(e @ CallError::InvalidArguments { .. }) => {
-            Err(McpError::invalid_params(e.to_string(), None))
+            Ok(CallToolResult::error(vec![ContentBlock::text(
+                e.to_string(),
+            )]))
         }
     }
 }
@@ -117,10 +122,10 @@ pub fn to_mcp_result(outcome: Result<ToolOutput, CallError>) -> Result<CallToolR
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "mcp-ssh-session",
-                env!("CARGO_PKG_VERSION"),
-            ))
+            .with_server_info(
+                Implementation::new("mcp-ssh-session", env!("CARGO_PKG_VERSION"))
+                    .with_title("SSH sessions for agents"),
+            )
             .with_instructions(INSTRUCTIONS)
     }
 

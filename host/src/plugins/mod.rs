@@ -156,8 +156,8 @@ impl PluginHost {
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
     ) -> Result<ToolOutput, CallError> {
-        let arguments = Value::Object(arguments);
-        let tool = self.registry.validate(name, &arguments)?;
+        let mut arguments = Value::Object(arguments);
+        let tool = self.registry.validate(name, &mut arguments)?;
         let component = &self.components[tool.component];
         // Only the operator's grant may raise the flag's ceiling.
         let budget = component.grant.cpu_limit(self.config.cpu_limit);

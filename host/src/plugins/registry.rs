@@ -85,10 +85,15 @@ impl Registry {
     }
 
     /// The tool `name`, if `arguments` are valid for it.
-    pub(crate) fn validate(&self, name: &str, arguments: &Value) -> Result<&Registered, CallError> {
+    pub(crate) fn validate(
+        &self,
+        name: &str,
+        arguments: &mut Value,
+    ) -> Result<&Registered, CallError> {
         let tool = self
             .get(name)
             .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
+        coerce(&tool.spec.input_schema, arguments);
         match tool.validator.iter_errors(arguments).next() {
             None => Ok(tool),
             Some(err) => Err(CallError::InvalidArguments {
@@ -141,6 +146,57 @@ impl Registry {
             });
         }
         Ok(names)
+    }
+}
+
+/// Takes arguments the way clients send them: many (the MCP Inspector's
+/// forms, models writing JSON) send numbers and booleans as strings. A
+/// string for a top-level integer, number or boolean field is replaced by
+/// its value when it is exactly one (`"2212"`, `"2.5"`, `"true"`); anything
+/// else is left for validation to refuse, naming the field.
+fn coerce(schema: &Map<String, Value>, arguments: &mut Value) {
+    let (Some(props), Some(args)) = (
+        schema.get("properties").and_then(Value::as_object),
+        arguments.as_object_mut(),
+    ) else {
+        return;
+    };
+    for (field, value) in args.iter_mut() {
+        let Value::String(text) = value else { continue };
+        let Some(prop) = props.get(field) else {
+            continue;
+        };
+        let types: Vec<&str> = match prop.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        if types.contains(&"string") {
+            continue;
+        }
+        let parsed = if types.contains(&"integer") {
+            text.parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| text.parse::<u64>().map(Value::from))
+                .ok()
+        } else {
+            None
+        };
+        let parsed = parsed.or_else(|| {
+            types
+                .contains(&"number")
+                .then(|| text.parse::<f64>().ok().filter(|f| f.is_finite()))
+                .flatten()
+                .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+        });
+        let parsed = parsed.or_else(|| match (types.contains(&"boolean"), text.as_str()) {
+            (true, "true") => Some(Value::Bool(true)),
+            (true, "false") => Some(Value::Bool(false)),
+            _ => None,
+        });
+        if let Some(v) = parsed {
+            *value = v;
+        }
     }
 }
 
