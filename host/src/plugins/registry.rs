@@ -161,7 +161,26 @@ fn coerce(schema: &Map<String, Value>, arguments: &mut Value) {
     ) else {
         return;
     };
+    // An explicit `null` for an optional field means "not given", as many
+    // clients send it; the schema no longer lists `null` as a type.
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    args.retain(|field, value| !value.is_null() || required.contains(&field.as_str()));
     for (field, value) in args.iter_mut() {
+        // JSON Schema counts `22.0` as an integer; serde does not.
+        if let Value::Number(n) = value
+            && n.is_f64()
+            && props.get(field).and_then(|p| p.get("type")) == Some(&Value::from("integer"))
+            && let Some(f) = n.as_f64()
+            && f.fract() == 0.0
+            && f.abs() < 9.0e15
+        {
+            *value = Value::from(f as i64);
+            continue;
+        }
         let Value::String(text) = value else { continue };
         let Some(prop) = props.get(field) else {
             continue;

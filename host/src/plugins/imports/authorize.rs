@@ -155,8 +155,8 @@ enum Refusal {
     /// The grant does not allow it.
     Policy(String),
     /// The grant's `max_concurrency` is reached: a resource limit, not a
-    /// policy, though the guest sees it as `denied` (WIT has no better
-    /// case) with a message that says which.
+    /// policy ([`SshError::Limit`]; the guest sees WIT's `other`, with a
+    /// message that says which).
     Limit(String),
     /// Where the target goes cannot be worked out: refused with that error.
     Unresolved(SshError),
