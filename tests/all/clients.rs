@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::server::{BIN, Builder, Server, guest_wasm, install_plugin};
+use crate::server::{BIN, Builder, Leftovers, Server, guest_wasm, install_plugin};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// The Inspector CLI's entry point (`.../clients/cli/build/index.js`).
@@ -353,6 +353,8 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
         "marker": marker,
         "third_party": THIRD_PARTY,
     });
+    // The job it interrupts, should the test fail before that.
+    let _sleeper = Leftovers::new(TEST_USER, &format!("sleep 300.{}", sshd.port()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/python_client.py");
     let out = Command::new(&python)
         .arg(&script)
@@ -377,6 +379,12 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
     assert_eq!(step("initialize")["protocolVersion"], "2025-11-25");
     assert_eq!(step("initialize")["name"], "mcp-ssh-session");
     assert_eq!(step("self-check")["catches_mismatch"], true);
+    for tool in step("tools/list")["tools"].as_array().unwrap() {
+        if BUILT_IN.contains(&tool["name"].as_str().unwrap()) {
+            assert!(tool["title"].is_string(), "no title: {tool}");
+            assert!(tool["hasOutputSchema"] == true, "no output schema: {tool}");
+        }
+    }
     step("done");
 
     for line in lines.iter().filter(|l| l.get("tool").is_some()) {

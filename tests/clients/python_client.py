@@ -116,8 +116,18 @@ async def run(cfg):
                     break
                 await asyncio.sleep(0.1)
             await call("get_command_output", {"job_id": job, "stream": "stderr"})
-            sleeper = await call("start_command", dict(target, command=f"sleep 300 # {marker}"))
-            await call("interrupt_command", {"job_id": sleeper["structured"]["job_id"]})
+            sleeper = await call("start_command", dict(
+                target, command=f"echo started; sleep 300.{cfg['port']}"))
+            sleeper_id = sleeper["structured"]["job_id"]
+            # Stopped once it runs: a stop in its first milliseconds may not
+            # find the process yet, and says so (remote_stopped null).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                early = await call("get_command_output", {"job_id": sleeper_id}, "sleeper")
+                if early["isError"] or early["structured"]["data"]:
+                    break
+                await asyncio.sleep(0.1)
+            await call("interrupt_command", {"job_id": sleeper_id})
             await call("list_commands", {})
             await call(cfg["third_party"], dict(target, path="/"))
             await call("close_session", target)
