@@ -251,3 +251,92 @@ fn stdout_carries_only_jsonrpc() {
     ids.sort();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
 }
+
+/// The JSON-RPC answer with `id`, skipping notifications.
+fn answer(lines: &mut impl Iterator<Item = std::io::Result<String>>, id: i64) -> Value {
+    for line in lines {
+        let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if msg["id"] == id {
+            return msg;
+        }
+    }
+    panic!("the server closed stdout before answering {id}");
+}
+
+/// Raw JSON-RPC, so the version sent is exactly `requested`: initializes,
+/// then lists tools and runs a command on `sshd`. Returns the version the
+/// server answered with.
+fn negotiated_session(requested: &str, sshd: &crate::sshd::Sshd) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = crate::server::raw_server(home.path());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion": requested, "capabilities":{},
+        "clientInfo":{"name":"raw","version":"0"}}});
+    writeln!(stdin, "{init}").unwrap();
+    let init = answer(&mut lines, 1);
+    let version = init["result"]["protocolVersion"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{requested}: {init}"))
+        .to_string();
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcp-ssh-session");
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"})
+    )
+    .unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"})
+    )
+    .unwrap();
+    let tools = answer(&mut lines, 2);
+    let names: Vec<_> = tools["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{requested}: {tools}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"execute_command"), "{requested}: {names:?}");
+    let marker = format!("mcpssh-version-{requested}");
+    let mut args =
+        crate::server::password_args(sshd, crate::sshd::TEST_PASSWORD, &format!("echo {marker}"));
+    args["timeout"] = json!(20);
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+        "params":{"name":"execute_command","arguments": args}});
+    writeln!(stdin, "{call}").unwrap();
+    let res = answer(&mut lines, 3);
+    assert_eq!(res["result"]["isError"], false, "{requested}: {res}");
+    assert_eq!(
+        res["result"]["structuredContent"]["stdout"],
+        format!("{marker}\n"),
+        "{requested}: {res}"
+    );
+    drop(stdin);
+    let _ = child.wait();
+    version
+}
+
+#[test]
+fn initialize_with_2025_11_25_is_answered_with_it_and_tools_work() {
+    let sshd = crate::sshd::Sshd::start();
+    assert_eq!(negotiated_session("2025-11-25", &sshd), "2025-11-25");
+}
+
+#[test]
+fn initialize_with_2025_06_18_is_answered_with_it_and_tools_work() {
+    let sshd = crate::sshd::Sshd::start();
+    assert_eq!(negotiated_session("2025-06-18", &sshd), "2025-06-18");
+}
+
+/// A client newer than the server gets the newest version that has an
+/// `initialize` handshake (MCP lifecycle: the server answers with one it
+/// supports); 2026-07-28 dropped the handshake, so it cannot be that.
+#[test]
+fn an_unknown_future_version_gets_the_newest_with_a_handshake() {
+    let sshd = crate::sshd::Sshd::start();
+    assert_eq!(negotiated_session("2099-01-01", &sshd), "2025-11-25");
+}

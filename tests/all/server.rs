@@ -117,6 +117,35 @@ impl Builder {
         self.home.path()
     }
 
+    /// The server's arguments and environment, as [`Builder::command`]
+    /// passes them: for clients that spawn the binary themselves
+    /// (`clients.rs`).
+    pub fn args_and_env(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let has = |flag: &str| self.args.iter().any(|a| a == flag);
+        let mut args = Vec::new();
+        // The machine's /etc/ssh/ssh_config (HashKnownHosts, ...) is not
+        // the test's; tests of the system file name their own.
+        if !has("--system-ssh-config") {
+            args.extend(["--system-ssh-config".into(), "none".into()]);
+        }
+        if !has("--cache-dir") && !has("--no-cache") {
+            args.extend(["--cache-dir".into(), shared_cache().display().to_string()]);
+        }
+        if !has("--plugins") {
+            args.push("--no-plugins".into());
+        }
+        args.extend(self.args.iter().cloned());
+        let mut env = vec![
+            ("HOME".to_string(), self.home.path().display().to_string()),
+            (
+                "MCP_SSH_LOG".to_string(),
+                "debug,russh=info,wasmtime=info,cranelift=info".to_string(),
+            ),
+        ];
+        env.extend(self.env.iter().cloned());
+        (args, env)
+    }
+
     pub fn command(&self) -> tokio::process::Command {
         let mut cmd = match &self.netns {
             Some(ns) => {
@@ -126,29 +155,12 @@ impl Builder {
             }
             None => tokio::process::Command::new(BIN),
         };
-        let has = |flag: &str| self.args.iter().any(|a| a == flag);
-        // The machine's /etc/ssh/ssh_config (HashKnownHosts, ...) is not
-        // the test's; tests of the system file name their own.
-        if !has("--system-ssh-config") {
-            cmd.arg("--system-ssh-config").arg("none");
-        }
-        if !has("--cache-dir") && !has("--no-cache") {
-            cmd.arg("--cache-dir").arg(shared_cache());
-        }
-        if !has("--plugins") {
-            cmd.arg("--no-plugins");
-        }
-        cmd.args(&self.args)
-            .env("HOME", self.home.path())
-            .env(
-                "MCP_SSH_LOG",
-                "debug,russh=info,wasmtime=info,cranelift=info",
-            )
+        let (args, env) = self.args_and_env();
+        // Removed before the test's own env, which may name an agent.
+        cmd.args(args)
             .env_remove("SSH_AUTH_SOCK")
-            .env_remove("RUST_LOG");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+            .env_remove("RUST_LOG")
+            .envs(env);
         cmd
     }
 

@@ -3,8 +3,13 @@
 //! results.
 //!
 //! A tool that ran, even one that failed, is a `CallToolResult` (failures
-//! with `isError: true`); a call that cannot be routed or whose arguments do
-//! not match the schema is a JSON-RPC invalid-params error.
+//! with `isError: true`), and so is a call whose arguments do not match the
+//! schema; only a call that cannot be routed is a JSON-RPC invalid-params
+//! error.
+//!
+//! Protocol versions are rmcp's: `initialize` is answered with the version
+//! the client asked for when it is one rmcp knows and has a handshake
+//! (2024-11-05 to 2025-11-25), else with the newest that has one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +88,11 @@ fn to_mcp_tool(spec: &ToolSpec) -> Tool {
         tool = tool.with_raw_output_schema(Arc::new(schema.clone()));
     }
     if let Some(a) = &spec.annotations {
+        // Clients show `title` first (MCP 2025-06-18 and later); many never
+        // read `annotations.title`, and would show the bare name.
+        if let Some(title) = &a.title {
+            tool = tool.with_title(title.clone());
+        }
         tool = tool.with_annotations(ToolAnnotations::from_raw(
             a.title.clone(),
             a.read_only,
