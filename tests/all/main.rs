@@ -10,6 +10,7 @@
 mod audit;
 mod auth;
 mod blackhole;
+mod doctor;
 mod dropbear;
 mod dropbear_server;
 mod exec;
