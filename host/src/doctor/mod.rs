@@ -1,18 +1,21 @@
 //! `mcp-ssh-session doctor [HOST]`: what the server would use, and why a
 //! host does not work.
 //!
-//! Without a host it reports the local setup ([`local`]): config files,
-//! plugins and their grants, known_hosts, the agent, the cache, and every
-//! problem found with its fix. With a host it also resolves it through
-//! ssh_config, connects step by step through the SSH core's own code
-//! (`connect::establish_probed`: the same handshake, host-key check and
-//! authentication the server runs, except that a new host key is never
-//! recorded) and probes what commands will meet there ([`remote`]).
+//! Without a host it reports the local setup ([`local`], the components in
+//! [`plugins`]): config files, plugins and their grants, known_hosts, the
+//! agent, the cache, and every problem found with its fix. With a host it
+//! also resolves it through ssh_config and connects step by step through
+//! the SSH core's own code ([`remote`], with `connect::establish_probed`:
+//! the same handshake, host-key check and authentication the server runs,
+//! except that a new host key is never recorded), then probes what commands
+//! meet there with the launcher and stop the server uses ([`on_host`]).
 //!
 //! Nothing here prints a secret: a password only travels from stdin to the
 //! SSH core, zeroed when dropped.
 
 mod local;
+mod on_host;
+mod plugins;
 mod remote;
 
 use std::fmt::Write as _;
