@@ -91,6 +91,8 @@ fn doctor_without_a_host_lists_plugins_with_grants_and_a_world_writable_known_ho
     )
     .unwrap();
     std::fs::write(plugins.join("disk_usage.toml"), manifest).unwrap();
+    // Built for a WIT major version this host does not serve.
+    std::fs::copy(guest_wasm("wit_major_1"), plugins.join("future.wasm")).unwrap();
     let config = home.path().join("config.toml");
     std::fs::write(
         &config,
@@ -142,6 +144,11 @@ fn doctor_without_a_host_lists_plugins_with_grants_and_a_world_writable_known_ho
     );
     assert!(
         out.contains(&format!("fix: chmod 600 '{}'", known_hosts.display())),
+        "{run}"
+    );
+    assert!(
+        out.contains("future.wasm: does not load, the server skips it")
+            && out.contains("plugin check"),
         "{run}"
     );
     assert!(
@@ -328,6 +335,8 @@ fn doctor_says_a_closed_port_refuses_and_fails() {
 fn doctor_logs_in_with_a_password_from_stdin_and_never_shows_it() {
     let sshd = Sshd::start();
     let home = home();
+    // Built-ins compiled at trace would log megabytes: warm the cache.
+    doctor(home.path(), &[], &[], &[], "");
     let run = doctor(
         home.path(),
         &[],
