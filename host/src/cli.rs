@@ -149,6 +149,24 @@ pub enum Command {
         #[command(subcommand)]
         action: PluginCommand,
     },
+    /// Report what the server would use (config files, plugins and their
+    /// grants, known_hosts, ssh-agent, cache) and every problem found,
+    /// with its fix. With HOST, also connect to it step by step as the
+    /// server would and report each step: the first thing to run when a
+    /// host does not work. Exits 1 when something fails. A new host key
+    /// is never recorded.
+    Doctor {
+        /// An ssh_config alias, host, user@host or user@host:port
+        /// ([v6]:port for an IPv6 address with a port).
+        host: Option<String>,
+        /// Read a password from the first line of stdin and log in with
+        /// it (passwords are never taken on the command line).
+        #[arg(long, requires = "host")]
+        password_stdin: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -195,6 +213,24 @@ impl Cli {
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         let config_path = self.config.clone().unwrap_or_else(default_config_path);
         let file = OperatorConfig::load(&config_path, self.config.is_some())?;
+        self.with_file(config_path, file)
+    }
+
+    /// For `doctor`: a config file that does not load is a finding to
+    /// report (its error is returned beside settings without its grants),
+    /// not the end of the run.
+    pub fn into_doctor_settings(self) -> anyhow::Result<(Settings, Option<String>)> {
+        let config_path = self.config.clone().unwrap_or_else(default_config_path);
+        match OperatorConfig::load(&config_path, self.config.is_some()) {
+            Ok(file) => Ok((self.with_file(config_path, file)?, None)),
+            Err(e) => Ok((
+                self.with_file(config_path, OperatorConfig::default())?,
+                Some(format!("{e:#}")),
+            )),
+        }
+    }
+
+    fn with_file(self, config_path: PathBuf, file: OperatorConfig) -> anyhow::Result<Settings> {
         let mut ssh = SshSettings::default();
         let none = |p: &PathBuf| p.as_os_str() == "none";
         if let Some(path) = self.ssh_config {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod doctor;
 mod fsutil;
 pub mod mcp;
 mod pattern;

@@ -31,6 +31,14 @@ async fn main() -> ExitCode {
         tracing::warn!("could not disable core dumps: {e}");
     }
     let command = cli.command.take();
+    if let Some(Command::Doctor {
+        host,
+        password_stdin,
+        json,
+    }) = command
+    {
+        return doctor(cli, host, password_stdin, json).await;
+    }
     let result = match (cli.into_settings(), command) {
         (Err(e), _) => Err(e),
         (Ok(config), None) => mcp_ssh_session::serve_stdio(config).await,
@@ -40,6 +48,7 @@ async fn main() -> ExitCode {
                 action: PluginCommand::Check { file },
             }),
         ) => check(config, &file).await,
+        (Ok(_), Some(Command::Doctor { .. })) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,4 +67,49 @@ async fn check(config: Settings, file: &std::path::Path) -> anyhow::Result<()> {
         file.display()
     );
     Ok(())
+}
+
+/// `doctor`: the report goes to stdout (doctor is no MCP server); exit 1
+/// when something fails.
+async fn doctor(cli: Cli, host: Option<String>, password_stdin: bool, json: bool) -> ExitCode {
+    let password = if password_stdin {
+        match mcp_ssh_session::doctor::read_password_line() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!("--password-stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let (settings, config_error) = match cli.into_doctor_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = mcp_ssh_session::doctor::Options {
+        host,
+        password,
+        config_error,
+    };
+    let report = mcp_ssh_session::doctor::run(settings, options).await;
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                tracing::error!("cannot write the report as JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{report}");
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod blackhole;
 mod clients;
+mod doctor;
 mod dropbear;
 mod dropbear_server;
 mod exec;

@@ -23,7 +23,8 @@ use super::{Credentials, SessionKey, SshError};
 /// keeps asking is not going to accept the password.
 const MAX_KBD_ROUNDS: usize = 4;
 
-/// Logs in over `handle`, or says which methods were refused.
+/// Logs in over `handle` and says how (`key PATH`, `password`, `ssh-agent
+/// key SHA256:...`), or says which methods were refused.
 ///
 /// There is no `none` probe for the server's methods, as `ssh` makes:
 /// sshd pads that failure like any other (~9 ms, measured), so the methods
@@ -33,12 +34,13 @@ pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     dest: &Destination,
     credentials: Option<&Credentials>,
-) -> Result<(), SshError> {
+) -> Result<String, SshError> {
     let mut login = Login {
         handle,
         key: &dest.key,
         refused: Vec::new(),
         offered: None,
+        succeeded: None,
     };
     let certificates = load_certificates(&dest.certificate_files).await;
     for method in &dest.methods {
@@ -84,7 +86,7 @@ pub(crate) async fn authenticate<H: Handler>(
             _ => false,
         };
         if done {
-            return Ok(());
+            return Ok(login.succeeded.unwrap_or_else(|| method.name().to_string()));
         }
     }
     let key = login.key;
@@ -136,6 +138,8 @@ struct Login<'a, H: Handler> {
     refused: Vec<String>,
     /// From the server's last failure; `None` before the first.
     offered: Option<MethodSet>,
+    /// What logged in, once something did.
+    succeeded: Option<String>,
 }
 
 impl<H: Handler> Login<'_, H> {
@@ -156,7 +160,10 @@ impl<H: Handler> Login<'_, H> {
     /// lists what it does take instead).
     fn outcome(&mut self, method: Method, what: impl Into<String>, res: AuthResult) -> bool {
         match res {
-            AuthResult::Success => true,
+            AuthResult::Success => {
+                self.succeeded = Some(what.into());
+                true
+            }
             AuthResult::Failure {
                 remaining_methods, ..
             } => {
@@ -251,7 +258,10 @@ impl<H: Handler> Login<'_, H> {
         let mut asked = false;
         for _ in 0..MAX_KBD_ROUNDS {
             match reply {
-                KeyboardInteractiveAuthResponse::Success => return Ok(true),
+                KeyboardInteractiveAuthResponse::Success => {
+                    self.succeeded = Some("password (keyboard-interactive)".into());
+                    return Ok(true);
+                }
                 KeyboardInteractiveAuthResponse::Failure {
                     remaining_methods, ..
                 } => {
@@ -319,19 +329,35 @@ impl<H: Handler> Login<'_, H> {
         };
         let user = self.key.username.as_str();
         for id in identities {
-            let (public, cert) = match id {
-                AgentIdentity::PublicKey { key: public, .. } => {
+            let (public, cert, comment) = match id {
+                AgentIdentity::PublicKey {
+                    key: public,
+                    comment,
+                } => {
                     let cert = certificates
                         .iter()
                         .find(|c| c.public_key() == public.key_data())
                         .cloned();
-                    (public, cert)
+                    (public, cert, comment)
                 }
-                AgentIdentity::Certificate { certificate, .. } => (
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => (
                     russh::keys::PublicKey::from(certificate.public_key().clone()),
                     Some(certificate),
+                    comment,
                 ),
             };
+            let shown = format!(
+                "ssh-agent key {}{}",
+                super::known_hosts::fingerprint(&public),
+                if comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {comment:?}")
+                }
+            );
             let hash = self.rsa_hash(public.algorithm().is_rsa()).await?;
             if let Some(cert) = cert {
                 match self
@@ -341,6 +367,7 @@ impl<H: Handler> Login<'_, H> {
                 {
                     Ok(res) => {
                         if self.outcome(Method::PublicKey, "an ssh-agent certificate", res) {
+                            self.succeeded = Some(format!("{shown}, with its certificate"));
                             return Ok(true);
                         }
                     }
@@ -354,6 +381,7 @@ impl<H: Handler> Login<'_, H> {
             {
                 Ok(res) => {
                     if self.outcome(Method::PublicKey, "an ssh-agent key", res) {
+                        self.succeeded = Some(shown);
                         return Ok(true);
                     }
                 }

@@ -6,12 +6,12 @@
 //! connections exist and hands a jump host's tunnel in; this module returns
 //! a connected handle and the address it reached.
 
-use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use russh::ChannelOpenFailure;
-use russh::client::{self, Handle, Msg};
+use russh::client::{self, AuthResult, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
 use tokio::net::TcpStream;
 
@@ -28,6 +28,39 @@ pub(crate) struct Connected {
     pub(crate) server_id: String,
 }
 
+/// What `doctor` learns while one connection is made: when each step
+/// ended, and what the server showed. Never a secret.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    pub(crate) log: Mutex<ProbeLog>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ProbeLog {
+    /// The TCP connection is up (direct routes), and to which address.
+    pub(crate) tcp: Option<(Instant, Option<SocketAddr>)>,
+    /// The server's key or certificate, when it was checked, and the
+    /// verdict.
+    pub(crate) host_key: Option<(Instant, PublicKeyOrCertificate, Result<(), SshError>)>,
+    /// The key exchange is done, with the server's identification string.
+    pub(crate) handshake: Option<(Instant, String)>,
+    /// The methods the server offers, from a `none` attempt.
+    pub(crate) offered: Option<Vec<String>>,
+    /// What logged in, and when.
+    pub(crate) auth: Option<(Instant, String)>,
+}
+
+impl Probe {
+    fn note(&self, f: impl FnOnce(&mut ProbeLog)) {
+        f(&mut self.log.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// What was noted so far; the probe is left empty.
+    pub(crate) fn take(&self) -> ProbeLog {
+        std::mem::take(&mut self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// Connects to `dest` and authenticates with `credentials` (or the agent
 /// and identity files). `tunnel` is the jump host's channel when the route
 /// is [`Route::Jump`]. Bounded by nothing: the caller sets the deadline.
@@ -35,6 +68,18 @@ pub(crate) async fn establish(
     dest: &Destination,
     credentials: Option<&Credentials>,
     tunnel: Option<russh::ChannelStream<Msg>>,
+) -> Result<Connected, SshError> {
+    establish_probed(dest, credentials, tunnel, None).await
+}
+
+/// [`establish`], noting each step in `probe` (for `doctor`). With a probe,
+/// a new host key is never recorded, and the server is first asked with a
+/// `none` attempt which methods it offers.
+pub(crate) async fn establish_probed(
+    dest: &Destination,
+    credentials: Option<&Credentials>,
+    tunnel: Option<russh::ChannelStream<Msg>>,
+    probe: Option<Arc<Probe>>,
 ) -> Result<Connected, SshError> {
     let key = &dest.key;
     let server_id = Arc::new(OnceLock::new());
@@ -44,6 +89,7 @@ pub(crate) async fn establish(
         policy: dest.host_key_policy,
         known_hosts: dest.known_hosts.clone(),
         server_id: server_id.clone(),
+        probe: probe.clone(),
     };
     let config = Arc::new(russh_config(dest));
     let handshake_failed = |e: HandlerError, detail: &str| match e {
@@ -69,7 +115,11 @@ pub(crate) async fn establish(
                     SshError::Connect(format!("cannot connect to {}:{}: {e}", key.host, key.port))
                 })?;
             let stream = QuickAckStream::new(tcp);
-            peer = stream.peer_addr().ok().map(|a| a.ip());
+            let addr = stream.peer_addr().ok();
+            if let Some(p) = &probe {
+                p.note(|l| l.tcp = Some((Instant::now(), addr)));
+            }
+            peer = addr.map(|a| a.ip());
             tracing::debug!(?peer, "TCP connected");
             client::connect_stream(config, stream, handler)
                 .await
@@ -94,12 +144,56 @@ pub(crate) async fn establish(
             }
         }
     };
-    auth::authenticate(&mut handle, dest, credentials).await?;
+    let how = match &probe {
+        Some(p) => match offered_methods(&mut handle, dest).await? {
+            Some(offered) => {
+                p.note(|l| l.offered = Some(offered));
+                None
+            }
+            None => Some("none (the server asked for nothing)".to_string()),
+        },
+        None => None,
+    };
+    let how = match how {
+        Some(how) => how,
+        None => auth::authenticate(&mut handle, dest, credentials).await?,
+    };
+    if let Some(p) = &probe {
+        p.note(|l| l.auth = Some((Instant::now(), how)));
+    }
     let server_id = server_id.get().cloned().unwrap_or_default();
     Ok(Connected {
         handle,
         peer,
         server_id,
+    })
+}
+
+/// The methods the server offers, from a `none` attempt (`None`: it let
+/// the user in without any).
+async fn offered_methods(
+    handle: &mut Handle<ClientHandler>,
+    dest: &Destination,
+) -> Result<Option<Vec<String>>, SshError> {
+    let res = handle
+        .authenticate_none(dest.key.username.as_str())
+        .await
+        .map_err(|e| {
+            SshError::Connect(format!(
+                "{}: the connection failed during authentication: {e}",
+                dest.key
+            ))
+        })?;
+    Ok(match res {
+        AuthResult::Success => None,
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => Some(
+            remaining_methods
+                .iter()
+                .map(|m| <&str>::from(m).to_string())
+                .collect(),
+        ),
     })
 }
 
@@ -154,6 +248,7 @@ pub(crate) struct ClientHandler {
     policy: HostKeyPolicy,
     known_hosts: KnownHostsFiles,
     server_id: Arc<OnceLock<String>>,
+    probe: Option<Arc<Probe>>,
 }
 
 #[derive(Debug)]
@@ -175,14 +270,37 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        known_hosts::verify(
+        let Some(probe) = &self.probe else {
+            known_hosts::verify(
+                self.policy,
+                &self.known_hosts,
+                &self.host,
+                self.port,
+                server_key,
+            )
+            .map_err(HandlerError::HostKey)?;
+            return Ok(true);
+        };
+        let verdict = known_hosts::verify_without_recording(
             self.policy,
             &self.known_hosts,
             &self.host,
             self.port,
             server_key,
-        )
-        .map_err(HandlerError::HostKey)?;
+        );
+        let shown = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, hash_alg } => {
+                PublicKeyOrCertificate::PublicKey {
+                    key: key.clone(),
+                    hash_alg: *hash_alg,
+                }
+            }
+            PublicKeyOrCertificate::Certificate(c) => {
+                PublicKeyOrCertificate::Certificate(c.clone())
+            }
+        };
+        probe.note(|l| l.host_key = Some((Instant::now(), shown, verdict.clone())));
+        verdict.map_err(HandlerError::HostKey)?;
         Ok(true)
     }
 
@@ -193,6 +311,9 @@ impl client::Handler for ClientHandler {
         session: &mut client::Session,
     ) -> Result<(), Self::Error> {
         let id = String::from_utf8_lossy(session.remote_sshid()).into_owned();
+        if let Some(p) = &self.probe {
+            p.note(|l| l.handshake = Some((Instant::now(), id.clone())));
+        }
         let _ = self.server_id.set(id);
         Ok(())
     }

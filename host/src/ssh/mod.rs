@@ -8,13 +8,13 @@
 //! host calls [`SessionManager`] on behalf of tool components.
 
 pub mod auth;
-mod connect;
+pub(crate) mod connect;
 pub mod destination;
 pub mod exec;
 pub mod jobs;
-mod kill;
+pub(crate) mod kill;
 pub mod known_hosts;
-mod launch;
+pub(crate) mod launch;
 pub mod manager;
 mod net;
 mod output;

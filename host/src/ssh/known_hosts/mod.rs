@@ -133,6 +133,61 @@ pub(crate) fn verify(
     port: u16,
     offered: &PublicKeyOrCertificate,
 ) -> Result<(), SshError> {
+    verify_as(policy, files, host, port, offered, true)
+}
+
+/// [`verify`] without writing: a new key that accept-new would record is
+/// accepted and left out of the file (`doctor` says it would be recorded).
+pub(crate) fn verify_without_recording(
+    policy: HostKeyPolicy,
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    offered: &PublicKeyOrCertificate,
+) -> Result<(), SshError> {
+    verify_as(policy, files, host, port, offered, false)
+}
+
+/// The known_hosts line that vouches for `offered` on `host:port`: a plain
+/// line holding the key, or the `@cert-authority` line of a certificate's
+/// signer. `None` when no line does (a new host).
+pub(crate) fn vouching_line(
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    offered: &PublicKeyOrCertificate,
+) -> Option<(PathBuf, usize)> {
+    let name = host_port(host, port);
+    let (data, marker) = match offered {
+        PublicKeyOrCertificate::PublicKey { key, .. } => (key.key_data().clone(), None),
+        PublicKeyOrCertificate::Certificate(cert) => {
+            (cert.signature_key().clone(), Some(Marker::CertAuthority))
+        }
+    };
+    files.all().find_map(|path| {
+        entries(path).ok()?.into_iter().find_map(|(line, e)| {
+            (e.marker() == marker.as_ref()
+                && e.public_key().key_data() == &data
+                && entry_matches(&e, &name))
+            .then(|| (path.clone(), line))
+        })
+    })
+}
+
+/// How many entries `path` holds (lines this parser does not understand
+/// are not counted); a missing file holds none.
+pub(crate) fn count_entries(path: &Path) -> Result<usize, SshError> {
+    entries(path).map(|e| e.len())
+}
+
+fn verify_as(
+    policy: HostKeyPolicy,
+    files: &KnownHostsFiles,
+    host: &str,
+    port: u16,
+    offered: &PublicKeyOrCertificate,
+    record: bool,
+) -> Result<(), SshError> {
     let key = match offered {
         PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
         PublicKeyOrCertificate::Certificate(cert) => {
@@ -144,7 +199,7 @@ pub(crate) fn verify(
             PublicKey::from(cert.public_key().clone())
         }
     };
-    verify_key(policy, files, host, port, &key)
+    verify_key(policy, files, host, port, &key, record)
 }
 
 fn verify_key(
@@ -153,6 +208,7 @@ fn verify_key(
     host: &str,
     port: u16,
     key: &PublicKey,
+    record: bool,
 ) -> Result<(), SshError> {
     if policy == HostKeyPolicy::Off {
         tracing::warn!(
@@ -208,6 +264,9 @@ fn verify_key(
             fingerprint(key)
         )));
     };
+    if !record {
+        return Ok(());
+    }
     let learned = learn(target, &name, key, files.hash).map_err(|e| {
         SshError::HostKey(format!(
             "could not record the host key of {name} in {}: {e}",

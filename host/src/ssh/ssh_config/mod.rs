@@ -91,4 +91,19 @@ impl Files {
     pub fn resolve(&self, query: &Query<'_>) -> Result<HostOptions, Error> {
         resolve::resolve(self, query, &mut |_| {})
     }
+
+    /// [`Files::resolve`], with every file and directory it looked at
+    /// (read, listed or found missing), in order: what `doctor` shows.
+    pub(crate) fn resolve_listing(
+        &self,
+        query: &Query<'_>,
+    ) -> (Result<HostOptions, Error>, Vec<PathBuf>) {
+        let mut seen = Vec::new();
+        let result = resolve::resolve(self, query, &mut |source| {
+            if let resolve::Source::Path(path) = source {
+                seen.push(path.to_path_buf());
+            }
+        });
+        (result, seen)
+    }
 }
