@@ -67,6 +67,7 @@ pub(crate) struct Runtime {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// `--guest-memory-limit`: only the operator's grant may raise it.
     memory_ceiling: usize,
+    transfer_roots: Arc<super::transfer_roots::TransferRoots>,
 }
 
 impl Runtime {
@@ -89,6 +90,9 @@ impl Runtime {
             sessions,
             audit: None,
             memory_ceiling: config.memory_limit,
+            transfer_roots: Arc::new(super::transfer_roots::TransferRoots::new(
+                &config.transfer_roots,
+            )?),
         })
     }
 
@@ -245,6 +249,7 @@ impl Runtime {
             progress: progress.map(bounded::progress),
             audit: self.audit.clone(),
             tool,
+            transfer_roots: self.transfer_roots.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -32,6 +32,8 @@ pub(crate) struct StoreState {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// The tool being called, for the audit log.
     pub(crate) tool: Arc<str>,
+    /// Where uploads and downloads may touch local files.
+    pub(crate) transfer_roots: Arc<super::transfer_roots::TransferRoots>,
 }
 
 impl WasiView for StoreState {
