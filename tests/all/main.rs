@@ -13,6 +13,7 @@ mod blackhole;
 mod dropbear;
 mod dropbear_server;
 mod exec;
+mod files_core;
 mod grants;
 mod host_keys;
 mod hostile_files;
