@@ -528,3 +528,104 @@ async fn a_cancelled_upload_leaves_neither_file_nor_temporary_file() {
         r.write("after", b"ok").await.unwrap();
     }
 }
+
+/// Run, in a release build, `cargo test --release -p mcp-ssh-session --test
+/// all -- files_core::measure --ignored --nocapture`: 50 MiB up and down
+/// through the core (SFTP, then exec) beside `scp` and `sftp` on the same
+/// sshd, best of three each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: run it in a release build"]
+async fn measure_50_mib_transfers_against_scp_and_sftp() {
+    const SIZE: usize = 50 << 20;
+    let r = remote(Kind::OpensshSftp);
+    let exec = remote(Kind::OpensshExec);
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("src.bin");
+    random_file(&src, SIZE);
+    let sshd = r._sshd.as_ref().unwrap();
+    let key = sshd.client_key();
+    let port = sshd.port().to_string();
+    let common = |c: &mut std::process::Command| {
+        c.args(["-q", "-i"]).arg(&key).args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ]);
+    };
+    let remote_file = r.path("scp.bin");
+    let dest = format!("{TEST_USER}@127.0.0.1:{remote_file}");
+    let best = |f: &mut dyn FnMut() -> Duration| (0..3).map(|_| f()).min().unwrap();
+    let timed = |c: &mut std::process::Command| {
+        let started = Instant::now();
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    };
+    let scp_up = best(&mut || {
+        let mut c = std::process::Command::new("scp");
+        common(&mut c);
+        c.args(["-P", &port]).arg(&src).arg(&dest);
+        timed(&mut c)
+    });
+    let back = scratch.path().join("scp-back.bin");
+    let scp_down = best(&mut || {
+        let mut c = std::process::Command::new("scp");
+        common(&mut c);
+        c.args(["-P", &port]).arg(&dest).arg(&back);
+        timed(&mut c)
+    });
+    let batch = scratch.path().join("batch");
+    fs::write(
+        &batch,
+        format!(
+            "put {} {remote_file}\nget {remote_file} {}\n",
+            src.display(),
+            back.display()
+        ),
+    )
+    .unwrap();
+    let sftp_both = best(&mut || {
+        let mut c = std::process::Command::new("sftp");
+        common(&mut c);
+        c.args(["-P", &port, "-b"])
+            .arg(&batch)
+            .arg(format!("{TEST_USER}@127.0.0.1"));
+        timed(&mut c)
+    });
+    let mut ours = Vec::new();
+    for r in [&r, &exec] {
+        let mut up = Duration::MAX;
+        let mut down = Duration::MAX;
+        for _ in 0..3 {
+            let (u, d) = transfers(r, SIZE).await;
+            up = up.min(u);
+            down = down.min(d);
+        }
+        ours.push((r.name, up, down));
+    }
+    let mbps = |d: Duration| SIZE as f64 / 1e6 / d.as_secs_f64();
+    eprintln!("50 MiB over loopback, best of 3 (MB/s in brackets):");
+    eprintln!(
+        "  scp          up {scp_up:>10.2?} ({:.0})  down {scp_down:>10.2?} ({:.0})",
+        mbps(scp_up),
+        mbps(scp_down)
+    );
+    eprintln!(
+        "  sftp put+get    {sftp_both:>10.2?} ({:.0} both ways)",
+        2.0 * mbps(sftp_both)
+    );
+    for (name, up, down) in ours {
+        eprintln!(
+            "  {name:<12} up {up:>10.2?} ({:.0})  down {down:>10.2?} ({:.0})  (incl. remote sha256)",
+            mbps(up),
+            mbps(down)
+        );
+    }
+}

@@ -352,12 +352,13 @@ impl SessionManager {
         let ctl = self.file_ctl();
         let (mut entries, mut omitted) = match self.backend(target, &ctl).await? {
             (Backend::Sftp(s), session) => {
-                let all = ctl.guard(&session, "list", s.list(path, &ctl)).await?;
-                let entries = all
+                let max = max_entries as usize;
+                let (first, omitted) = ctl.guard(&session, "list", s.list(path, max, &ctl)).await?;
+                let entries = first
                     .into_iter()
                     .map(|(name, stat)| DirEntry { name, stat })
                     .collect();
-                (entries, 0)
+                (entries, omitted)
             }
             (Backend::Shell, session) => {
                 self.shell(target, &session)

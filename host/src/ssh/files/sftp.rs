@@ -33,6 +33,9 @@ const IN_FLIGHT: usize = 16;
 const MAX_IO: u64 = 255 * 1024;
 /// What every SFTP server takes.
 const MIN_IO: u64 = 32 * 1024;
+/// Closing a handle or removing a temporary file after a failure or a
+/// cancel takes at most this long.
+const CLEANUP: std::time::Duration = std::time::Duration::from_secs(10);
 /// One request's answer: generous, the call's own deadline bounds it all.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
@@ -203,12 +206,12 @@ impl Sftp {
         Ok((handle, stat))
     }
 
+    /// Closes a handle, within [`CLEANUP`] even after a cancel.
     async fn close(&self, handle: String, path: &str) -> Result<(), FileError> {
-        self.raw
-            .close(handle)
-            .await
-            .map(drop)
-            .map_err(|e| self.err(path, "close", e))
+        match tokio::time::timeout(CLEANUP, self.raw.close(handle)).await {
+            Ok(r) => r.map(drop).map_err(|e| self.err(path, "close", e)),
+            Err(_) => Err(self.err(path, "close", SftpError::Timeout)),
+        }
     }
 
     /// Up to `max` bytes of `path` from `offset`.
@@ -539,13 +542,14 @@ impl Sftp {
             .map_err(|e| self.err(path, "rename to", e))
     }
 
-    /// The entries of `dir`, unsorted, with `.` and `..` left out; stops
-    /// collecting stats past `max` but keeps counting.
+    /// The first `max` entries of `dir` by name, with `.` and `..` left
+    /// out, and how many more there are.
     pub(crate) async fn list(
         &self,
         dir: &str,
+        max: usize,
         ctl: &Ctl,
-    ) -> Result<Vec<(String, FileStat)>, FileError> {
+    ) -> Result<(Vec<(String, FileStat)>, u64), FileError> {
         let s = &self.session;
         match self.stat(dir, true).await?.kind {
             FileKind::Directory => {}
@@ -582,6 +586,9 @@ impl Sftp {
         let closed = self.close(handle, dir).await;
         let mut out = res?;
         closed?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let omitted = out.len().saturating_sub(max) as u64;
+        out.truncate(max);
         // readdir gives lstat attributes; link targets need a round trip
         // each, sent together.
         let mut links = FuturesOrdered::new();
@@ -597,7 +604,7 @@ impl Sftp {
                 entry.1.link_target = name.files.into_iter().next().map(|f| f.filename);
             }
         }
-        Ok(out)
+        Ok((out, omitted))
     }
 }
 
