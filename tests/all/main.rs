@@ -14,6 +14,7 @@ mod dropbear;
 mod dropbear_server;
 mod exec;
 mod files;
+mod files_core;
 mod grants;
 mod host_keys;
 mod hostile_files;

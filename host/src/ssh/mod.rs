@@ -291,6 +291,9 @@ pub struct SshSettings {
     pub job_buffer_bytes: usize,
     /// Finished jobs remembered.
     pub job_history: usize,
+    /// File operations use SFTP when the server offers it; `false` sends
+    /// them over exec channels always (for a server whose SFTP is broken).
+    pub sftp: bool,
 }
 
 impl Default for SshSettings {
@@ -315,6 +318,7 @@ impl Default for SshSettings {
             jobs_per_connection: 4,
             job_buffer_bytes: 1 << 20,
             job_history: 50,
+            sftp: true,
         }
     }
 }
