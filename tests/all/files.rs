@@ -17,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::dropbear_server::Dropbear;
 use crate::server::{Server, guest_wasm, install_plugin, structured, succeeded, text, tool_error};
-use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+use crate::sshd::{Options, Sshd, TEST_PASSWORD, TEST_USER};
 
 /// A directory the test account owns: the "remote" side.
 fn remote_dir() -> TempDir {
@@ -69,6 +69,20 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// An sshd offering SFTP, which the file tools use first.
+fn sftp_sshd() -> Sshd {
+    Sshd::start_opts(Options {
+        sftp: true,
+        ..Options::default()
+    })
+}
+
+/// An sshd with SFTP, and one without, where the same tools run over exec
+/// channels: both must behave the same.
+fn both_sshds() -> [(&'static str, Sshd); 2] {
+    [("sftp", sftp_sshd()), ("exec", Sshd::start())]
+}
+
 async fn server_with_root(root: &Path) -> Server {
     Server::builder()
         .arg("--transfer-root")
@@ -102,8 +116,14 @@ async fn file_tools_are_listed_with_output_schemas_and_honest_hints() {
 }
 
 #[tokio::test]
-async fn a_file_written_is_read_back_with_its_stat() {
-    let sshd = Sshd::start();
+async fn a_file_written_is_read_back_with_its_stat_over_sftp_and_over_exec() {
+    for (how, sshd) in both_sshds() {
+        eprintln!("over {how}");
+        written_and_read_back(&sshd).await;
+    }
+}
+
+async fn written_and_read_back(sshd: &Sshd) {
     let dir = remote_dir();
     let server = Server::start().await;
     let path = at(&dir.path().join("notes.txt"));
@@ -111,7 +131,7 @@ async fn a_file_written_is_read_back_with_its_stat() {
         .call(
             "write_file",
             args(
-                &sshd,
+                sshd,
                 json!({"path": path, "content": "héllo\nworld\n", "mode": "0640"}),
             ),
         )
@@ -127,7 +147,7 @@ async fn a_file_written_is_read_back_with_its_stat() {
     assert_eq!(mode & 0o7777, 0o640);
 
     let res = server
-        .call("read_file", args(&sshd, json!({"path": path})))
+        .call("read_file", args(sshd, json!({"path": path})))
         .await;
     assert_eq!(succeeded(&res), "héllo\nworld\n");
     let r = structured(&res);
@@ -146,7 +166,7 @@ async fn a_file_written_is_read_back_with_its_stat() {
     let res = server
         .call(
             "write_file",
-            args(&sshd, json!({"path": path, "content": "new"})),
+            args(sshd, json!({"path": path, "content": "new"})),
         )
         .await;
     assert_eq!(structured(&res)["created"], false, "{}", text(&res));
@@ -158,14 +178,20 @@ async fn a_file_written_is_read_back_with_its_stat() {
 }
 
 #[tokio::test]
-async fn missing_files_directories_and_bad_paths_are_clear_errors() {
-    let sshd = Sshd::start();
+async fn missing_files_directories_and_bad_paths_are_clear_errors_over_sftp_and_over_exec() {
+    for (how, sshd) in both_sshds() {
+        eprintln!("over {how}");
+        clear_errors(&sshd).await;
+    }
+}
+
+async fn clear_errors(sshd: &Sshd) {
     let dir = remote_dir();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     put(&dir.path().join("plain"), "x");
     chown(dir.path());
     let server = Server::start().await;
-    let call = |tool: &'static str, extra: Value| server.call(tool, args(&sshd, extra));
+    let call = |tool: &'static str, extra: Value| server.call(tool, args(sshd, extra));
 
     let msg = tool_error(&call("read_file", json!({"path": at(&dir.path().join("nope"))})).await);
     assert!(msg.starts_with("Not found"), "{msg}");
@@ -221,7 +247,7 @@ async fn missing_files_directories_and_bad_paths_are_clear_errors() {
 
 #[tokio::test]
 async fn binary_content_needs_base64_and_round_trips_through_it() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let server = Server::start().await;
     let path = at(&dir.path().join("blob.bin"));
@@ -262,7 +288,7 @@ async fn binary_content_needs_base64_and_round_trips_through_it() {
 
 #[tokio::test]
 async fn a_large_file_is_read_one_mib_at_a_time_saying_where_to_continue() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let server = Server::start().await;
     let path = dir.path().join("big.txt");
@@ -300,7 +326,7 @@ async fn a_large_file_is_read_one_mib_at_a_time_saying_where_to_continue() {
 
 #[tokio::test]
 async fn a_write_whose_if_match_is_stale_is_a_conflict_and_changes_nothing() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let server = Server::start().await;
     let path = dir.path().join("conf");
@@ -338,7 +364,7 @@ async fn a_write_whose_if_match_is_stale_is_a_conflict_and_changes_nothing() {
 
 #[tokio::test]
 async fn edit_file_replaces_exact_text_once_and_refuses_absent_or_ambiguous_text() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let server = Server::start().await;
     let path = dir.path().join("app.conf");
@@ -396,7 +422,7 @@ async fn edit_file_replaces_exact_text_once_and_refuses_absent_or_ambiguous_text
 
 #[tokio::test]
 async fn concurrent_edits_of_one_file_never_lose_an_update() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let server = Server::start().await;
     let path = dir.path().join("shared");
@@ -433,7 +459,7 @@ async fn concurrent_edits_of_one_file_never_lose_an_update() {
 
 #[tokio::test]
 async fn listing_is_bounded_hides_dot_files_and_recurses() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     for name in ["a", "b", "c", "d", ".hidden"] {
         std::fs::write(dir.path().join(name), name).unwrap();
@@ -492,7 +518,7 @@ async fn listing_is_bounded_hides_dot_files_and_recurses() {
 
 #[tokio::test]
 async fn upload_and_download_inside_a_transfer_root_are_verified() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let root = tempfile::tempdir().unwrap();
     let server = server_with_root(root.path()).await;
@@ -542,7 +568,7 @@ async fn upload_and_download_inside_a_transfer_root_are_verified() {
 
 #[tokio::test]
 async fn transfers_outside_the_root_through_dot_dot_or_a_symlink_are_refused() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     put(&dir.path().join("r"), "remote");
     let base = tempfile::tempdir().unwrap();
@@ -601,7 +627,7 @@ async fn transfers_outside_the_root_through_dot_dot_or_a_symlink_are_refused() {
 
 #[tokio::test]
 async fn transfers_are_off_without_a_transfer_root_and_say_how_to_enable_them() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let server = Server::start().await;
     let res = server
         .call(
@@ -657,7 +683,7 @@ fn probe_args(sshd: &Sshd, path: &str, extra: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn a_third_party_component_needs_a_grant_for_paths_and_transfers() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let root = tempfile::tempdir().unwrap();
     // Not granted at all: denied, and told what to add.
     let server = probe_server("", root.path()).await;
@@ -709,6 +735,11 @@ async fn a_third_party_component_needs_a_grant_for_paths_and_transfers() {
     put(&dir.path().join("f"), "probe-content");
     let grant = grant + "read_paths = [\"/tmp/**\"]\n";
     let server = probe_server(&grant, root.path()).await;
+    // A third-party component may not pass credentials: the operator's
+    // session serves it.
+    server
+        .call("execute_command", crate::server::exec_args(&sshd, "true"))
+        .await;
     let res = server
         .call(
             "probe_read",
@@ -743,7 +774,7 @@ async fn a_third_party_component_needs_a_grant_for_paths_and_transfers() {
 
 #[tokio::test]
 async fn file_operations_are_audited_with_path_and_bytes_never_content() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let builder = Server::builder();
     let log = builder.home().join("audit.jsonl");
@@ -784,7 +815,7 @@ async fn file_operations_are_audited_with_path_and_bytes_never_content() {
 
 #[test]
 fn a_download_reports_progress_in_bytes_when_asked() {
-    let sshd = Sshd::start();
+    let sshd = sftp_sshd();
     let dir = remote_dir();
     let remote = dir.path().join("big.bin");
     let data: Vec<u8> = (0..(48u32 << 20)).map(|i| (i % 253) as u8).collect();

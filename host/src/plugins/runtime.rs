@@ -68,6 +68,7 @@ pub(crate) struct Runtime {
     /// `--guest-memory-limit`: only the operator's grant may raise it.
     memory_ceiling: usize,
     transfer_roots: Arc<super::transfer_roots::TransferRoots>,
+    write_locks: Arc<super::imports::WriteLocks>,
 }
 
 impl Runtime {
@@ -93,6 +94,7 @@ impl Runtime {
             transfer_roots: Arc::new(super::transfer_roots::TransferRoots::new(
                 &config.transfer_roots,
             )?),
+            write_locks: Arc::default(),
         })
     }
 
@@ -250,6 +252,7 @@ impl Runtime {
             audit: self.audit.clone(),
             tool,
             transfer_roots: self.transfer_roots.clone(),
+            write_locks: self.write_locks.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -7,13 +7,21 @@
 //! (SFTP, or the remote's commands); the local side of a transfer is
 //! confined to the operator's transfer roots ([`TransferRoots`]).
 //!
+//! Writes and uploads to one remote path through this server are
+//! serialised ([`WriteLocks`]): the core checks `if-match` just before its
+//! rename, and two calls through this server must not both pass the check
+//! and then both rename (the second would lose the first's change without
+//! a conflict). A writer outside this server still has the core's window
+//! of one round trip.
+//!
 //! Caps, so that no call makes the host or the guest hold more than a
 //! bounded amount: a read returns at most [`MAX_READ`] bytes (the guest
 //! reads on from the offset it is given back), a write carries at most
 //! [`MAX_WRITE`], a listing at most [`MAX_ENTRIES`] entries. Transfers are
 //! streamed by the core and bounded only by [`TRANSFER_TIMEOUT`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -118,6 +126,10 @@ impl files::Host for StoreState {
             &mut target,
             access(FileOp::Write, &request.path),
         ))?;
+        let lock = self
+            .write_locks
+            .lock_for(&self.sessions, &target, &request.path);
+        let _held = lock.lock().await;
         let request = core::WriteRequest {
             path: request.path,
             data: request.data,
@@ -174,6 +186,10 @@ impl files::Host for StoreState {
             ..access(FileOp::Upload, &remote_path)
         };
         let pass = self.authorize(Access::File(&mut target, file))?;
+        let lock = self
+            .write_locks
+            .lock_for(&self.sessions, &target, &remote_path);
+        let _held = lock.lock().await;
         let result = upload_from(
             &self.sessions,
             &self.transfer_roots,
@@ -268,6 +284,35 @@ async fn download_to(
     drop(file);
     let dest = pending.commit(local)?;
     Ok(transfer_to_wit(out, &dest))
+}
+
+/// One lock per remote path being written through this server, kept only
+/// while someone holds or waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct WriteLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl WriteLocks {
+    /// The lock of `path` where `target` really goes (ssh_config applied).
+    fn lock_for(
+        &self,
+        sessions: &core::SessionManager,
+        target: &core::Target,
+        path: &str,
+    ) -> Arc<tokio::sync::Mutex<()>> {
+        let session = sessions
+            .resolve(target)
+            .map_or_else(|_| target.describe(), |d| d.key.to_string());
+        let key = format!("{session}\0{path}");
+        // No await while held: a std mutex is enough.
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        if let Some(lock) = map.get(&key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&lock));
+        lock
+    }
 }
 
 fn access(op: FileOp, path: &str) -> FileAccess<'_> {

@@ -14,6 +14,8 @@ mod log;
 mod progress;
 mod ssh;
 
+pub(crate) use files::WriteLocks;
+
 use zeroize::Zeroizing;
 
 use super::bindings::types;

@@ -26,6 +26,7 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         audit: Some(Arc::new(AuditLog::open(log).unwrap())),
         tool: "t".into(),
         transfer_roots: Default::default(),
+        write_locks: Default::default(),
     }
 }
 
