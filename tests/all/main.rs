@@ -13,6 +13,7 @@ mod blackhole;
 mod dropbear;
 mod dropbear_server;
 mod exec;
+mod file_transfers;
 mod files;
 mod files_core;
 mod grants;
