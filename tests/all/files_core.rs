@@ -629,3 +629,93 @@ async fn measure_50_mib_transfers_against_scp_and_sftp() {
         );
     }
 }
+
+/// The PIDs of `root` and every process descended from it.
+fn descendants(root: u32) -> Vec<(u32, String)> {
+    let mut procs = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let ppid: u32 = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        procs.push((pid, ppid, comm));
+    }
+    let mut out = vec![(root, String::new())];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].0;
+        out.extend(
+            procs
+                .iter()
+                .filter(|p| p.1 == parent)
+                .map(|p| (p.0, p.2.clone())),
+        );
+        i += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_calls_share_one_sftp_session_beside_busy_commands_and_outlive_its_death() {
+    use mcp_ssh_session::ssh::{Command, ExecRequest};
+    let r = remote(Kind::OpensshSftp);
+    let sshd = r._sshd.as_ref().unwrap();
+    fs::write(r.local("f"), b"data").unwrap();
+    let path = r.path("f");
+    // Every command slot busy while the file calls come.
+    let busy: Vec<_> = (0..8)
+        .map(|_| {
+            let (m, t) = (r.manager.clone(), r.target.clone());
+            tokio::spawn(async move {
+                let request = ExecRequest {
+                    command: Command::Line("sleep 2".into()),
+                    ..ExecRequest::default()
+                };
+                m.exec(&t, &request).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads =
+        futures::future::join_all((0..20).map(|_| r.manager.read_file(&r.target, &path, 0, 10)))
+            .await;
+    for read in reads {
+        assert_eq!(read.unwrap().data, b"data");
+    }
+    for b in busy {
+        let out = b.await.unwrap().unwrap();
+        assert_eq!(out.exit_status, Some(0));
+    }
+    let sessions = || sshd.log().matches("subsystem 'sftp'").count();
+    assert_eq!(sessions(), 1, "one SFTP session for every call");
+
+    // Its sftp-server dies: the next call gets a new one, and succeeds.
+    let pid: u32 = fs::read_to_string(sshd.dir().join("sshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let servers: Vec<u32> = descendants(pid)
+        .into_iter()
+        .filter(|(_, comm)| comm == "sftp-server")
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    unsafe { libc::kill(servers[0] as i32, libc::SIGKILL) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = r.manager.stat(&r.target, &path).await.unwrap();
+    assert_eq!(st.size, 4);
+    assert_eq!(sessions(), 2);
+}

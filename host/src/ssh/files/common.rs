@@ -286,3 +286,49 @@ pub(crate) fn conflict(session: &str, path: &str, missing: bool) -> FileError {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_splits_into_its_directory_and_a_file_name() {
+        let s = "u@h:22";
+        assert_eq!(split_path(s, "/etc/x").unwrap(), ("/etc", "x"));
+        assert_eq!(split_path(s, "/x").unwrap(), ("/", "x"));
+        assert_eq!(split_path(s, "x").unwrap(), (".", "x"));
+        assert_eq!(split_path(s, "a//b").unwrap(), ("a/", "b"));
+        for dir in ["/", "a/", "a/.", "a/..", ".", ".."] {
+            assert!(
+                matches!(split_path(s, dir), Err(FileError::IsADirectory(_))),
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn temporary_names_are_hidden_beside_the_target_and_never_repeat() {
+        let a = temp_name("/d");
+        let b = temp_name("/d");
+        assert!(a.starts_with("/d/.mcp-ssh.tmp.") && a.len() == "/d/.mcp-ssh.tmp.".len() + 24);
+        assert_ne!(a, b);
+        assert!(temp_name("/").starts_with("/.mcp-ssh.tmp."));
+    }
+
+    #[test]
+    fn hashes_read_back_from_hex_and_nothing_else_does() {
+        let h = [0xab; 32];
+        assert_eq!(parse_hex(&hex(&h)), Some(h));
+        assert_eq!(parse_hex(&format!("{}\n", hex(&h))), Some(h));
+        assert_eq!(parse_hex("abc"), None);
+        assert_eq!(parse_hex(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn paths_with_nul_or_nothing_are_refused() {
+        assert!(check_path("").is_err());
+        assert!(check_path("a\0b").is_err());
+        assert!(check_path(&"a".repeat(5000)).is_err());
+        assert!(check_path("/ok").is_ok());
+    }
+}

@@ -191,6 +191,28 @@ pub struct TransferOutcome {
     pub remote_verified: bool,
 }
 
+/// Runs `$body` with the target's backend bound to `$backend` and
+/// `$session`. For operations that change nothing: when the connection's
+/// SFTP client died under it (its `sftp-server` was killed, the channel
+/// closed), it runs once more on a new client instead of failing.
+macro_rules! idempotent {
+    ($self:ident, $target:ident, $ctl:ident, |$backend:ident, $session:ident| $body:expr) => {{
+        let mut again = true;
+        loop {
+            let ($backend, $session) = $self.backend($target, &$ctl).await?;
+            let result = $body;
+            match (&$backend, &result) {
+                (Backend::Sftp(s), Err(FileError::Ssh(SshError::ConnectionLost(_))))
+                    if again && !s.alive() =>
+                {
+                    again = false;
+                }
+                _ => break result,
+            }
+        }
+    }};
+}
+
 impl SessionManager {
     fn file_ctl(&self) -> Ctl {
         Ctl {
@@ -207,10 +229,10 @@ impl SessionManager {
     pub async fn stat(&self, target: &Target, path: &str) -> Result<FileStat, FileError> {
         common::check_path(path)?;
         let ctl = self.file_ctl();
-        match self.backend(target, &ctl).await? {
-            (Backend::Sftp(s), session) => ctl.guard(&session, "stat", s.stat(path, false)).await,
-            (Backend::Shell, session) => self.shell(target, &session).stat(path, &ctl).await,
-        }
+        idempotent!(self, target, ctl, |backend, session| match &backend {
+            Backend::Sftp(s) => ctl.guard(&session, "stat", s.stat(path, false)).await,
+            Backend::Shell => self.shell(target, &session).stat(path, &ctl).await,
+        })
     }
 
     fn shell<'a>(&'a self, target: &'a Target, session: &'a str) -> Shell<'a> {
@@ -236,17 +258,18 @@ impl SessionManager {
         common::check_path(path)?;
         let max = max_bytes.min(MAX_DATA);
         let ctl = self.file_ctl();
-        let (data, stat, eof) = match self.backend(target, &ctl).await? {
-            (Backend::Sftp(s), session) => {
-                ctl.guard(&session, "read", s.read(path, offset, max, &ctl))
-                    .await?
-            }
-            (Backend::Shell, session) => {
-                self.shell(target, &session)
-                    .read(path, offset, max, &ctl)
-                    .await?
-            }
-        };
+        let (data, stat, eof) =
+            idempotent!(self, target, ctl, |backend, session| match &backend {
+                Backend::Sftp(s) => {
+                    ctl.guard(&session, "read", s.read(path, offset, max, &ctl))
+                        .await
+                }
+                Backend::Shell => {
+                    self.shell(target, &session)
+                        .read(path, offset, max, &ctl)
+                        .await
+                }
+            })?;
         Ok(ReadChunk {
             data,
             offset,
@@ -350,24 +373,26 @@ impl SessionManager {
     ) -> Result<DirListing, FileError> {
         common::check_path(path)?;
         let ctl = self.file_ctl();
-        let (mut entries, mut omitted) = match self.backend(target, &ctl).await? {
-            (Backend::Sftp(s), session) => {
-                let max = max_entries as usize;
-                let (first, omitted) = ctl.guard(&session, "list", s.list(path, max, &ctl)).await?;
-                let entries = first
-                    .into_iter()
-                    .map(|(name, stat)| DirEntry { name, stat })
-                    .collect();
-                (entries, omitted)
-            }
-            (Backend::Shell, session) => {
-                self.shell(target, &session)
-                    .list(path, max_entries, &ctl)
-                    .await?
-            }
-        };
-        entries.sort_by(|a: &DirEntry, b: &DirEntry| a.name.cmp(&b.name));
         let max = max_entries as usize;
+        let (mut entries, mut omitted) =
+            idempotent!(self, target, ctl, |backend, session| match &backend {
+                Backend::Sftp(s) => ctl
+                    .guard(&session, "list", s.list(path, max, &ctl))
+                    .await
+                    .map(|(first, omitted)| {
+                        let entries = first
+                            .into_iter()
+                            .map(|(name, stat)| DirEntry { name, stat })
+                            .collect::<Vec<_>>();
+                        (entries, omitted)
+                    }),
+                Backend::Shell => {
+                    self.shell(target, &session)
+                        .list(path, max_entries, &ctl)
+                        .await
+                }
+            })?;
+        entries.sort_by(|a: &DirEntry, b: &DirEntry| a.name.cmp(&b.name));
         if entries.len() > max {
             omitted += (entries.len() - max) as u64;
             entries.truncate(max);

@@ -572,3 +572,110 @@ impl<W: AsyncWrite + Unpin> Sink for DownloadSink<'_, W> {
             .map_err(|e| FileError::Local(format!("writing the local file: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Runs a script here under `/bin/sh` with only `tools` on `PATH`.
+    fn run(body: &str, args: &[&str], tools: &[&str]) -> (Option<i32>, Vec<u8>, String) {
+        let bin = tempfile::tempdir().unwrap();
+        for t in tools {
+            let real = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(t))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(real, bin.path().join(t)).unwrap();
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script(body))
+            .arg("mcp-ssh-files")
+            .args(args)
+            .env_clear()
+            .env("PATH", bin.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn stat_with(tools: &[&str], path: &str) -> (FileStat, String) {
+        let (code, out, err) = run(STAT, &[path], tools);
+        assert_eq!(code, Some(0), "{err}");
+        let text = String::from_utf8(out).unwrap();
+        let (line, rest) = text.split_once('\n').unwrap();
+        (parse::record(line).unwrap().0, rest.to_string())
+    }
+
+    #[test]
+    fn gnu_find_answers_where_stat_is_missing_with_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("-odd name");
+        std::fs::write(&file, b"12345").unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o4751))
+            .unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("-odd name", &link).unwrap();
+        for p in [&file, &link, &dir.path().to_path_buf()] {
+            let p = p.to_str().unwrap();
+            let by_stat = stat_with(&["stat", "readlink"], p);
+            let by_find = stat_with(&["find"], p);
+            assert_eq!(by_stat, by_find, "{p}");
+        }
+        let (st, target) = stat_with(&["find"], link.to_str().unwrap());
+        assert_eq!(
+            (st.kind, target.as_str()),
+            (FileKind::Symlink, "-odd name\n")
+        );
+        // Relative paths starting with `-` are not options to find.
+        let (code, _, err) = run(
+            &format!("cd {} && {STAT}", dir.path().display()),
+            &["-odd name"],
+            &["find"],
+        );
+        assert_eq!(code, Some(0), "{err}");
+    }
+
+    #[test]
+    fn a_missing_tool_is_named() {
+        let (code, _, err) = run(STAT, &["/etc/hostname"], &[]);
+        assert_eq!(code, Some(17));
+        assert!(err.contains("missing: stat"), "{err}");
+        let (code, _, err) = run(SHA, &["/etc/hostname"], &["stat"]);
+        assert_eq!((code, err.as_str()), (Some(0), ""));
+    }
+
+    #[test]
+    fn a_listing_by_find_alone_keeps_odd_names_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a\nb", ".h", "..x", "-x", "sp ace"] {
+            std::fs::write(dir.path().join(name), b"1").unwrap();
+        }
+        let body = format!("{ENTRY}{LIST}");
+        let d = dir.path().to_str().unwrap();
+        let (code, out, err) = run(&body, &[d, "100"], &["find"]);
+        assert_eq!(code, Some(0), "{err}");
+        let nl = out.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(&out[..nl], b"C 5");
+        let shell = Shell {
+            manager: &SessionManager::new(crate::ssh::SshSettings::default()),
+            target: &Target::default(),
+            session: "s",
+        };
+        let mut names: Vec<String> = shell
+            .entries(&out[nl + 1..], d)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["-x", "..x", ".h", "a\nb", "sp ace"]);
+    }
+}
