@@ -371,3 +371,72 @@ fn a_download_reports_progress_in_bytes_when_asked() {
         }
     }
 }
+
+#[test]
+fn a_cancelled_download_leaves_nothing_in_the_root() {
+    let sshd = sftp_sshd();
+    let dir = remote_dir();
+    let remote = dir.path().join("huge.bin");
+    // Sparse: 1 GiB of zeros costs no disk, and takes long enough to
+    // cancel in the middle.
+    std::fs::File::create(&remote)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    crate::files::chown(&remote);
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::server::BIN)
+        .args(["--no-plugins", "--cache-dir"])
+        .arg(crate::server::shared_cache())
+        .arg("--known-hosts")
+        .arg(home.path().join("kh"))
+        .arg("--transfer-root")
+        .arg(root.path())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let local = root.path().join("huge.bin");
+    let params = json!({"name": "download_file", "_meta": {"progressToken": "dl-2"},
+        "arguments": args(&sshd, json!({"remote_path": at(&remote), "local_path": at(&local)}))});
+    let mut stdin = child.stdin.take().unwrap();
+    for msg in [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":params}),
+    ] {
+        writeln!(stdin, "{msg}").unwrap();
+    }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Cancel once the transfer is under way.
+    for line in lines.by_ref() {
+        let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_ne!(
+            msg["id"], 2,
+            "the download ended before it was cancelled: {msg}"
+        );
+        if msg["method"] == "notifications/progress" {
+            break;
+        }
+    }
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled",
+                        "params":{"requestId":2,"reason":"test"}});
+    writeln!(stdin, "{cancel}").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let entries = || std::fs::read_dir(root.path()).unwrap().count();
+    while entries() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        left.is_empty(),
+        "left in the transfer root after a cancel: {left:?}"
+    );
+    assert!(!local.exists());
+}
