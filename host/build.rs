@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The guest packages whose components ship inside the host; each is also
 /// the directory it lives in under `guest-tools/`.
-const BUILTIN: &[&str] = &["ssh-tools", "job-tools"];
+const BUILTIN: &[&str] = &["ssh-tools", "job-tools", "file-tools"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

@@ -6,7 +6,8 @@
 //!
 //! Credentials never reach it: tool arguments are not recorded (they may
 //! hold passwords), only the tool's name; SSH entries carry the target and
-//! the command line or argv as run, which holds whatever the command does.
+//! the command line or argv as run, which holds whatever the command does;
+//! file entries carry the paths and byte counts, never content.
 
 use std::fs::File;
 use std::io::Write;
@@ -25,14 +26,16 @@ pub struct AuditLog {
 /// One entry. Absent fields are left out of the line.
 #[derive(Debug, Default, Serialize)]
 pub struct Entry<'a> {
-    /// `tool_call`, `ssh_command`, or `ssh_sessions` (listing or closing
-    /// sessions, audited when refused).
+    /// `tool_call`, `ssh_command`, `file` (an operation of the `files`
+    /// interface), or `ssh_sessions` (listing or closing sessions, audited
+    /// when refused).
     pub kind: &'a str,
     pub component: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<&'a str>,
-    /// The import of an `ssh_sessions` entry: `list-sessions`,
-    /// `close-session` or `close-all-sessions`.
+    /// The import of an `ssh_sessions` entry (`list-sessions`,
+    /// `close-session` or `close-all-sessions`) or of a `file` entry
+    /// (`stat`, `read`, `write`, `list-directory`, `upload`, `download`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<&'a str>,
     /// `username@host:port` (the user may be defaulted by the host).
@@ -42,6 +45,15 @@ pub struct Entry<'a> {
     pub command: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<&'a [String]>,
+    /// The remote path of a `file` entry, as the component gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
+    /// The local path of an upload or download, as the component gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<&'a str>,
+    /// Bytes a file operation read, wrote or transferred (never content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
     /// `allowed`, or `denied: <reason>`.
     pub decision: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -110,6 +110,12 @@ pub struct Cli {
     #[arg(long, env = "MCP_SSH_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
 
+    /// A local directory upload_file may read from and download_file may
+    /// write into (repeatable; symlinks leading out are refused) [default:
+    /// the config file's `transfer_roots`, else none: transfers are off]
+    #[arg(long = "transfer-root", value_name = "DIR")]
+    pub transfer_roots: Vec<PathBuf>,
+
     /// Do not use ssh-agent (SSH_AUTH_SOCK) for calls without credentials.
     #[arg(long)]
     pub no_agent: bool,
@@ -292,6 +298,11 @@ impl Cli {
         plugins.grants = file.plugins;
         plugins.config_path = config_path;
         plugins.audit_log = self.audit_log.or(file.audit_log);
+        plugins.transfer_roots = if self.transfer_roots.is_empty() {
+            file.transfer_roots
+        } else {
+            self.transfer_roots
+        };
         Ok(Settings { ssh, plugins })
     }
 }

@@ -18,6 +18,10 @@ pub struct OperatorConfig {
     pub plugins: Grants,
     /// Where to append the audit log (JSON lines, created with mode 0600).
     pub audit_log: Option<PathBuf>,
+    /// Local directories uploads and downloads may use; `--transfer-root`
+    /// replaces them.
+    #[serde(default)]
+    pub transfer_roots: Vec<PathBuf>,
 }
 
 impl OperatorConfig {

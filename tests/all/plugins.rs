@@ -12,7 +12,7 @@ use crate::server::{BIN, Server, exec_args, structured, text, tool_error};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// Tools the built-in components export.
-pub const BUILTIN_TOOLS: usize = 9;
+pub const BUILTIN_TOOLS: usize = 15;
 
 pub use crate::server::{guest_wasm, install_plugin};
 

@@ -30,13 +30,19 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
         [
             "close_all_sessions",
             "close_session",
+            "download_file",
+            "edit_file",
             "execute_command",
             "get_command_output",
             "get_command_status",
             "interrupt_command",
             "list_commands",
+            "list_directory",
             "list_sessions",
+            "read_file",
             "start_command",
+            "upload_file",
+            "write_file",
         ]
     );
     let exec = tools.iter().find(|t| t.name == "execute_command").unwrap();

@@ -46,6 +46,7 @@ pub const BASHRC_USER: (&str, &str) = ("mcpssh-bashrc", "/bin/bash");
 pub const BASHRC_BANNER: &str = "mcpssh-bashrc banner";
 
 const SSHD: &str = "/usr/sbin/sshd";
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
 pub struct Sshd {
     dir: TempDir,
@@ -74,6 +75,9 @@ pub struct Options {
     /// Trust user certificates signed by [`Sshd::user_ca`], and make
     /// [`Sshd::cert_key`] (a key not in authorized_keys) with its certificate.
     pub user_ca: bool,
+    /// Offer the SFTP subsystem (`Subsystem sftp`); without it, as by
+    /// default, file tools fall back to exec channels.
+    pub sftp: bool,
 }
 
 impl Sshd {
@@ -140,6 +144,9 @@ impl Sshd {
                 "TrustedUserCAKeys {}\n",
                 d.join("user_ca.pub").display()
             ));
+        }
+        if options.sftp {
+            extra.push_str(&format!("Subsystem sftp {SFTP_SERVER}\n"));
         }
         let mut options = options;
         options.extra = extra + &options.extra;

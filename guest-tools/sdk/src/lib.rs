@@ -3,7 +3,8 @@
 //! Owns the guest side of the `mcp-ssh:tools` WIT world: the generated
 //! bindings, a typed [`Tool`] trait whose JSON input schema is derived from
 //! the argument struct, the argument types tools share ([`TargetArgs`],
-//! [`CredentialArgs`]), and [`export_tools!`], which turns a list of tools
+//! [`CredentialArgs`]), typed helpers for the `files` interface ([`files`]),
+//! and [`export_tools!`], which turns a list of tools
 //! into the component's `tool` export. It re-exports serde and schemars, so
 //! a tool crate depends on this crate alone:
 //!
@@ -33,6 +34,7 @@
 //! ```
 
 mod args;
+pub mod files;
 
 pub use args::{CredentialArgs, TargetArgs};
 

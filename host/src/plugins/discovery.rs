@@ -40,6 +40,9 @@ pub struct PluginSettings {
     pub config_path: PathBuf,
     /// Append an audit log here.
     pub audit_log: Option<PathBuf>,
+    /// Local directories uploads may read from and downloads write into
+    /// (`--transfer-root`). Empty: transfers are off.
+    pub transfer_roots: Vec<PathBuf>,
 }
 
 impl Default for PluginSettings {
@@ -53,6 +56,7 @@ impl Default for PluginSettings {
             grants: Grants::new(),
             config_path: default_config_path(),
             audit_log: None,
+            transfer_roots: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! load error, never a surprise at call time.
 
 mod hosts;
+mod paths;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,6 +74,18 @@ pub struct GrantSpec {
     /// Listing and closing every session and job, not only its own jobs.
     #[serde(default, skip_serializing_if = "is_false")]
     pub all_sessions: bool,
+    /// Remote paths it may stat, read and list, and download from:
+    /// absolute globs, `*` within a segment, `**` across segments
+    /// (`/var/log/**`). See [`paths`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_paths: Vec<String>,
+    /// Remote paths it may write, and upload to (the same patterns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_paths: Vec<String>,
+    /// Uploads and downloads between this machine and a host. Local paths
+    /// must still lie inside the operator's transfer roots.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub transfer: bool,
     /// Bytes kept per output stream, at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
@@ -143,6 +156,14 @@ impl GrantSpec {
         for h in &self.hosts {
             HostPattern::parse(h).map_err(|why| invalid("hosts", format!("{h:?}"), &why))?;
         }
+        for (key, patterns) in [
+            ("read_paths", &self.read_paths),
+            ("write_paths", &self.write_paths),
+        ] {
+            for p in patterns {
+                paths::check_pattern(p).map_err(|why| invalid(key, format!("{p:?}"), &why))?;
+            }
+        }
         Ok(())
     }
 }
@@ -208,6 +229,13 @@ pub(crate) enum Action<'a> {
     Shell,
     /// Run this argv through `exec-argv`.
     Argv(&'a [String]),
+    /// Read (stat, read, list, download from) or write (write, upload to)
+    /// the remote `path`; `transfer`: to or from this machine.
+    File {
+        path: &'a str,
+        write: bool,
+        transfer: bool,
+    },
 }
 
 /// The effective grant of one component.
@@ -308,6 +336,11 @@ impl Grant {
             Action::Describe => {}
             Action::Shell => self.check_shell()?,
             Action::Argv(argv) => self.check_argv(argv)?,
+            Action::File {
+                path,
+                write,
+                transfer,
+            } => self.check_file(path, write, transfer)?,
         }
         for layer in &self.layers {
             hosts::check_port(&layer.spec.ports, layer.operator, route)?;
@@ -361,6 +394,40 @@ impl Grant {
                     "argv {argv:?} matches none of the granted commands {:?}",
                     layer.spec.commands
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// May it read or write `path`, and transfer files?
+    fn check_file(&self, path: &str, write: bool, transfer: bool) -> Result<(), String> {
+        if self.layers.is_empty() {
+            return Ok(());
+        }
+        let segments = paths::segments(path)?;
+        let (key, verb) = if write {
+            ("write_paths", "write")
+        } else {
+            ("read_paths", "read")
+        };
+        for layer in &self.layers {
+            let patterns = if write {
+                &layer.spec.write_paths
+            } else {
+                &layer.spec.read_paths
+            };
+            if !patterns.iter().any(|p| paths::matches(p, &segments)) {
+                return Err(format!(
+                    "this component may not {verb} {path:?}: it matches none of the granted \
+                     {key} {patterns:?}"
+                ));
+            }
+            if transfer && !layer.spec.transfer {
+                return Err(
+                    "this component may not transfer files between this machine and a host \
+                     (`transfer = true` in its grant and its manifest allows it)"
+                        .into(),
+                );
             }
         }
         Ok(())

@@ -21,6 +21,7 @@ mod registry;
 mod runtime;
 mod state;
 mod stderr;
+mod transfer_roots;
 mod wasi;
 
 use std::sync::Arc;

@@ -67,6 +67,8 @@ pub(crate) struct Runtime {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// `--guest-memory-limit`: only the operator's grant may raise it.
     memory_ceiling: usize,
+    transfer_roots: Arc<super::transfer_roots::TransferRoots>,
+    write_locks: Arc<super::imports::WriteLocks>,
 }
 
 impl Runtime {
@@ -89,6 +91,10 @@ impl Runtime {
             sessions,
             audit: None,
             memory_ceiling: config.memory_limit,
+            transfer_roots: Arc::new(super::transfer_roots::TransferRoots::new(
+                &config.transfer_roots,
+            )?),
+            write_locks: Arc::default(),
         })
     }
 
@@ -245,6 +251,8 @@ impl Runtime {
             progress: progress.map(bounded::progress),
             audit: self.audit.clone(),
             tool,
+            transfer_roots: self.transfer_roots.clone(),
+            write_locks: self.write_locks.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -32,6 +32,10 @@ pub(crate) struct StoreState {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// The tool being called, for the audit log.
     pub(crate) tool: Arc<str>,
+    /// Where uploads and downloads may touch local files.
+    pub(crate) transfer_roots: Arc<super::transfer_roots::TransferRoots>,
+    /// Serialises writes to one remote path across every call.
+    pub(crate) write_locks: Arc<super::imports::WriteLocks>,
 }
 
 impl WasiView for StoreState {

@@ -220,6 +220,9 @@ pub(crate) async fn open_session<H: client::Handler>(
     }
 }
 
+/// The receive window of each channel (see [`russh_config`]).
+const WINDOW: u32 = 16 << 20;
+
 /// russh's settings for one connection: keepalive from
 /// `ServerAliveInterval`, host-key algorithms of known keys first, and host
 /// certificates asked for only when an `@cert-authority` line could vouch
@@ -230,6 +233,11 @@ fn russh_config(dest: &Destination) -> client::Config {
         keepalive_interval: dest.keepalive.map(|(interval, _)| interval),
         keepalive_max: dest.keepalive.map_or(3, |(_, max)| max),
         inactivity_timeout: None,
+        // How much the server may send before we acknowledge: 2 MiB (the
+        // default) caps a download at 2 MiB per round trip; on a 20 ms
+        // path that is 100 MB/s, on 100 ms 20 MB/s. Memory stays bounded by
+        // the channel buffer, since russh acknowledges on receipt.
+        window_size: WINDOW,
         ..client::Config::default()
     };
     let (files, host, port) = (&dest.known_hosts, &dest.key.host, dest.key.port);

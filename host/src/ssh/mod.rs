@@ -4,13 +4,15 @@
 //! It owns connecting (with `TCP_QUICKACK` re-armed, see [`net`]),
 //! authentication ([`auth`]), host-key verification ([`known_hosts`]),
 //! command execution with bounded output ([`exec`]) and the session table
-//! ([`manager`]). Nothing here knows about WebAssembly or MCP: the plugin
+//! ([`manager`]), and file operations over SFTP or exec ([`files`]).
+//! Nothing here knows about WebAssembly or MCP: the plugin
 //! host calls [`SessionManager`] on behalf of tool components.
 
 pub mod auth;
 pub(crate) mod connect;
 pub mod destination;
 pub mod exec;
+pub mod files;
 pub mod jobs;
 pub(crate) mod kill;
 pub mod known_hosts;
@@ -29,6 +31,10 @@ use zeroize::Zeroizing;
 
 pub use destination::Destination;
 pub use exec::{Command, ExecOutput, ExecRequest, Progress, ProgressFn, StreamOutput};
+pub use files::{
+    DirEntry, DirListing, FileError, FileKind, FileStat, ReadChunk, Transfer, TransferOutcome,
+    TransferProgressFn, WriteOutcome, WriteRequest,
+};
 pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
 pub use known_hosts::{HostKeyPolicy, KnownHostsFiles};
 pub use manager::{SessionInfo, SessionManager};
@@ -285,6 +291,9 @@ pub struct SshSettings {
     pub job_buffer_bytes: usize,
     /// Finished jobs remembered.
     pub job_history: usize,
+    /// File operations use SFTP when the server offers it; `false` sends
+    /// them over exec channels always (for a server whose SFTP is broken).
+    pub sftp: bool,
 }
 
 impl Default for SshSettings {
@@ -309,6 +318,7 @@ impl Default for SshSettings {
             jobs_per_connection: 4,
             job_buffer_bytes: 1 << 20,
             job_history: 50,
+            sftp: true,
         }
     }
 }

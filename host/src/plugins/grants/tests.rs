@@ -213,3 +213,80 @@ fn a_full_slot_is_a_resource_limit() {
     drop(first);
     assert!(g.slot().is_ok());
 }
+
+fn file(path: &str, write: bool, transfer: bool) -> Action<'_> {
+    Action::File {
+        path,
+        write,
+        transfer,
+    }
+}
+
+#[test]
+fn file_paths_are_granted_for_reading_and_writing_apart() {
+    let m = GrantSpec {
+        read_paths: vec!["/srv/app/**".into(), "/var/log/*.log".into()],
+        write_paths: vec!["/srv/app/data/**".into()],
+        ..spec(&["*"], &[])
+    };
+    let g = both(m.clone(), &m);
+    assert!(check(&g, "h", file("/srv/app/conf/a.toml", false, false)).is_ok());
+    assert!(check(&g, "h", file("/var/log/syslog.log", false, false)).is_ok());
+    let err = check(&g, "h", file("/srv/app/conf/a.toml", true, false)).unwrap_err();
+    assert!(
+        err.contains("may not write") && err.contains("write_paths"),
+        "{err}"
+    );
+    assert!(check(&g, "h", file("/srv/app/data/x", true, false)).is_ok());
+    let err = check(&g, "h", file("/etc/shadow", false, false)).unwrap_err();
+    assert!(
+        err.contains("may not read") && err.contains("read_paths"),
+        "{err}"
+    );
+    let err = check(&g, "h", file("/srv/app/../../etc/shadow", false, false)).unwrap_err();
+    assert!(err.contains(".."), "{err}");
+    let err = check(&g, "h", file("notes.txt", false, false)).unwrap_err();
+    assert!(err.contains("relative"), "{err}");
+    // Transfers need their own grant, on both sides.
+    let err = check(&g, "h", file("/srv/app/x", false, true)).unwrap_err();
+    assert!(err.contains("transfer = true"), "{err}");
+    let operator = GrantSpec {
+        transfer: true,
+        ..m.clone()
+    };
+    let g = both(m.clone(), &operator);
+    assert!(check(&g, "h", file("/srv/app/x", false, true)).is_err());
+    let g = both(
+        GrantSpec {
+            transfer: true,
+            ..m
+        },
+        &operator,
+    );
+    assert!(check(&g, "h", file("/srv/app/x", false, true)).is_ok());
+    // Built-ins hold the full grant.
+    assert!(check(&Grant::full(), "h", file("relative/../x", true, true)).is_ok());
+}
+
+#[test]
+fn path_patterns_must_be_absolute_without_dot_dot() {
+    for (key, spec) in [
+        (
+            "read_paths",
+            GrantSpec {
+                read_paths: vec!["srv/**".into()],
+                ..GrantSpec::default()
+            },
+        ),
+        (
+            "write_paths",
+            GrantSpec {
+                write_paths: vec!["/srv/../etc".into()],
+                ..GrantSpec::default()
+            },
+        ),
+    ] {
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.starts_with(key), "{err}");
+    }
+}

@@ -11,7 +11,9 @@
 //! - stops the guest's clock while the host works on its behalf;
 //! - writes the audit line, allowed or denied, with the outcome.
 //!
-//! Commands and jobs are audited whatever the decision; listing and closing
+//! Commands, jobs and file operations are audited whatever the decision
+//! (a file line has the path, the operation and the bytes, never content);
+//! listing and closing
 //! sessions only when refused (an allowed one runs nothing remote);
 //! `describe-target` connects nothing, so its refusals are only logged.
 //! Stopping a job is checked by the job table (a component stops only its
@@ -38,6 +40,42 @@ pub(crate) enum Access<'a> {
     StopJob,
     /// List or close sessions: needs `all_sessions`.
     Sessions(SessionOp, Option<&'a core::Target>),
+    /// A file operation on a target.
+    File(&'a mut core::Target, FileAccess<'a>),
+}
+
+/// A file operation as the guest gave it, for the grant and the audit line.
+#[derive(Clone, Copy)]
+pub(crate) struct FileAccess<'a> {
+    pub(crate) op: FileOp,
+    /// The remote path.
+    pub(crate) path: &'a str,
+    /// The local path of an upload or download.
+    pub(crate) local_path: Option<&'a str>,
+}
+
+/// A `files` import, named as in the WIT.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileOp {
+    Stat,
+    Read,
+    Write,
+    List,
+    Upload,
+    Download,
+}
+
+impl FileOp {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Stat => "stat",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::List => "list-directory",
+            Self::Upload => "upload",
+            Self::Download => "download",
+        }
+    }
 }
 
 /// A command as the guest gave it, for the grant and the audit line.
@@ -102,10 +140,20 @@ impl Pass {
     }
 
     /// Ends the host's part and audits `result`; returns it.
-    pub(crate) fn finish<T: Audited>(mut self, result: Result<T, SshError>) -> Result<T, SshError> {
+    pub(crate) fn finish<T: Audited>(self, result: Result<T, SshError>) -> Result<T, SshError> {
+        self.finish_with(result)
+    }
+
+    /// [`Pass::finish`] for an import with its own error type
+    /// (`file-error`).
+    pub(crate) fn finish_with<T: Audited, E: std::fmt::Display>(
+        mut self,
+        result: Result<T, E>,
+    ) -> Result<T, E> {
         drop(self.in_host.take());
         if let Some(record) = self.record.take() {
-            record.write(None, Outcome::Done(&result));
+            let done = result.as_ref().map_err(|e| e as &dyn std::fmt::Display);
+            record.write(None, Outcome::Done(done));
         }
         result
     }
@@ -143,7 +191,7 @@ impl Audited for () {}
 impl Audited for Vec<core::SessionInfo> {}
 
 enum Outcome<'a, T> {
-    Done(&'a Result<T, SshError>),
+    Done(Result<&'a T, &'a dyn std::fmt::Display>),
     /// The call ended (cancelled past its grace, out of time) while the
     /// host was still working: the command may have run.
     Abandoned,
@@ -173,6 +221,8 @@ struct Record {
     target: Option<String>,
     command: Option<String>,
     argv: Option<Vec<String>>,
+    path: Option<String>,
+    local_path: Option<String>,
 }
 
 impl Record {
@@ -185,6 +235,8 @@ impl Record {
             target: self.target.clone(),
             command: self.command.as_deref(),
             argv: self.argv.as_deref(),
+            path: self.path.as_deref(),
+            local_path: self.local_path.as_deref(),
             decision: denied.map_or_else(
                 || "allowed".into(),
                 |why| format!("denied: {}", bounded::clip(why, bounded::MAX_FIELD)),
@@ -249,6 +301,31 @@ impl StoreState {
                 let why = format!("component {} may not {verb} sessions", self.component);
                 let record = self.record("ssh_sessions", Some(op.name()), target, None);
                 Err(self.refuse(record.as_ref(), Refusal::Policy(why)))
+            }
+            Access::File(target, file) => {
+                let mut record = self.record("file", Some(file.op.name()), Some(target), None);
+                if let Some(r) = record.as_mut() {
+                    r.path = Some(bounded::clip(file.path, bounded::MAX_COMMAND).into_owned());
+                    r.local_path = file
+                        .local_path
+                        .map(|p| bounded::clip(p, bounded::MAX_COMMAND).into_owned());
+                }
+                let action = Action::File {
+                    path: file.path,
+                    write: matches!(file.op, FileOp::Write | FileOp::Upload),
+                    transfer: matches!(file.op, FileOp::Upload | FileOp::Download),
+                };
+                self.check_target(target, action)
+                    .map_err(|r| self.refuse(record.as_ref(), r))?;
+                let slot = self
+                    .grant
+                    .slot()
+                    .map_err(|why| self.refuse(record.as_ref(), Refusal::Limit(why)))?;
+                Ok(Pass {
+                    record,
+                    slot,
+                    in_host: Some(self.clock.in_host()),
+                })
             }
         }
     }
@@ -315,6 +392,8 @@ impl StoreState {
             target: target.map(|t| bounded::target(&t.host, t.username.as_deref(), t.port)),
             command,
             argv,
+            path: None,
+            local_path: None,
         })
     }
 

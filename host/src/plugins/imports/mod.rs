@@ -1,5 +1,5 @@
 //! The host side of the WIT imports, one file per interface (`ssh`, `jobs`,
-//! `progress`, `log`), and the conversions they share.
+//! `files`, `progress`, `log`), and the conversions they share.
 //!
 //! Every import that touches SSH goes through [`authorize`]: the grant, the
 //! concurrency slot, the audit line and the guest clock are handled there
@@ -8,10 +8,13 @@
 //! `ssh-error`; a wasmtime `Err` (a trap) is kept for host bugs and limits.
 
 pub(crate) mod authorize;
+mod files;
 mod jobs;
 mod log;
 mod progress;
 mod ssh;
+
+pub(crate) use files::WriteLocks;
 
 use zeroize::Zeroizing;
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::connect::{self, ClientHandler};
 use super::super::exec::{Remote, RunError};
+use super::super::files::ConnFiles;
 use super::super::kill::Stopper;
 use super::super::{Credentials, SessionKey, SshError, Target};
 use super::{OPEN_STALL, SessionInfo};
@@ -48,6 +49,8 @@ pub(super) struct Connection {
     pub(super) openssh: bool,
     /// The login shell, once a command has shown it.
     pub(super) shell: std::sync::OnceLock<String>,
+    /// Its SFTP client, or that it has none.
+    pub(super) files: ConnFiles,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,6 +95,9 @@ impl Connection {
         self.closing.cancel();
         drop(lock(&self.credentials).take());
         tokio::spawn(async move {
+            // The SFTP client holds a channel slot: it goes first (calls
+            // using it keep it until they end).
+            drop(self.files.sftp.lock().await.take());
             let _all = self.channels.acquire_many(self.channel_slots).await;
             let _ = self
                 .handle

@@ -29,8 +29,11 @@ use connection::{Connection, lock};
 use lease::Use;
 
 mod connection;
+mod files;
 mod lease;
+
 use super::{Credentials, SessionKey, SshError, SshSettings, Target};
+pub(crate) use files::{Backend, FileChannel};
 
 /// Jump hosts reached through jump hosts, at most: deeper is a loop in
 /// ssh_config more often than a network.
@@ -403,6 +406,7 @@ impl SessionManager {
             closing: CancellationToken::new(),
             shell: std::sync::OnceLock::new(),
             openssh: connected.server_id.starts_with("SSH-2.0-OpenSSH"),
+            files: Default::default(),
         }))
     }
 

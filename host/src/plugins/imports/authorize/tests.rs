@@ -25,6 +25,8 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         progress: None,
         audit: Some(Arc::new(AuditLog::open(log).unwrap())),
         tool: "t".into(),
+        transfer_roots: Default::default(),
+        write_locks: Default::default(),
     }
 }
 
@@ -158,4 +160,48 @@ async fn sessions_are_listed_and_closed_only_with_all_sessions() {
             .is_ok()
     );
     assert_eq!(lines(&log).len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_operation_is_refused_by_path_and_audited_with_path_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    // `plugin` grants shell but no paths.
+    let state = store(plugin(None), &log);
+    let mut t = target();
+    let access = FileAccess {
+        op: FileOp::Download,
+        path: "/etc/shadow",
+        local_path: Some("/srv/out"),
+    };
+    match state.authorize(Access::File(&mut t, access)) {
+        Err(SshError::Denied(m)) => assert!(m.contains("read_paths"), "{m}"),
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
+    let state = store(Grant::full(), &log);
+    let mut t = target();
+    let access = FileAccess {
+        op: FileOp::Write,
+        path: "/srv/f",
+        local_path: None,
+    };
+    let pass = state.authorize(Access::File(&mut t, access)).unwrap();
+    let written = core::WriteOutcome {
+        bytes: 42,
+        sha256: [0; 32],
+        created: true,
+    };
+    assert!(pass.finish_with::<_, core::FileError>(Ok(written)).is_ok());
+    let entries = lines(&log);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (denied, allowed) = (&entries[0], &entries[1]);
+    assert_eq!(denied["kind"], "file");
+    assert_eq!(denied["operation"], "download");
+    assert_eq!(denied["path"], "/etc/shadow");
+    assert_eq!(denied["local_path"], "/srv/out");
+    assert!(denied["decision"].as_str().unwrap().starts_with("denied: "));
+    assert_eq!(allowed["operation"], "write");
+    assert_eq!(allowed["path"], "/srv/f");
+    assert_eq!(allowed["bytes"], 42);
+    assert_eq!(allowed["decision"], "allowed");
 }

@@ -1,0 +1,651 @@
+//! The SFTP backend: one client per connection on a long-lived subsystem
+//! channel, shared by concurrent calls (russh-sftp matches replies by
+//! request id).
+//!
+//! Large reads and writes are pipelined: up to [`IN_FLIGHT`] requests of
+//! the server's largest size (`limits@openssh.com`, else 32 KiB) are
+//! outstanding at once, so a transfer is not one round trip per chunk.
+//! Writes go to a temporary file beside the target, created exclusively
+//! with mode 0600, then renamed over it: with `posix-rename@openssh.com`
+//! when the server offers it (atomic), else by removing the target and
+//! renaming (the only rename SFTPv3 has refuses to replace; a reader can
+//! then see the name missing for a moment).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg};
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::common::{self, Ctl, Feed, Sum};
+use super::stream::{Collect, Sink};
+use super::{FileError, FileKind, FileStat, parse};
+use crate::ssh::SshError;
+
+/// Requests outstanding at once in a transfer.
+const IN_FLIGHT: usize = 16;
+/// The largest read or write asked for, under OpenSSH's 256 KiB packets.
+const MAX_IO: u64 = 255 * 1024;
+/// What every SFTP server takes.
+const MIN_IO: u64 = 32 * 1024;
+/// Closing a handle or removing a temporary file after a failure or a
+/// cancel takes at most this long.
+const CLEANUP: std::time::Duration = std::time::Duration::from_secs(10);
+/// One request's answer: generous, the call's own deadline bounds it all.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// A connection's SFTP client.
+pub(crate) struct Sftp {
+    raw: RawSftpSession,
+    session: String,
+    posix_rename: bool,
+    io_len: u64,
+    dead: AtomicBool,
+    /// The channel slot it holds while open (see `manager::files`).
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A file written to its temporary name, not yet in place.
+pub(crate) struct Staged {
+    pub(crate) temp: String,
+    pub(crate) bytes: u64,
+    pub(crate) sha256: [u8; 32],
+}
+
+impl Sftp {
+    /// Starts the SFTP subsystem on `channel`. `None`: the server has
+    /// none, or what it started does not speak SFTP.
+    pub(crate) async fn open(
+        mut channel: Channel<Msg>,
+        slot: OwnedSemaphorePermit,
+        session: String,
+    ) -> Result<Option<Self>, SshError> {
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| SshError::Channel(format!("{session}: cannot request SFTP: {e}")))?;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(
+                    ChannelMsg::Failure
+                    | ChannelMsg::Close
+                    | ChannelMsg::Eof
+                    | ChannelMsg::ExitStatus { .. },
+                )
+                | None => return Ok(None),
+                Some(_) => {}
+            }
+        }
+        let config = russh_sftp::client::Config {
+            request_timeout_secs: REQUEST_TIMEOUT_SECS,
+            ..russh_sftp::client::Config::default()
+        };
+        let mut raw = RawSftpSession::new_with_config(channel.into_stream(), config);
+        // Dropbear starts a missing sftp-server as a command that fails:
+        // the channel closes and init fails.
+        let Ok(version) = raw.init().await else {
+            return Ok(None);
+        };
+        let has = |name: &str| version.extensions.contains_key(name);
+        let mut io_len = MIN_IO;
+        if has("limits@openssh.com")
+            && let Ok(limits) = raw.limits().await
+        {
+            let limits = russh_sftp::client::rawsession::Limits::from(limits);
+            let fits = |l: Option<u64>| l.unwrap_or(MIN_IO).clamp(MIN_IO, MAX_IO);
+            io_len = fits(limits.read_len).min(fits(limits.write_len));
+            raw.set_limits(limits);
+        }
+        tracing::debug!(%session, io_len, "SFTP client started");
+        Ok(Some(Self {
+            raw,
+            posix_rename: has("posix-rename@openssh.com"),
+            session,
+            io_len,
+            dead: AtomicBool::new(false),
+            _slot: slot,
+        }))
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Maps an SFTP error on `path`; a transport error marks the client
+    /// dead, so the next call opens a new one.
+    fn err(&self, path: &str, what: &str, e: SftpError) -> FileError {
+        let s = &self.session;
+        match e {
+            SftpError::Status(st) => match st.status_code {
+                StatusCode::NoSuchFile => common::not_found(s, path),
+                StatusCode::PermissionDenied => common::denied(s, path),
+                StatusCode::OpUnsupported => FileError::Unsupported(format!(
+                    "{s}: {what} {path}: the SFTP server does not support it"
+                )),
+                // sshd's sftp-server says "Failure" for every other errno;
+                // its message is the strerror (never file contents).
+                _ => parse::classify(s, path, &format!("{what} {path}"), &st.error_message),
+            },
+            SftpError::Timeout => {
+                self.dead.store(true, Ordering::Relaxed);
+                FileError::Ssh(SshError::Timeout(format!(
+                    "{s}: {what} {path}: the SFTP server did not answer in {REQUEST_TIMEOUT_SECS} s"
+                )))
+            }
+            SftpError::Limited(m) => {
+                FileError::Ssh(SshError::Other(format!("{s}: {what} {path}: {m}")))
+            }
+            other => {
+                self.dead.store(true, Ordering::Relaxed);
+                FileError::Ssh(SshError::ConnectionLost(format!(
+                    "{s}: {what} {path}: the SFTP session ended ({other}); it is reopened on the \
+                     next call"
+                )))
+            }
+        }
+    }
+
+    /// `lstat` (or `stat` when `follow`) of `path`, with a symlink's target.
+    pub(crate) async fn stat(&self, path: &str, follow: bool) -> Result<FileStat, FileError> {
+        let attrs = if follow {
+            self.raw.stat(path).await
+        } else {
+            self.raw.lstat(path).await
+        }
+        .map_err(|e| self.err(path, "stat", e))?
+        .attrs;
+        let mut stat = to_stat(&attrs);
+        if stat.kind == FileKind::Symlink {
+            stat.link_target = match self.raw.readlink(path).await {
+                Ok(name) => name.files.into_iter().next().map(|f| f.filename),
+                Err(e) => return Err(self.err(path, "readlink", e)),
+            };
+        }
+        Ok(stat)
+    }
+
+    /// Whether `path` exists; other errors are errors.
+    async fn exists(&self, path: &str, follow: bool) -> Result<Option<FileStat>, FileError> {
+        match self.stat(path, follow).await {
+            Ok(s) => Ok(Some(s)),
+            Err(FileError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `path` for reading after checking it is a regular file (a
+    /// FIFO would block the server's read).
+    async fn open_regular(&self, path: &str) -> Result<(String, FileStat), FileError> {
+        let attrs = self
+            .raw
+            .stat(path)
+            .await
+            .map_err(|e| self.err(path, "stat", e))?
+            .attrs;
+        let stat = to_stat(&attrs);
+        match stat.kind {
+            FileKind::File => {}
+            FileKind::Directory => return Err(common::is_dir(&self.session, path)),
+            _ => {
+                let kind = parse::kind_name(attrs.permissions.unwrap_or(0));
+                return Err(common::not_regular(&self.session, path, kind));
+            }
+        }
+        let handle = self
+            .raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(|e| self.err(path, "open", e))?
+            .handle;
+        Ok((handle, stat))
+    }
+
+    /// Closes a handle, within [`CLEANUP`] even after a cancel.
+    async fn close(&self, handle: String, path: &str) -> Result<(), FileError> {
+        match tokio::time::timeout(CLEANUP, self.raw.close(handle)).await {
+            Ok(r) => r.map(drop).map_err(|e| self.err(path, "close", e)),
+            Err(_) => Err(self.err(path, "close", SftpError::Timeout)),
+        }
+    }
+
+    /// Up to `max` bytes of `path` from `offset`.
+    pub(crate) async fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        max: u64,
+        ctl: &Ctl,
+    ) -> Result<(Vec<u8>, FileStat, bool), FileError> {
+        let (handle, stat) = self.open_regular(path).await?;
+        let mut data = Collect {
+            out: Vec::new(),
+            limit: usize::MAX,
+        };
+        let res = ctl
+            .guard(
+                &self.session,
+                "read",
+                self.read_pipelined(&handle, path, offset, max, &mut data),
+            )
+            .await;
+        let closed = self.close(handle, path).await;
+        let (got, eof) = res?;
+        closed?;
+        let eof = eof || offset + got >= stat.size;
+        Ok((data.out, stat, eof))
+    }
+
+    /// Streams `remote` into `local`, hashing into `sum`; returns the
+    /// bytes read.
+    pub(crate) async fn download<W: AsyncWrite + Unpin>(
+        &self,
+        remote: &str,
+        local: &mut W,
+        sum: &mut Sum,
+        ctl: &Ctl,
+    ) -> Result<u64, FileError> {
+        let (handle, stat) = self.open_regular(remote).await?;
+        sum.report.set_total(Some(stat.size));
+        let res = ctl
+            .guard(&self.session, "download", async {
+                let mut sink = ToLocal { local, sum };
+                let got = self
+                    .read_pipelined(&handle, remote, 0, u64::MAX, &mut sink)
+                    .await?
+                    .0;
+                local
+                    .flush()
+                    .await
+                    .map_err(|e| FileError::Local(format!("writing the local file: {e}")))?;
+                Ok(got)
+            })
+            .await;
+        let closed = self.close(handle, remote).await;
+        let got = res?;
+        closed?;
+        Ok(got)
+    }
+
+    /// Reads `[offset, offset + limit)` of an open file in order, with
+    /// [`IN_FLIGHT`] requests outstanding, handing each chunk to `sink`.
+    /// Returns the bytes read and whether the end of the file was seen. A
+    /// short read (not a regular file, or the file shrank) restarts the
+    /// pipeline where it stopped.
+    async fn read_pipelined<S: Sink>(
+        &self,
+        handle: &str,
+        path: &str,
+        offset: u64,
+        limit: u64,
+        sink: &mut S,
+    ) -> Result<(u64, bool), FileError> {
+        let end = offset.saturating_add(limit);
+        let mut done = 0u64;
+        'window: loop {
+            let mut next = offset + done;
+            let mut pending = FuturesOrdered::new();
+            loop {
+                while pending.len() < IN_FLIGHT && next < end {
+                    let len = self.io_len.min(end - next) as u32;
+                    let at = next;
+                    pending.push_back(async move { (len, self.raw.read(handle, at, len).await) });
+                    next += u64::from(len);
+                }
+                let Some((len, result)) = pending.next().await else {
+                    return Ok((done, false));
+                };
+                match result {
+                    Ok(d) if d.data.is_empty() => return Ok((done, true)),
+                    Ok(d) => {
+                        let n = d.data.len() as u64;
+                        done += n;
+                        sink.data(&d.data).await?;
+                        if n < u64::from(len) {
+                            continue 'window;
+                        }
+                    }
+                    Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => {
+                        return Ok((done, true));
+                    }
+                    Err(e) => return Err(self.err(path, "read", e)),
+                }
+            }
+        }
+    }
+
+    /// Creates missing directories of `dir`, like `mkdir -p`.
+    async fn mkdir_p(&self, dir: &str) -> Result<(), FileError> {
+        let mut prefix = String::new();
+        let absolute = dir.starts_with('/');
+        for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if !prefix.is_empty() || absolute {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            match self.exists(&prefix, true).await? {
+                Some(s) if s.kind == FileKind::Directory => continue,
+                Some(_) => return Err(common::not_dir(&self.session, &prefix)),
+                None => {}
+            }
+            if let Err(e) = self
+                .raw
+                .mkdir(prefix.as_str(), FileAttributes::empty())
+                .await
+            {
+                // Someone else may have made it meanwhile.
+                if !matches!(self.exists(&prefix, true).await?, Some(s) if s.kind == FileKind::Directory)
+                {
+                    return Err(self.err(&prefix, "mkdir", e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks where `path` goes and writes `feed` to a temporary file
+    /// beside it. The temporary file is removed on any failure.
+    pub(crate) async fn stage<R: AsyncRead + Unpin>(
+        &self,
+        path: &str,
+        feed: &mut Feed<R>,
+        create_parents: bool,
+        ctl: &Ctl,
+    ) -> Result<Staged, FileError> {
+        let s = &self.session;
+        let (dir, _) = common::split_path(s, path)?;
+        match self.exists(dir, true).await? {
+            Some(st) if st.kind == FileKind::Directory => {}
+            Some(_) => return Err(common::not_dir(s, dir)),
+            None if create_parents => self.mkdir_p(dir).await?,
+            None => return Err(common::parent_not_found(s, path, dir)),
+        }
+        if let Some(st) = self.exists(path, true).await?
+            && st.kind == FileKind::Directory
+        {
+            return Err(common::is_dir(s, path));
+        }
+        let temp = common::temp_name(dir);
+        let attrs = FileAttributes {
+            permissions: Some(0o600),
+            ..FileAttributes::empty()
+        };
+        let handle = self
+            .raw
+            .open(
+                temp.as_str(),
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE,
+                attrs,
+            )
+            .await
+            .map_err(|e| self.err(path, "create a temporary file for", e))?
+            .handle;
+        let written = ctl
+            .guard(s, "write", self.write_pipelined(&handle, path, feed))
+            .await;
+        // A close can report what the writes could not (a full disk on
+        // NFS).
+        let closed = self.close(handle, path).await;
+        let checked = match (written, closed) {
+            (Ok(n), Ok(())) => self.check_size(&temp, path, n).await,
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        };
+        match checked {
+            Ok(bytes) => Ok(Staged {
+                temp,
+                bytes,
+                sha256: feed.sha256(),
+            }),
+            Err(e) => {
+                self.abort(&temp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn check_size(&self, temp: &str, path: &str, expected: u64) -> Result<u64, FileError> {
+        let size = self.stat(temp, false).await?.size;
+        if size != expected {
+            return Err(FileError::Ssh(SshError::Other(format!(
+                "{}: writing {path}: the server stored {size} bytes of {expected}",
+                self.session
+            ))));
+        }
+        Ok(size)
+    }
+
+    /// Writes all of `feed` at increasing offsets, [`IN_FLIGHT`] requests
+    /// outstanding.
+    async fn write_pipelined<R: AsyncRead + Unpin>(
+        &self,
+        handle: &str,
+        path: &str,
+        feed: &mut Feed<R>,
+    ) -> Result<u64, FileError> {
+        let mut pending = FuturesUnordered::new();
+        let mut offset = 0u64;
+        let mut more = true;
+        loop {
+            while more && pending.len() < IN_FLIGHT {
+                match feed.next(self.io_len as usize).await? {
+                    Some(chunk) => {
+                        let at = offset;
+                        offset += chunk.len() as u64;
+                        pending.push(self.raw.write(handle, at, chunk));
+                    }
+                    None => more = false,
+                }
+            }
+            match pending.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(self.err(path, "write", e)),
+                None if !more => return Ok(offset),
+                None => {}
+            }
+        }
+    }
+
+    /// Removes a temporary file, best effort (logged).
+    pub(crate) async fn abort(&self, temp: &str) {
+        let removed =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.raw.remove(temp)).await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::warn!(session = %self.session, %temp, "could not remove a temporary file");
+        }
+    }
+
+    /// Puts a staged file in place: checks `if_match` against the current
+    /// content, sets the mode (given, else the current file's, else 0644),
+    /// renames. Returns whether the file was created. The caller removes
+    /// the temporary file when this fails.
+    pub(crate) async fn commit(
+        &self,
+        staged: &Staged,
+        path: &str,
+        mode: Option<u32>,
+        if_match: Option<&[u8; 32]>,
+        ctl: &Ctl,
+    ) -> Result<bool, FileError> {
+        let s = &self.session;
+        let current = self.exists(path, true).await?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.kind == FileKind::Directory)
+        {
+            return Err(common::is_dir(s, path));
+        }
+        if let Some(want) = if_match {
+            if current.is_none() {
+                return Err(common::conflict(s, path, true));
+            }
+            // The race left: a write between this hash and the rename is
+            // overwritten. SFTP has no compare-and-swap.
+            let (handle, _) = self.open_regular(path).await?;
+            let mut sum = Sum::new(common::Reporter::new(None, None));
+            let res = ctl
+                .guard(
+                    s,
+                    "hash",
+                    self.read_pipelined(&handle, path, 0, u64::MAX, &mut sum),
+                )
+                .await;
+            let closed = self.close(handle, path).await;
+            res?;
+            closed?;
+            if &sum.sha256() != want {
+                return Err(common::conflict(s, path, false));
+            }
+        }
+        let mode = mode.or(current.as_ref().map(|c| c.mode)).unwrap_or(0o644) & 0o7777;
+        let attrs = FileAttributes {
+            permissions: Some(mode),
+            ..FileAttributes::empty()
+        };
+        self.raw
+            .setstat(staged.temp.as_str(), attrs)
+            .await
+            .map_err(|e| self.err(path, "set the mode of", e))?;
+        self.rename(&staged.temp, path, current.is_some()).await?;
+        Ok(current.is_none())
+    }
+
+    async fn rename(&self, temp: &str, path: &str, exists: bool) -> Result<(), FileError> {
+        if self.posix_rename {
+            let mut data = Vec::with_capacity(temp.len() + path.len() + 8);
+            for s in [temp, path] {
+                data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                data.extend_from_slice(s.as_bytes());
+            }
+            return match self.raw.extended("posix-rename@openssh.com", data).await {
+                Ok(Packet::Status(st)) if st.status_code == StatusCode::Ok => Ok(()),
+                Ok(Packet::Status(st)) => Err(self.err(path, "rename to", SftpError::Status(st))),
+                Ok(_) => Err(self.err(path, "rename to", SftpError::UnexpectedPacket)),
+                Err(e) => Err(self.err(path, "rename to", e)),
+            };
+        }
+        if exists {
+            // SFTPv3's rename refuses an existing target.
+            self.raw
+                .remove(path)
+                .await
+                .map_err(|e| self.err(path, "replace", e))?;
+        }
+        self.raw
+            .rename(temp, path)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(path, "rename to", e))
+    }
+
+    /// The first `max` entries of `dir` by name, with `.` and `..` left
+    /// out, and how many more there are.
+    pub(crate) async fn list(
+        &self,
+        dir: &str,
+        max: usize,
+        ctl: &Ctl,
+    ) -> Result<(Vec<(String, FileStat)>, u64), FileError> {
+        let s = &self.session;
+        match self.stat(dir, true).await?.kind {
+            FileKind::Directory => {}
+            _ => return Err(common::not_dir(s, dir)),
+        }
+        let handle = self
+            .raw
+            .opendir(dir)
+            .await
+            .map_err(|e| self.err(dir, "open directory", e))?
+            .handle;
+        let res = ctl
+            .guard(s, "list", async {
+                let mut out = Vec::new();
+                loop {
+                    match self.raw.readdir(handle.as_str()).await {
+                        Ok(name) => {
+                            for f in name.files {
+                                if f.filename == "." || f.filename == ".." {
+                                    continue;
+                                }
+                                let stat = to_stat(&f.attrs);
+                                out.push((f.filename, stat));
+                            }
+                        }
+                        Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => {
+                            return Ok(out);
+                        }
+                        Err(e) => return Err(self.err(dir, "list", e)),
+                    }
+                }
+            })
+            .await;
+        let closed = self.close(handle, dir).await;
+        let mut out = res?;
+        closed?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let omitted = out.len().saturating_sub(max) as u64;
+        out.truncate(max);
+        // readdir gives lstat attributes; link targets need a round trip
+        // each, sent together.
+        let mut links = FuturesOrdered::new();
+        for (i, (name, stat)) in out.iter().enumerate() {
+            if stat.kind == FileKind::Symlink {
+                let full = join(dir, name);
+                links.push_back(async move { (i, self.raw.readlink(full).await) });
+            }
+        }
+        let links: Vec<_> = links.collect().await;
+        for (i, r) in links {
+            if let (Ok(name), Some(entry)) = (r, out.get_mut(i)) {
+                entry.1.link_target = name.files.into_iter().next().map(|f| f.filename);
+            }
+        }
+        Ok((out, omitted))
+    }
+}
+
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn to_stat(attrs: &FileAttributes) -> FileStat {
+    let raw = attrs.permissions.unwrap_or(0);
+    FileStat {
+        kind: parse::kind_of(raw),
+        size: attrs.size.unwrap_or(0),
+        mode: raw & 0o7777,
+        mtime: attrs.mtime.map(u64::from),
+        link_target: None,
+    }
+}
+
+/// Downloaded bytes: hashed, then written to the local file.
+struct ToLocal<'a, W> {
+    local: &'a mut W,
+    sum: &'a mut Sum,
+}
+
+impl<W: AsyncWrite + Unpin> Sink for ToLocal<'_, W> {
+    async fn data(&mut self, data: &[u8]) -> Result<(), FileError> {
+        self.sum.add(data);
+        self.local
+            .write_all(data)
+            .await
+            .map_err(|e| FileError::Local(format!("writing the local file: {e}")))
+    }
+}
+
+impl Sink for Sum {
+    async fn data(&mut self, data: &[u8]) -> Result<(), FileError> {
+        self.add(data);
+        Ok(())
+    }
+}
