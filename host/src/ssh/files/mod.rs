@@ -16,6 +16,7 @@
 
 mod common;
 mod parse;
+mod scripts;
 mod sftp;
 mod shell;
 mod stream;
