@@ -135,6 +135,30 @@ async fn interrupt_stops_the_job_and_its_children() {
     assert!(text(&res).contains("verified"));
 }
 
+/// An agent that changes its mind at once: the interrupt may arrive before
+/// the command has said who it is, and the stop is still verified.
+#[tokio::test]
+async fn an_interrupt_right_after_the_start_is_still_verified() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    // A first call opens the session, so the job starts at once.
+    let res = server
+        .call("execute_command", exec_args(&sshd, "true"))
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    for round in 0..5 {
+        let marker = format!("sleep 13{}{round}", sshd.port());
+        let id = start(&server, &sshd, &format!("{marker} & {marker}; wait")).await;
+        let res = server
+            .call("interrupt_command", json!({"job_id": id}))
+            .await;
+        let s = structured(&res);
+        assert_eq!(s["state"], "killed", "{}", text(&res));
+        assert_eq!(s["remote_stopped"], true, "round {round}: {}", text(&res));
+        assert!(!remote_running(&marker), "round {round}: a child survived");
+    }
+}
+
 #[tokio::test]
 async fn a_job_whose_connection_dies_is_lost_and_keeps_its_output() {
     let mut sshd = Sshd::start();

@@ -388,6 +388,10 @@ pub(crate) async fn run<H: Handler + 'static>(
     Ok((out, ending))
 }
 
+/// How long a stop waits for the marker of a command that has not printed
+/// it yet; it counts against the stop's bound.
+const MARKER_WAIT: Duration = Duration::from_secs(1);
+
 /// Stops the command after a timeout or a cancel, still collecting what it
 /// prints meanwhile, within [`kill::STOP_BOUND`]. Records whether the
 /// remote processes are verifiably gone.
@@ -396,6 +400,24 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
     channel: &mut Channel<Msg>,
     d: &mut Driver<'_, S>,
 ) {
+    // A command stopped as soon as it was sent (an interrupt right after
+    // `start_command`) may not have printed its marker yet: give it a
+    // moment, or the stop could not be verified.
+    if d.sniffer.started().is_none() {
+        let wait = tokio::time::sleep(MARKER_WAIT);
+        tokio::pin!(wait);
+        while d.sniffer.started().is_none() {
+            tokio::select! {
+                () = &mut wait => break,
+                m = channel.wait() => match m {
+                    Some(msg) => {
+                        let _ = d.take(msg);
+                    }
+                    None => break,
+                },
+            }
+        }
+    }
     let Some(started) = d.sniffer.started().cloned() else {
         // No marker (a ForceCommand, or the launcher never ran): the best
         // left is the SSH signal request, which reaches the shell alone.
