@@ -27,16 +27,22 @@ const NODE_VAR: &str = "MCP_SSH_NODE";
 const PYTHON_VAR: &str = "MCP_SSH_CLIENT_PYTHON";
 
 /// Every built-in tool: each client must call each of them.
-const BUILT_IN: [&str; 9] = [
+const BUILT_IN: [&str; 15] = [
     "close_all_sessions",
     "close_session",
+    "download_file",
+    "edit_file",
     "execute_command",
     "get_command_output",
     "get_command_status",
     "interrupt_command",
     "list_commands",
+    "list_directory",
     "list_sessions",
+    "read_file",
     "start_command",
+    "upload_file",
+    "write_file",
 ];
 
 /// The third-party component, installed from the example.
@@ -57,7 +63,37 @@ fn installed(var: &str) -> PathBuf {
     }
 }
 
-/// A server with the disk-usage example installed and granted for `sshd`.
+/// The transfer root of a server from [`with_third_party`]: a directory
+/// in its home, made on first use.
+fn transfer_root(builder: &Builder) -> PathBuf {
+    let root = builder.home().join("transfers");
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// A directory the test user may write on the host, removed on drop.
+struct RemoteDir(PathBuf);
+
+impl RemoteDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for RemoteDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server with the disk-usage example installed and granted for `sshd`,
+/// and a transfer root for the file tools.
 fn with_third_party(sshd: &Sshd) -> Builder {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,13 +105,17 @@ fn with_third_party(sshd: &Sshd) -> Builder {
          commands = [[\"df\", \"-P\", \"-k\", \"*\"]]\nports = [{}]\n",
         sshd.port()
     );
-    install_plugin(
+    let builder = install_plugin(
         Server::builder(),
         &guest_wasm(THIRD_PARTY),
         THIRD_PARTY,
         Some(&manifest),
         &grant,
-    )
+    );
+    let root = transfer_root(&builder);
+    builder
+        .arg("--transfer-root")
+        .arg(root.display().to_string())
 }
 
 /// The Inspector CLI, spawning the server as `builder` would.
@@ -322,6 +362,64 @@ fn the_inspector_cli_calls_every_built_in_tool_and_a_third_party_one() {
     assert_eq!(df["isError"], false, "{df}");
     assert!(result_text(&df).starts_with("Filesystem"), "{df}");
 
+    // The file tools, each on a server of its own, with strings for every
+    // argument as a user types them (`create_parents=true` included).
+    let remote = RemoteDir::new(&format!("mcpssh-inspector-files-{}", sshd.port()));
+    let notes = format!("{}/notes.txt", remote.path());
+    let file_call = |call: &mut dyn FnMut(&'static str, &[(&'static str, String)]) -> Value,
+                     tool: &'static str,
+                     more: &[(&'static str, &str)]| {
+        let args = with(with(target(&sshd), &[("password", TEST_PASSWORD)]), more);
+        let res = call(tool, &args);
+        assert_eq!(res["isError"], false, "{tool}: {res}");
+        res["structuredContent"].clone()
+    };
+    let written = file_call(
+        &mut call,
+        "write_file",
+        &[
+            ("path", &notes),
+            ("content", &format!("one {marker}\n")),
+            ("create_parents", "true"),
+            ("mode", "0640"),
+        ],
+    );
+    assert_eq!(written["created"], true, "{written}");
+    let edited = file_call(
+        &mut call,
+        "edit_file",
+        &[("path", &notes), ("old_text", "one"), ("new_text", "two")],
+    );
+    assert_eq!(edited["replacements"], 1, "{edited}");
+    let read = file_call(
+        &mut call,
+        "read_file",
+        &[("path", &notes), ("offset", "0"), ("length", "100")],
+    );
+    assert_eq!(read["content"], format!("two {marker}\n"), "{read}");
+    let listed = file_call(&mut call, "list_directory", &[("path", &remote.path())]);
+    assert_eq!(listed["entries"][0]["name"], "notes.txt", "{listed}");
+    let root = transfer_root(&inspector.builder);
+    std::fs::write(root.join("up.txt"), format!("up {marker}\n")).unwrap();
+    let up = format!("{}/up.txt", remote.path());
+    let local_up = root.join("up.txt").display().to_string();
+    let local_down = root.join("down.txt").display().to_string();
+    let uploaded = file_call(
+        &mut call,
+        "upload_file",
+        &[("local_path", &local_up), ("remote_path", &up)],
+    );
+    assert_eq!(uploaded["remote_verified"], true, "{uploaded}");
+    file_call(
+        &mut call,
+        "download_file",
+        &[("remote_path", &up), ("local_path", &local_down)],
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("down.txt")).unwrap(),
+        format!("up {marker}\n")
+    );
+
     for tool in BUILT_IN {
         assert!(called.contains(&tool), "{tool} was not called");
     }
@@ -343,6 +441,8 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
     let builder = with_third_party(&sshd);
     let (args, env) = builder.args_and_env();
     let marker = format!("mcpssh-python-{}", sshd.port());
+    let remote = RemoteDir::new(&format!("mcpssh-python-files-{}", sshd.port()));
+    let root = transfer_root(&builder);
     let config = json!({
         "command": BIN,
         "args": args,
@@ -352,7 +452,10 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
         "password": TEST_PASSWORD,
         "marker": marker,
         "third_party": THIRD_PARTY,
+        "remote_dir": remote.path(),
+        "transfer_root": root,
     });
+    std::fs::write(root.join("up.txt"), format!("up {marker}\n")).unwrap();
     // The job it interrupts, should the test fail before that.
     let _sleeper = Leftovers::new(TEST_USER, &format!("sleep 300.{}", sshd.port()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/python_client.py");
@@ -451,6 +554,27 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
     assert!(
         df["text"].as_str().unwrap().starts_with("Filesystem"),
         "{df}"
+    );
+
+    let read = line_for(&lines, "read_file", None);
+    assert_eq!(
+        read["structured"]["content"],
+        format!("two {marker}\n"),
+        "{read}"
+    );
+    let edit = line_for(&lines, "edit_file", None);
+    assert_eq!(edit["structured"]["replacements"], 1, "{edit}");
+    let listed = line_for(&lines, "list_directory", None);
+    assert_eq!(
+        listed["structured"]["entries"][0]["name"], "notes.txt",
+        "{listed}"
+    );
+    for tool in ["write_file", "upload_file", "download_file"] {
+        assert_eq!(line_for(&lines, tool, None)["isError"], false);
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("down.txt")).unwrap(),
+        format!("up {marker}\n")
     );
 
     let closed = line_for(&lines, "close_session", None);

@@ -3,7 +3,7 @@
 Run by tests/all/clients.rs with the venv scripts/test makes. The test
 passes everything in MCP_SSH_CLIENT_CONFIG (JSON): the server's command,
 args and env, and the sshd port, user and password. This script calls every
-built-in tool and one third-party tool, checks each result's
+built-in tool (the file tools too) and one third-party tool, checks each result's
 structuredContent against the tool's outputSchema (the SDK checks results
 that are not errors; this checks every result that has one, with
 jsonschema), and prints
@@ -130,6 +130,19 @@ async def run(cfg):
             await call("interrupt_command", {"job_id": sleeper_id})
             await call("list_commands", {})
             await call(cfg["third_party"], dict(target, path="/"))
+            # The file tools, on the session the calls above opened.
+            remote = cfg["remote_dir"]
+            notes = f"{remote}/notes.txt"
+            await call("write_file", dict(
+                target, path=notes, content=f"one {marker}\n", create_parents=True))
+            await call("edit_file", dict(target, path=notes, old_text="one", new_text="two"))
+            await call("read_file", dict(target, path=notes))
+            await call("list_directory", dict(target, path=remote))
+            root = cfg["transfer_root"]
+            await call("upload_file", dict(
+                target, local_path=f"{root}/up.txt", remote_path=f"{remote}/up.txt"))
+            await call("download_file", dict(
+                target, remote_path=f"{remote}/up.txt", local_path=f"{root}/down.txt"))
             await call("close_session", target)
             await call("execute_command", dict(creds, command="true"), "reopen")
             await call("close_all_sessions", {})
