@@ -45,6 +45,9 @@ const BUILT_IN: [&str; 15] = [
     "write_file",
 ];
 
+/// Tool arguments as `--tool-arg` pairs.
+type Args = [(&'static str, String)];
+
 /// The third-party component, installed from the example.
 const THIRD_PARTY: &str = "disk_usage";
 
@@ -366,7 +369,7 @@ fn the_inspector_cli_calls_every_built_in_tool_and_a_third_party_one() {
     // argument as a user types them (`create_parents=true` included).
     let remote = RemoteDir::new(&format!("mcpssh-inspector-files-{}", sshd.port()));
     let notes = format!("{}/notes.txt", remote.path());
-    let file_call = |call: &mut dyn FnMut(&'static str, &[(&'static str, String)]) -> Value,
+    let file_call = |call: &mut dyn FnMut(&'static str, &Args) -> Value,
                      tool: &'static str,
                      more: &[(&'static str, &str)]| {
         let args = with(with(target(&sshd), &[("password", TEST_PASSWORD)]), more);
