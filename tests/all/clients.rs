@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::server::{BIN, Builder, Leftovers, Server, guest_wasm, install_plugin};
+use crate::server::{BIN, BUILT_IN_TOOLS, Builder, Leftovers, Server, guest_wasm, install_plugin};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// The Inspector CLI's entry point (`.../clients/cli/build/index.js`).
@@ -27,23 +27,7 @@ const NODE_VAR: &str = "MCP_SSH_NODE";
 const PYTHON_VAR: &str = "MCP_SSH_CLIENT_PYTHON";
 
 /// Every built-in tool: each client must call each of them.
-const BUILT_IN: [&str; 15] = [
-    "close_all_sessions",
-    "close_session",
-    "download_file",
-    "edit_file",
-    "execute_command",
-    "get_command_output",
-    "get_command_status",
-    "interrupt_command",
-    "list_commands",
-    "list_directory",
-    "list_sessions",
-    "read_file",
-    "start_command",
-    "upload_file",
-    "write_file",
-];
+const BUILT_IN: [&str; 15] = BUILT_IN_TOOLS;
 
 /// Tool arguments as `--tool-arg` pairs.
 type Args = [(&'static str, String)];

@@ -12,7 +12,7 @@ use crate::server::{BIN, Server, exec_args, structured, text, tool_error};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// Tools the built-in components export.
-pub const BUILTIN_TOOLS: usize = 15;
+pub const BUILTIN_TOOLS: usize = crate::server::BUILT_IN_TOOLS.len();
 
 pub use crate::server::{guest_wasm, install_plugin};
 

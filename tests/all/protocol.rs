@@ -25,26 +25,7 @@ async fn tools_list_shows_the_four_seed_tools_from_components() {
     let tools = server.client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "close_all_sessions",
-            "close_session",
-            "download_file",
-            "edit_file",
-            "execute_command",
-            "get_command_output",
-            "get_command_status",
-            "interrupt_command",
-            "list_commands",
-            "list_directory",
-            "list_sessions",
-            "read_file",
-            "start_command",
-            "upload_file",
-            "write_file",
-        ]
-    );
+    assert_eq!(names, crate::server::BUILT_IN_TOOLS);
     let exec = tools.iter().find(|t| t.name == "execute_command").unwrap();
     let schema = Value::Object((*exec.input_schema).clone());
     let mut required: Vec<_> = schema["required"]

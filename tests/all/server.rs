@@ -28,6 +28,25 @@ mod guest_build;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
 
+/// Every built-in tool, sorted by name.
+pub const BUILT_IN_TOOLS: [&str; 15] = [
+    "close_all_sessions",
+    "close_session",
+    "download_file",
+    "edit_file",
+    "execute_command",
+    "get_command_output",
+    "get_command_status",
+    "interrupt_command",
+    "list_commands",
+    "list_directory",
+    "list_sessions",
+    "read_file",
+    "start_command",
+    "upload_file",
+    "write_file",
+];
+
 /// The compile cache shared by every server of this test run.
 pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
