@@ -719,3 +719,41 @@ async fn file_calls_share_one_sftp_session_beside_busy_commands_and_outlive_its_
     assert_eq!(st.size, 4);
     assert_eq!(sessions(), 2);
 }
+
+/// Many first file calls at once on a server without SFTP: one learns
+/// there is none, the others take its word, and no refused channel is left
+/// holding one of the server's MaxSessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_without_sftp_leave_the_connection_usable() {
+    use mcp_ssh_session::ssh::{Command, ExecRequest};
+    let r = remote(Kind::OpensshExec);
+    fs::write(r.local("f"), b"data").unwrap();
+    let path = r.path("f");
+    let reads =
+        futures::future::join_all((0..16).map(|_| r.manager.read_file(&r.target, &path, 0, 10)))
+            .await;
+    for read in reads {
+        assert_eq!(read.unwrap().data, b"data");
+    }
+    let probes = r
+        ._sshd
+        .as_ref()
+        .unwrap()
+        .log()
+        .matches("subsystem request for sftp")
+        .count();
+    assert!(probes <= 1, "{probes} SFTP probes");
+    // The connection still takes a full set of commands.
+    let runs = futures::future::join_all((0..8).map(|_| {
+        let request = ExecRequest {
+            command: Command::Line("echo ok".into()),
+            ..ExecRequest::default()
+        };
+        let (m, t) = (r.manager.clone(), r.target.clone());
+        async move { m.exec(&t, &request).await }
+    }))
+    .await;
+    for run in runs {
+        assert_eq!(run.unwrap().exit_status, Some(0));
+    }
+}

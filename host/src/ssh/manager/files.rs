@@ -87,6 +87,11 @@ impl SessionManager {
             return Ok((Backend::Shell, session));
         }
         let mut cached = conn.files.sftp.lock().await;
+        // Callers that queued behind the first probe learn its answer here
+        // rather than each probing (and holding a channel) again.
+        if conn.files.no_sftp.load(Ordering::Relaxed) {
+            return Ok((Backend::Shell, session));
+        }
         if let Some(sftp) = cached.as_ref().filter(|s| s.alive()) {
             return Ok((Backend::Sftp(sftp.clone()), session));
         }

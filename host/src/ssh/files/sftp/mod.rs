@@ -59,6 +59,9 @@ pub(crate) struct Staged {
     pub(crate) sha256: [u8; 32],
 }
 
+/// How long closing a refused SFTP channel may take.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Sftp {
     /// Starts the SFTP subsystem on `channel`. `None`: the server has
     /// none, or what it started does not speak SFTP.
@@ -80,7 +83,12 @@ impl Sftp {
                     | ChannelMsg::Eof
                     | ChannelMsg::ExitStatus { .. },
                 )
-                | None => return Ok(None),
+                | None => {
+                    // Refused, the channel stays open at the server and
+                    // holds one of its MaxSessions until it is closed.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, channel.close()).await;
+                    return Ok(None);
+                }
                 Some(_) => {}
             }
         }
@@ -90,7 +98,8 @@ impl Sftp {
         };
         let mut raw = RawSftpSession::new_with_config(channel.into_stream(), config);
         // Dropbear starts a missing sftp-server as a command that fails:
-        // the channel closes and init fails.
+        // the channel closes and init fails (dropping the stream closes
+        // our side).
         let Ok(version) = raw.init().await else {
             return Ok(None);
         };
