@@ -121,6 +121,40 @@ async fn transfers_outside_the_root_through_dot_dot_or_a_symlink_are_refused() {
         "secret"
     );
     assert!(!base.path().join("stolen").exists());
+
+    // A hard link in the root is another name of a file outside it.
+    std::fs::hard_link(base.path().join("secret"), root.join("linked")).unwrap();
+    let res = server
+        .call(
+            "upload_file",
+            args(
+                &sshd,
+                json!({"local_path": at(&root.join("linked")), "remote_path": at(&dir.path().join("x"))}),
+            ),
+        )
+        .await;
+    assert!(tool_error(&res).contains("hard links"), "{}", text(&res));
+    assert!(!dir.path().join("x").exists());
+
+    // A trailing slash names a directory, not the file before it.
+    std::fs::write(root.join("kept"), "kept").unwrap();
+    for local in [
+        format!("{}/", at(&root.join("kept"))),
+        format!("{}/.", at(&root.join("kept"))),
+    ] {
+        let res = server
+            .call(
+                "download_file",
+                args(&sshd, json!({"remote_path": remote, "local_path": local})),
+            )
+            .await;
+        assert!(
+            tool_error(&res).contains("names a directory"),
+            "{local}: {}",
+            text(&res)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(root.join("kept")).unwrap(), "kept");
 }
 
 #[tokio::test]

@@ -107,6 +107,15 @@ impl TransferRoots {
                 kind(&meta)
             )));
         }
+        // Another name of the same file may lie outside every root: a hard
+        // link is a way out that no path check sees.
+        if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(FileError::Local(format!(
+                "{given} has {} hard links, and one may lie outside the transfer roots; \
+                 copy it to upload it",
+                std::os::unix::fs::MetadataExt::nlink(&meta)
+            )));
+        }
         opened_inside(&file, given, &root)?;
         Ok((file, path))
     }
@@ -116,6 +125,13 @@ impl TransferRoots {
     pub(crate) fn create_download(&self, given: &str) -> Result<PendingDownload, FileError> {
         self.check_enabled()?;
         let path = absolute(given)?;
+        // `Path` drops a trailing `/` or `/.`, which would turn "into this
+        // directory" into "replace this file".
+        if given.ends_with('/') || given.ends_with("/.") {
+            return Err(FileError::Local(format!(
+                "{given} names a directory: give the path of the file to write"
+            )));
+        }
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(FileError::Local(format!("{given} does not name a file")));
         };
