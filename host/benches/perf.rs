@@ -9,7 +9,9 @@
 //! - 64 callers x 20 calls to one host, and 8 hosts x 8 callers;
 //! - 50 MB of stdout: time, the server's peak RSS, bytes returned;
 //! - idle RSS, and RSS with 50 open sessions;
-//! - per-call instantiate time and the share of a warm call spent in wasm.
+//! - per-call instantiate time and the share of a warm call spent in wasm;
+//! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
+//!   ([`files`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
 //! does). Needs what `scripts/test` installs (sshd, the test account) and
@@ -28,6 +30,9 @@ mod sshd;
 #[path = "../../tests/all/server.rs"]
 #[allow(dead_code)]
 mod server;
+
+#[path = "perf/files.rs"]
+mod files;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -656,6 +661,8 @@ async fn main() {
         host.as_micros()
     );
     row([&plugin, "", "", "", "", ""]);
+
+    files::measure(quick, &cache).await;
 
     let samples = if quick { 200 } else { 2000 };
     let (parsed, cached) = resolve_cost(home.path(), samples);
