@@ -152,7 +152,12 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
 
     // Warm small-file calls, interleaved with the command they compare to.
     let small = on_host("small.txt");
-    std::fs::write(remote.path().join("small.txt"), "x".repeat(4096)).unwrap();
+    let filler = "-".repeat(4096 - 10);
+    std::fs::write(
+        remote.path().join("small.txt"),
+        format!("value = 0\n{filler}"),
+    )
+    .unwrap();
     std::os::unix::fs::chown(
         remote.path().join("small.txt"),
         Some(uid_of(TEST_USER)),
@@ -165,9 +170,9 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
         trues.push(timed_call(&server, "execute_command", &true_args).await);
         reads.push(timed_call(&server, "read_file", &target(json!({"path": small}))).await);
         let (old, new) = if i % 2 == 0 {
-            ("xxxx", "yyyy")
+            ("value = 0", "value = 1")
         } else {
-            ("yyyy", "xxxx")
+            ("value = 1", "value = 0")
         };
         edits.push(
             timed_call(
