@@ -273,17 +273,7 @@ impl StoreState {
                     Command::Line(_) => Action::Shell,
                     Command::Argv(argv) => Action::Argv(argv),
                 };
-                self.check_target(target, action)
-                    .map_err(|r| self.refuse(record.as_ref(), r))?;
-                let slot = self
-                    .grant
-                    .slot()
-                    .map_err(|why| self.refuse(record.as_ref(), Refusal::Limit(why)))?;
-                Ok(Pass {
-                    record,
-                    slot,
-                    in_host: Some(self.clock.in_host()),
-                })
+                self.admit(target, action, record)
             }
             Access::StopJob => Ok(Pass {
                 record: None,
@@ -315,19 +305,30 @@ impl StoreState {
                     write: matches!(file.op, FileOp::Write | FileOp::Upload),
                     transfer: matches!(file.op, FileOp::Upload | FileOp::Download),
                 };
-                self.check_target(target, action)
-                    .map_err(|r| self.refuse(record.as_ref(), r))?;
-                let slot = self
-                    .grant
-                    .slot()
-                    .map_err(|why| self.refuse(record.as_ref(), Refusal::Limit(why)))?;
-                Ok(Pass {
-                    record,
-                    slot,
-                    in_host: Some(self.clock.in_host()),
-                })
+                self.admit(target, action, record)
             }
         }
+    }
+
+    /// A pass for `action` on `target` when the grant allows it there and
+    /// a concurrency slot is free; otherwise the refusal, recorded.
+    fn admit(
+        &self,
+        target: &mut core::Target,
+        action: Action<'_>,
+        record: Option<Record>,
+    ) -> Result<Pass, SshError> {
+        self.check_target(target, action)
+            .map_err(|r| self.refuse(record.as_ref(), r))?;
+        let slot = self
+            .grant
+            .slot()
+            .map_err(|why| self.refuse(record.as_ref(), Refusal::Limit(why)))?;
+        Ok(Pass {
+            record,
+            slot,
+            in_host: Some(self.clock.in_host()),
+        })
     }
 
     /// Whether the grant lets this component do `action` where `target`
