@@ -5,7 +5,7 @@
 //! operation and progress of a download. The tools themselves are in
 //! `files.rs`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -354,33 +354,18 @@ fn a_download_reports_progress_in_bytes_when_asked() {
     put(&remote, &data);
     let home = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(crate::server::BIN)
-        .args(["--no-plugins", "--cache-dir"])
-        .arg(crate::server::shared_cache())
-        .arg("--known-hosts")
-        .arg(home.path().join("kh"))
-        .arg("--transfer-root")
-        .arg(root.path())
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::server::raw_server_with(
+        home.path(),
+        &["--transfer-root".as_ref(), root.path().as_os_str()],
+        std::process::Stdio::null(),
+    );
     let local = root.path().join("big.bin");
     let params = json!({"name": "download_file", "_meta": {"progressToken": "dl-1"},
         "arguments": args(&sshd, json!({"remote_path": at(&remote), "local_path": at(&local)}))});
-    let mut stdin = child.stdin.take().unwrap();
-    for msg in [
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":params}),
-    ] {
-        writeln!(stdin, "{msg}").unwrap();
-    }
+    let (stdin, lines) = crate::server::send_raw_call(&mut child, params);
     let mut progress = Vec::new();
     let mut response = Value::Null;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    for line in lines {
         let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
         if msg["id"] == 2 {
             response = msg;
@@ -420,31 +405,15 @@ fn a_cancelled_download_leaves_nothing_in_the_root() {
     crate::files::chown(&remote);
     let home = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(crate::server::BIN)
-        .args(["--no-plugins", "--cache-dir"])
-        .arg(crate::server::shared_cache())
-        .arg("--known-hosts")
-        .arg(home.path().join("kh"))
-        .arg("--transfer-root")
-        .arg(root.path())
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::server::raw_server_with(
+        home.path(),
+        &["--transfer-root".as_ref(), root.path().as_os_str()],
+        std::process::Stdio::null(),
+    );
     let local = root.path().join("huge.bin");
     let params = json!({"name": "download_file", "_meta": {"progressToken": "dl-2"},
         "arguments": args(&sshd, json!({"remote_path": at(&remote), "local_path": at(&local)}))});
-    let mut stdin = child.stdin.take().unwrap();
-    for msg in [
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":params}),
-    ] {
-        writeln!(stdin, "{msg}").unwrap();
-    }
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut stdin, mut lines) = crate::server::send_raw_call(&mut child, params);
     // Cancel once the transfer is under way.
     for line in lines.by_ref() {
         let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();

@@ -3,8 +3,6 @@
 //! rate and with growing values; without one it sends none. Raw JSON-RPC
 //! over stdio, since rmcp's client always sends a token.
 
-use std::io::{BufRead, BufReader, Write};
-
 use serde_json::{Value, json};
 
 use crate::sshd::{Sshd, TEST_USER};
@@ -20,17 +18,10 @@ fn call_raw(sshd: &Sshd, command: &str, meta: Option<Value>) -> (Vec<Value>, Val
     if let Some(meta) = meta {
         params["_meta"] = meta;
     }
-    let mut stdin = child.stdin.take().unwrap();
-    for msg in [
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":params}),
-    ] {
-        writeln!(stdin, "{msg}").unwrap();
-    }
+    let (stdin, lines) = crate::server::send_raw_call(&mut child, params);
     let mut before = Vec::new();
     let mut response = Value::Null;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    for line in lines {
         let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
         if msg["id"] == 2 {
             response = msg;

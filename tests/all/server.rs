@@ -442,11 +442,21 @@ pub fn raw_server(home: &Path) -> std::process::Child {
 
 /// [`raw_server`] with its stderr (logging at trace) sent to `stderr`.
 pub fn raw_server_logging_to(home: &Path, stderr: impl Into<Stdio>) -> std::process::Child {
+    raw_server_with(home, &[], stderr)
+}
+
+/// [`raw_server_logging_to`] with `args` after the usual flags.
+pub fn raw_server_with(
+    home: &Path,
+    args: &[&std::ffi::OsStr],
+    stderr: impl Into<Stdio>,
+) -> std::process::Child {
     std::process::Command::new(BIN)
         .args(["--no-plugins", "--cache-dir"])
         .arg(shared_cache())
         .arg("--known-hosts")
         .arg(home.join("kh"))
+        .args(args)
         .env("HOME", home)
         .env("MCP_SSH_LOG", "trace")
         .stdin(Stdio::piped())
@@ -454,6 +464,28 @@ pub fn raw_server_logging_to(home: &Path, stderr: impl Into<Stdio>) -> std::proc
         .stderr(stderr)
         .spawn()
         .unwrap()
+}
+
+/// Starts a session on a raw server and sends one `tools/call` (id 2)
+/// with `params`; returns its stdin, still open, and its stdout's lines.
+pub fn send_raw_call(
+    child: &mut std::process::Child,
+    params: Value,
+) -> (
+    std::process::ChildStdin,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::{BufRead, Write};
+    let mut stdin = child.stdin.take().unwrap();
+    for msg in [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":params}),
+    ] {
+        writeln!(stdin, "{msg}").unwrap();
+    }
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (stdin, lines)
 }
 
 /// The `remote_stopped` field of an `execute_command` result that timed out
