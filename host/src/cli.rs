@@ -120,6 +120,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_agent: bool,
 
+    /// Start every command afresh in the login directory and environment:
+    /// a session keeps no working directory or exported variables.
+    #[arg(long, env = "MCP_SSH_STATELESS")]
+    pub stateless: bool,
+
     /// Compile cache directory [default: ~/.cache/mcp-ssh-session/components]
     #[arg(long, env = "MCP_SSH_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -267,6 +272,7 @@ impl Cli {
         }
         ssh.job_buffer_bytes = self.job_buffer_bytes;
         ssh.use_agent = !self.no_agent;
+        ssh.stateless = self.stateless;
 
         let mut plugins = PluginSettings::default();
         plugins.plugin_dir_required = self.plugins.is_some();

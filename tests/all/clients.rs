@@ -27,7 +27,7 @@ const NODE_VAR: &str = "MCP_SSH_NODE";
 const PYTHON_VAR: &str = "MCP_SSH_CLIENT_PYTHON";
 
 /// Every built-in tool: each client must call each of them.
-const BUILT_IN: [&str; 15] = BUILT_IN_TOOLS;
+const BUILT_IN: [&str; 16] = BUILT_IN_TOOLS;
 
 /// Tool arguments as `--tool-arg` pairs.
 type Args = [(&'static str, String)];
@@ -340,6 +340,8 @@ fn the_inspector_cli_calls_every_built_in_tool_and_a_third_party_one() {
         json!({"sessions": []}),
         "{sessions}"
     );
+    let reset = call("reset_session", &target(&sshd));
+    assert_eq!(reset["structuredContent"]["reset"], false, "{reset}");
     let closed = call("close_session", &target(&sshd));
     assert_eq!(closed["structuredContent"]["closed"], false, "{closed}");
     let all = call("close_all_sessions", &[]);
@@ -564,6 +566,11 @@ fn the_python_sdk_calls_every_tool_and_each_result_matches_its_output_schema() {
         format!("up {marker}\n")
     );
 
+    let reset = line_for(&lines, "reset_session", None);
+    assert_eq!(
+        reset["structured"],
+        json!({"session": session, "reset": false})
+    );
     let closed = line_for(&lines, "close_session", None);
     assert_eq!(
         closed["structured"],

@@ -29,7 +29,7 @@ mod guest_build;
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
 
 /// Every built-in tool, sorted by name.
-pub const BUILT_IN_TOOLS: [&str; 15] = [
+pub const BUILT_IN_TOOLS: [&str; 16] = [
     "close_all_sessions",
     "close_session",
     "download_file",
@@ -42,6 +42,7 @@ pub const BUILT_IN_TOOLS: [&str; 15] = [
     "list_directory",
     "list_sessions",
     "read_file",
+    "reset_session",
     "start_command",
     "upload_file",
     "write_file",

@@ -143,6 +143,7 @@ async def run(cfg):
                 target, local_path=f"{root}/up.txt", remote_path=f"{remote}/up.txt"))
             await call("download_file", dict(
                 target, remote_path=f"{remote}/up.txt", local_path=f"{root}/down.txt"))
+            await call("reset_session", target)
             await call("close_session", target)
             await call("execute_command", dict(creds, command="true"), "reopen")
             await call("close_all_sessions", {})

@@ -5,8 +5,8 @@
 
 use mcp_ssh_guest::jobs::{self, JobInfo, JobState, OutputStream};
 use mcp_ssh_guest::{
-    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, TargetArgs,
-    Tool, Value, export_tools, json, seconds_to_ms,
+    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, RunArgs, SshError,
+    TargetArgs, Tool, Value, export_tools, json, seconds_to_ms,
 };
 
 fn state_name(s: JobState) -> &'static str {
@@ -110,10 +110,13 @@ struct StartArgs {
     #[serde(flatten)]
     target: TargetArgs,
     /// Command line to run in the background, interpreted by the remote
-    /// user's shell. Stdin is closed.
+    /// user's shell, in the session's working directory with its
+    /// variables. A job does not change them.
     command: String,
     #[serde(flatten)]
     credentials: CredentialArgs,
+    #[serde(flatten)]
+    run: RunArgs,
     /// Stop the job after this many seconds. Default: no limit.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -142,7 +145,8 @@ impl Tool for StartCommand {
             command: a.command,
             timeout_ms: seconds_to_ms(a.timeout),
         };
-        let j = jobs::start(&a.target.with(a.credentials), &request)?;
+        let options = a.run.options()?;
+        let j = jobs::start_with(&a.target.with(a.credentials), &request, &options)?;
         Ok(Output::text(format!(
             "Started {} on {}: {}\nUse get_command_status or get_command_output with job_id \"{}\".",
             j.id, j.session, j.command, j.id

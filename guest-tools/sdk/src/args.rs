@@ -1,5 +1,6 @@
 //! Argument types that every tool reaching a host shares: where to connect
-//! ([`TargetArgs`]) and with what ([`CredentialArgs`]). Tools embed them with
+//! ([`TargetArgs`]), with what ([`CredentialArgs`]), and, for tools that
+//! run commands, how ([`RunArgs`]). Tools embed them with
 //! `#[serde(flatten)]`, so the names, types and descriptions of these fields
 //! are written once and cannot drift from tool to tool.
 //!
@@ -9,10 +10,14 @@
 //! (and the host refuses it first, since the schema says
 //! `additionalProperties: false`).
 
+use std::collections::BTreeMap;
+
+use base64ct::{Base64, Encoding};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{Credentials, Target};
+use crate::types::{CommandOptions, SudoOptions};
+use crate::{Credentials, SshError, Target};
 
 /// The SSH target of a call: host, user and port, each user and port
 /// filled in from ssh_config when left out.
@@ -49,6 +54,76 @@ pub struct CredentialArgs {
     /// Passphrase of an encrypted `key_filename`.
     #[serde(default)]
     pub passphrase: Option<String>,
+}
+
+/// How a command runs: where, with which extra variables, what it reads,
+/// and whether through sudo.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(description = "")]
+pub struct RunArgs {
+    /// Run in this directory, for this call only: the session's working
+    /// directory does not change. Default: the session's working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Variables for this call only, on top of the session's, as
+    /// {"NAME": "value"}.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Text written to the command's stdin, then end-of-file (at most
+    /// 16 MiB). Default: stdin is closed, so a command reading it sees
+    /// end-of-file at once.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Like `stdin`, for bytes: base64-encoded.
+    #[serde(default)]
+    pub stdin_base64: Option<String>,
+    /// Run the command through sudo, as `sudo_user`. The password is sent
+    /// to sudo only when it asks, never to the command.
+    #[serde(default)]
+    pub sudo: Option<bool>,
+    /// The user sudo runs the command as. Default: root.
+    #[serde(default)]
+    pub sudo_user: Option<String>,
+    /// The password sudo asks for. Default: the password that opened the
+    /// session, if any.
+    #[serde(default)]
+    pub sudo_password: Option<String>,
+}
+
+impl RunArgs {
+    /// The host's options, or a clear error for arguments that do not go
+    /// together.
+    pub fn options(self) -> Result<CommandOptions, SshError> {
+        let invalid = |m: &str| SshError::InvalidArgument(m.to_string());
+        let stdin = match (self.stdin, self.stdin_base64) {
+            (Some(_), Some(_)) => return Err(invalid("give stdin or stdin_base64, not both")),
+            (Some(text), None) => Some(text.into_bytes()),
+            (None, Some(b64)) => Some(
+                Base64::decode_vec(b64.trim())
+                    .map_err(|_| invalid("stdin_base64 is not valid base64"))?,
+            ),
+            (None, None) => None,
+        };
+        let sudo = if self.sudo == Some(true) {
+            Some(SudoOptions {
+                user: self.sudo_user,
+                password: self.sudo_password,
+            })
+        } else if self.sudo_user.is_some() || self.sudo_password.is_some() {
+            return Err(invalid(
+                "sudo_user and sudo_password need sudo: true; without it the command does not run \
+                 through sudo",
+            ));
+        } else {
+            None
+        };
+        Ok(CommandOptions {
+            cwd: self.cwd,
+            env: self.env.unwrap_or_default().into_iter().collect(),
+            stdin,
+            sudo,
+        })
+    }
 }
 
 impl From<TargetArgs> for Target {

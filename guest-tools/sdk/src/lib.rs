@@ -36,7 +36,7 @@
 mod args;
 pub mod files;
 
-pub use args::{CredentialArgs, TargetArgs};
+pub use args::{CredentialArgs, RunArgs, TargetArgs};
 
 /// The generated bindings for the `tool-component` world.
 pub mod bindings {
@@ -55,7 +55,7 @@ pub use bindings::mcp_ssh::tools::jobs;
 pub use bindings::mcp_ssh::tools::log;
 pub use bindings::mcp_ssh::tools::progress;
 pub use bindings::mcp_ssh::tools::ssh;
-pub use bindings::mcp_ssh::tools::types::{Credentials, SshError, Target};
+pub use bindings::mcp_ssh::tools::types::{self, Credentials, SshError, Target};
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize, de::DeserializeOwned};
 pub use serde_json::{self, Value, json};

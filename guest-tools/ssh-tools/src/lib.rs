@@ -1,11 +1,11 @@
 //! The built-in session tools, with the seed's names, arguments and text
 //! layout: `execute_command`, `list_sessions`, `close_session` and
-//! `close_all_sessions`. Each is a thin translation between MCP arguments and
+//! `close_all_sessions`, and `reset_session`. Each is a thin translation between MCP arguments and
 //! the host's `ssh` interface; the host owns connections, limits and policy.
 
 use mcp_ssh_guest::{
-    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, SshError, Target,
-    TargetArgs, Tool, Value, export_tools, json, seconds_to_ms, ssh, stream_text,
+    Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, RunArgs, SshError,
+    Target, TargetArgs, Tool, Value, export_tools, json, seconds_to_ms, ssh, stream_text,
 };
 
 #[derive(Deserialize, JsonSchema)]
@@ -14,11 +14,14 @@ use mcp_ssh_guest::{
 struct ExecuteCommandArgs {
     #[serde(flatten)]
     target: TargetArgs,
-    /// Command line to run, interpreted by the remote user's shell. Stdin is
-    /// closed, so commands that read it see end-of-file at once.
+    /// Command line to run, interpreted by the remote user's shell, in the
+    /// session's working directory with its variables; where it `cd`s and
+    /// what it exports are kept for the session's next commands.
     command: String,
     #[serde(flatten)]
     credentials: CredentialArgs,
+    #[serde(flatten)]
+    run: RunArgs,
     /// Seconds to wait for the command. When it expires the output so far is
     /// returned, marked as timed out. Default set by the server (60 s).
     #[serde(default)]
@@ -38,8 +41,10 @@ impl Tool for ExecuteCommand {
     type Args = ExecuteCommandArgs;
     const NAME: &'static str = "execute_command";
     const DESCRIPTION: &'static str = "Run a command on an SSH host over a persistent session \
-        (opened on first use, then reused). Returns the exit status, stdout and stderr. A non-zero \
-        exit status is a normal result; connection, authentication and host-key failures are errors.";
+        (opened on first use, then reused). The session remembers its working directory and \
+        exported variables between calls, like a terminal. Returns the exit status, stdout and \
+        stderr. A non-zero exit status is a normal result; connection, authentication and \
+        host-key failures are errors.";
 
     fn annotations() -> Option<Annotations> {
         Annotations::changes("Execute SSH command", true, false, true)
@@ -65,7 +70,9 @@ impl Tool for ExecuteCommand {
                 "remote_stopped": {
                     "type": ["boolean", "null"],
                     "description": "after a timeout or cancel: true when the command and its children are verifiably gone, false when something survived, null when it could not be verified"
-                }
+                },
+                "cwd": {"type": ["string", "null"], "description": "the directory the command ended in, when known"},
+                "notes": {"type": "array", "items": {"type": "string"}, "description": "what became of the session's state"}
             },
             "required": ["session", "exit_status", "exit_signal", "stdout", "stderr",
                          "stdout_truncated", "stderr_truncated", "duration_ms", "timed_out"]
@@ -78,8 +85,9 @@ impl Tool for ExecuteCommand {
             timeout_ms: seconds_to_ms(a.timeout),
             max_output_bytes: a.max_output_bytes,
         };
-        let run = ssh::run(&a.target.with(a.credentials), &request)?;
-        Ok(render_exec(&run.output, run.remote_stopped))
+        let options = a.run.options()?;
+        let run = ssh::run_with(&a.target.with(a.credentials), &request, &options)?;
+        Ok(render_exec(&run))
     }
 }
 
@@ -92,7 +100,8 @@ fn stop_note(remote_stopped: Option<bool>) -> &'static str {
     }
 }
 
-fn render_exec(out: &ssh::ExecOutput, remote_stopped: Option<bool>) -> Output {
+fn render_exec(run: &ssh::CommandOutput) -> Output {
+    let (out, remote_stopped) = (&run.output, run.remote_stopped);
     let stdout = stream_text(&out.stdout);
     let stderr = stream_text(&out.stderr);
     let mut text = match (out.exit_status, &out.exit_signal) {
@@ -112,6 +121,9 @@ fn render_exec(out: &ssh::ExecOutput, remote_stopped: Option<bool>) -> Output {
             "Cancelled: {}; the output so far follows.\n",
             stop_note(remote_stopped)
         ));
+    }
+    for note in &run.notes {
+        text.push_str(&format!("Note: {note}\n"));
     }
     text.push('\n');
     if !stdout.is_empty() {
@@ -134,6 +146,8 @@ fn render_exec(out: &ssh::ExecOutput, remote_stopped: Option<bool>) -> Output {
         "timed_out": out.timed_out,
         "cancelled": out.cancelled,
         "remote_stopped": remote_stopped,
+        "cwd": run.cwd,
+        "notes": run.notes,
     }))
 }
 
@@ -164,7 +178,9 @@ impl Tool for ListSessions {
                             "port": {"type": "integer"},
                             "active_commands": {"type": "integer"},
                             "age_ms": {"type": "integer"},
-                            "idle_ms": {"type": "integer"}
+                            "idle_ms": {"type": "integer"},
+                            "cwd": {"type": ["string", "null"], "description": "its working directory; null: the login directory"},
+                            "variables": {"type": "integer", "description": "how many variables its commands exported or unset"}
                         },
                         "required": ["session", "username", "host", "port"]
                     }
@@ -176,15 +192,24 @@ impl Tool for ListSessions {
 
     fn call(_: NoArgs) -> Result<Output, SshError> {
         let sessions = ssh::list_sessions();
+        let states = ssh::session_states();
+        let state = |key: &str| states.iter().find(|s| s.key == key);
         let text = if sessions.is_empty() {
             "No active SSH sessions".to_string()
         } else {
-            let lines: Vec<String> = sessions.iter().map(|s| format!("- {}", s.key)).collect();
+            let lines: Vec<String> = sessions
+                .iter()
+                .map(|s| match state(&s.key).and_then(|st| st.cwd.as_deref()) {
+                    Some(cwd) => format!("- {} (cwd: {cwd})", s.key),
+                    None => format!("- {}", s.key),
+                })
+                .collect();
             format!("Active SSH Sessions:\n{}", lines.join("\n"))
         };
         let list: Vec<Value> = sessions
             .iter()
             .map(|s| {
+                let st = state(&s.key);
                 json!({
                     "session": s.key,
                     "username": s.username,
@@ -193,6 +218,8 @@ impl Tool for ListSessions {
                     "active_commands": s.active_commands,
                     "age_ms": s.age_ms,
                     "idle_ms": s.idle_ms,
+                    "cwd": st.and_then(|st| st.cwd.clone()),
+                    "variables": st.map_or(0, |st| st.variables),
                 })
             })
             .collect();
@@ -244,6 +271,43 @@ impl Tool for CloseSession {
     }
 }
 
+struct ResetSession;
+
+impl Tool for ResetSession {
+    type Args = CloseSessionArgs;
+    const NAME: &'static str = "reset_session";
+    const DESCRIPTION: &'static str = "Return the SSH session to username@host:port to its login \
+        state: the next command starts in the login directory without the variables earlier \
+        commands exported. The connection stays open.";
+
+    fn annotations() -> Option<Annotations> {
+        Annotations::changes("Reset SSH session state", false, true, true)
+    }
+
+    fn output_schema() -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "session": {"type": "string"},
+                "reset": {"type": "boolean", "description": "whether there was state to forget"}
+            },
+            "required": ["session", "reset"]
+        }))
+    }
+
+    fn call(a: CloseSessionArgs) -> Result<Output, SshError> {
+        let target = Target::from(a.target);
+        let key = ssh::describe_target(&target)?;
+        let reset = ssh::reset_session(&target)?;
+        let text = if reset {
+            format!("Reset session: {key}: the next command starts in the login state")
+        } else {
+            format!("Session {key} was already in the login state")
+        };
+        Ok(Output::text(text).with_structured(json!({"session": key, "reset": reset})))
+    }
+}
+
 struct CloseAllSessions;
 
 impl Tool for CloseAllSessions {
@@ -270,4 +334,10 @@ impl Tool for CloseAllSessions {
     }
 }
 
-export_tools!(ExecuteCommand, ListSessions, CloseSession, CloseAllSessions);
+export_tools!(
+    ExecuteCommand,
+    ListSessions,
+    CloseSession,
+    ResetSession,
+    CloseAllSessions
+);

@@ -50,6 +50,8 @@ pub struct ExecRequest {
     pub cancel: CancellationToken,
     /// Called now and then while the command runs.
     pub progress: Option<ProgressFn>,
+    /// Where, with what, and as whom.
+    pub options: super::CommandOptions,
 }
 
 /// How far a running command has come.
@@ -91,6 +93,10 @@ pub struct ExecOutput {
     /// After a timeout or a cancel: whether the command and its children
     /// are verifiably gone (`None`: the stop could not be verified).
     pub remote_stopped: Option<bool>,
+    /// The directory the command ended in, when known.
+    pub cwd: Option<String>,
+    /// What the caller should know about the session's state.
+    pub notes: Vec<String>,
 }
 
 /// How a run ended short of an exit status.
@@ -384,6 +390,8 @@ pub(crate) async fn run<H: Handler + 'static>(
         timed_out: ending.timed_out,
         cancelled: ending.cancelled,
         remote_stopped: ending.remote_stopped,
+        cwd: None,
+        notes: Vec::new(),
     };
     Ok((out, ending))
 }

@@ -26,6 +26,8 @@ pub struct JobRequest {
     /// Held until the job ends: a caller's concurrency slot (a grant's
     /// `max_concurrency`), so a job counts like any running command.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Where, with what, and as whom.
+    pub options: super::CommandOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

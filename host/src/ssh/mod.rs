@@ -19,9 +19,11 @@ pub mod known_hosts;
 pub(crate) mod launch;
 pub mod manager;
 mod net;
+pub mod options;
 mod output;
 mod proxy;
 pub mod ssh_config;
+pub mod state;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ pub use files::{
 pub use jobs::{Chunk, JobInfo, JobRequest, JobState, Jobs, Stream};
 pub use known_hosts::{HostKeyPolicy, KnownHostsFiles};
 pub use manager::{SessionInfo, SessionManager};
+pub use options::{CommandOptions, Sudo};
+pub use state::StateInfo;
 
 /// Why an SSH request failed. The variants mirror the WIT `ssh-error`, so a
 /// guest can tell a wrong password from a refused port.
@@ -294,6 +298,9 @@ pub struct SshSettings {
     /// File operations use SFTP when the server offers it; `false` sends
     /// them over exec channels always (for a server whose SFTP is broken).
     pub sftp: bool,
+    /// Commands start afresh: sessions keep no working directory or
+    /// variables between calls (per-call `cwd` and `env` still apply).
+    pub stateless: bool,
 }
 
 impl Default for SshSettings {
@@ -319,6 +326,7 @@ impl Default for SshSettings {
             job_buffer_bytes: 1 << 20,
             job_history: 50,
             sftp: true,
+            stateless: false,
         }
     }
 }

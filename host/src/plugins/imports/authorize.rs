@@ -189,6 +189,7 @@ impl Audited for bool {}
 impl Audited for u32 {}
 impl Audited for () {}
 impl Audited for Vec<core::SessionInfo> {}
+impl Audited for Vec<core::StateInfo> {}
 
 enum Outcome<'a, T> {
     Done(Result<&'a T, &'a dyn std::fmt::Display>),

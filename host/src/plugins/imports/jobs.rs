@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::authorize::{Access, Command};
+use super::ssh::options_from_wit;
 use super::target_from_wit;
 use crate::plugins::bindings::{jobs, types};
 use crate::plugins::bounded;
@@ -24,14 +25,16 @@ impl StoreState {
     }
 }
 
-impl jobs::Host for StoreState {
+impl StoreState {
     #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
-    async fn start(
+    async fn start_job(
         &mut self,
         target: types::Target,
         request: jobs::JobRequest,
+        options: core::CommandOptions,
     ) -> Result<jobs::JobInfo, SshError> {
         let mut target = target_from_wit(target);
+        options.check().map_err(SshError::InvalidArgument)?;
         let mut pass = self.authorize(Access::Command(
             &mut target,
             Command::Line(&request.command),
@@ -40,10 +43,32 @@ impl jobs::Host for StoreState {
             command: request.command,
             timeout: request.timeout_ms.map(Duration::from_millis),
             slot: pass.take_slot(),
+            options,
         };
         let owner = self.component.clone();
         let result = self.sessions.start_job(&target, request, owner).await;
         pass.finish(result).map(job_to_wit)
+    }
+}
+
+impl jobs::Host for StoreState {
+    async fn start(
+        &mut self,
+        target: types::Target,
+        request: jobs::JobRequest,
+    ) -> Result<jobs::JobInfo, SshError> {
+        self.start_job(target, request, core::CommandOptions::default())
+            .await
+    }
+
+    async fn start_with(
+        &mut self,
+        target: types::Target,
+        request: jobs::JobRequest,
+        options: types::CommandOptions,
+    ) -> Result<jobs::JobInfo, SshError> {
+        self.start_job(target, request, options_from_wit(options))
+            .await
     }
 
     async fn status(&mut self, id: String) -> Result<jobs::JobInfo, SshError> {

@@ -30,39 +30,48 @@ impl ssh::Host for StoreState {
         Ok(self.run_argv(target, request).await?.output)
     }
 
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
     async fn run(
         &mut self,
         target: types::Target,
         request: ssh::ExecRequest,
     ) -> Result<ssh::RunOutput, SshError> {
-        let command = core::Command::Line(request.command);
-        self.run_command(
-            target,
-            command,
-            request.timeout_ms,
-            request.max_output_bytes,
-        )
-        .await
+        let out = self
+            .run_line(target, request, core::CommandOptions::default())
+            .await?;
+        Ok(run_output(out))
     }
 
-    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
     async fn run_argv(
         &mut self,
         target: types::Target,
         request: ssh::ArgvRequest,
     ) -> Result<ssh::RunOutput, SshError> {
-        if request.argv.is_empty() {
-            return Err(SshError::InvalidArgument("argv must not be empty".into()));
-        }
-        let command = core::Command::Argv(request.argv);
-        self.run_command(
-            target,
-            command,
-            request.timeout_ms,
-            request.max_output_bytes,
-        )
-        .await
+        let out = self
+            .run_argv_words(target, request, core::CommandOptions::default())
+            .await?;
+        Ok(run_output(out))
+    }
+
+    async fn run_with(
+        &mut self,
+        target: types::Target,
+        request: ssh::ExecRequest,
+        options: types::CommandOptions,
+    ) -> Result<ssh::CommandOutput, SshError> {
+        let options = options_from_wit(options);
+        let out = self.run_line(target, request, options).await?;
+        Ok(command_output(out))
+    }
+
+    async fn run_argv_with(
+        &mut self,
+        target: types::Target,
+        request: ssh::ArgvRequest,
+        options: types::CommandOptions,
+    ) -> Result<ssh::CommandOutput, SshError> {
+        let options = options_from_wit(options);
+        let out = self.run_argv_words(target, request, options).await?;
+        Ok(command_output(out))
     }
 
     async fn describe_target(&mut self, target: types::Target) -> Result<String, SshError> {
@@ -90,18 +99,67 @@ impl ssh::Host for StoreState {
         let pass = self.authorize(Access::Sessions(SessionOp::CloseAll, None))?;
         pass.finish(Ok(self.sessions.close_all()))
     }
+
+    async fn session_states(&mut self) -> wasmtime::Result<Vec<ssh::SessionState>> {
+        let Ok(pass) = self.authorize(Access::Sessions(SessionOp::List, None)) else {
+            return Ok(Vec::new());
+        };
+        let states = pass.finish(Ok(self.sessions.states())).unwrap_or_default();
+        Ok(states
+            .into_iter()
+            .map(|s| ssh::SessionState {
+                key: core::destination::display_name(s.alias.as_deref(), &s.key),
+                cwd: s.cwd,
+                variables: s.variables,
+            })
+            .collect())
+    }
+
+    async fn reset_session(&mut self, target: types::Target) -> Result<bool, SshError> {
+        let target = target_from_wit(target);
+        let pass = self.authorize(Access::Sessions(SessionOp::Close, Some(&target)))?;
+        pass.finish(self.sessions.reset(&target))
+    }
 }
 
 impl StoreState {
-    /// `run` and `run-argv`: through the gate, then the SSH core.
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
+    async fn run_line(
+        &mut self,
+        target: types::Target,
+        request: ssh::ExecRequest,
+        options: core::CommandOptions,
+    ) -> Result<core::ExecOutput, SshError> {
+        let command = core::Command::Line(request.command);
+        let limits = (request.timeout_ms, request.max_output_bytes);
+        self.run_command(target, command, limits, options).await
+    }
+
+    #[tracing::instrument(skip_all, fields(component = %self.component, host = %bounded::clip(&target.host, bounded::MAX_FIELD)))]
+    async fn run_argv_words(
+        &mut self,
+        target: types::Target,
+        request: ssh::ArgvRequest,
+        options: core::CommandOptions,
+    ) -> Result<core::ExecOutput, SshError> {
+        if request.argv.is_empty() {
+            return Err(SshError::InvalidArgument("argv must not be empty".into()));
+        }
+        let command = core::Command::Argv(request.argv);
+        let limits = (request.timeout_ms, request.max_output_bytes);
+        self.run_command(target, command, limits, options).await
+    }
+
+    /// Every way to run a command: through the gate, then the SSH core.
     async fn run_command(
         &mut self,
         target: types::Target,
         command: core::Command,
-        timeout_ms: Option<u64>,
-        max_output_bytes: Option<u64>,
-    ) -> Result<ssh::RunOutput, SshError> {
+        (timeout_ms, max_output_bytes): (Option<u64>, Option<u64>),
+        options: core::CommandOptions,
+    ) -> Result<core::ExecOutput, SshError> {
         let mut target = target_from_wit(target);
+        options.check().map_err(SshError::InvalidArgument)?;
         let pass = self.authorize(Access::Command(&mut target, Command::from(&command)))?;
         let request = core::ExecRequest {
             command,
@@ -109,9 +167,24 @@ impl StoreState {
             max_output_bytes: self.grant.clamp_output(max_output_bytes),
             cancel: self.cancel.clone(),
             progress: self.progress.clone().map(exec_progress),
+            options,
         };
         let result = self.sessions.exec(&target, &request).await;
-        pass.finish(result).map(run_output)
+        pass.finish(result)
+    }
+}
+
+/// The WIT options as the SSH core takes them; secrets go straight into
+/// zeroizing buffers.
+pub(super) fn options_from_wit(o: types::CommandOptions) -> core::CommandOptions {
+    core::CommandOptions {
+        cwd: o.cwd,
+        env: o.env,
+        stdin: o.stdin,
+        sudo: o.sudo.map(|s| core::Sudo {
+            user: s.user,
+            password: s.password.map(zeroize::Zeroizing::new),
+        }),
     }
 }
 
@@ -124,6 +197,18 @@ fn session_to_wit(s: core::SessionInfo) -> ssh::SessionInfo {
         active_commands: s.active_commands,
         age_ms: s.age.as_millis() as u64,
         idle_ms: s.idle.as_millis() as u64,
+    }
+}
+
+fn command_output(out: core::ExecOutput) -> ssh::CommandOutput {
+    let cwd = out.cwd.clone();
+    let notes = out.notes.clone();
+    let run = run_output(out);
+    ssh::CommandOutput {
+        output: run.output,
+        remote_stopped: run.remote_stopped,
+        cwd,
+        notes,
     }
 }
 

@@ -15,6 +15,7 @@ use super::super::connect::{self, ClientHandler};
 use super::super::exec::{Remote, RunError};
 use super::super::files::ConnFiles;
 use super::super::kill::Stopper;
+use super::super::state::SessionState;
 use super::super::{Credentials, SessionKey, SshError, Target};
 use super::{OPEN_STALL, SessionInfo};
 
@@ -51,6 +52,9 @@ pub(super) struct Connection {
     pub(super) shell: std::sync::OnceLock<String>,
     /// Its SFTP client, or that it has none.
     pub(super) files: ConnFiles,
+    /// The working directory and variables its commands left; handed on
+    /// to the connection that replaces it.
+    pub(super) state: Mutex<SessionState>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -115,6 +115,8 @@ impl SessionManager {
             .unwrap_or(cfg.default_max_output)
             .min(cfg.max_output_cap) as usize;
         launch::check(request.command.payload()).map_err(SshError::InvalidArgument)?;
+        request.options.check().map_err(SshError::InvalidArgument)?;
+        unsupported(&request.options)?;
         let dest = self.resolve(target)?;
         tracing::Span::current().record("session", tracing::field::display(&dest.key));
         let mut retried = false;
@@ -169,6 +171,8 @@ impl SessionManager {
         owner: Arc<str>,
     ) -> Result<JobInfo, SshError> {
         launch::check(Payload::Line(&request.command)).map_err(SshError::InvalidArgument)?;
+        request.options.check().map_err(SshError::InvalidArgument)?;
+        unsupported(&request.options)?;
         let dest = self.resolve(target)?;
         let deadline = Deadline::now() + dest.connect_timeout;
         let lease = self
@@ -245,6 +249,42 @@ impl SessionManager {
                 let was_alive = conn.alive();
                 conn.close();
                 was_alive
+            }
+            None => false,
+        })
+    }
+
+    /// The kept state of every open session that has some, sorted by key.
+    pub fn states(&self) -> Vec<super::StateInfo> {
+        let mut out: Vec<_> = self
+            .live()
+            .values()
+            .filter(|c| c.alive())
+            .filter_map(|c| {
+                let state = lock(&c.state);
+                (!state.is_empty()).then(|| super::StateInfo {
+                    key: c.key.clone(),
+                    alias: c.alias.clone(),
+                    cwd: state.cwd.clone(),
+                    variables: state.vars.len() as u32,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Returns `target`'s session to the login state; its connection stays
+    /// open. Returns whether there was state to forget.
+    pub fn reset(&self, target: &Target) -> Result<bool, SshError> {
+        let key = self.resolve(target)?.key;
+        let live = self.live();
+        Ok(match live.get(&key) {
+            Some(conn) => {
+                let mut state = lock(&conn.state);
+                let had = !state.is_empty();
+                *state = Default::default();
+                had
             }
             None => false,
         })
@@ -407,6 +447,7 @@ impl SessionManager {
             shell: std::sync::OnceLock::new(),
             openssh: connected.server_id.starts_with("SSH-2.0-OpenSSH"),
             files: Default::default(),
+            state: Mutex::default(),
         }))
     }
 
@@ -465,6 +506,16 @@ impl SessionManager {
         tracing::debug!(session = %key, jump = %conn.key, "tunnel open through jump host");
         Ok(channel.into_stream())
     }
+}
+
+/// Until the launcher runs them: refused, never silently ignored.
+fn unsupported(options: &super::CommandOptions) -> Result<(), SshError> {
+    if options.is_plain() {
+        return Ok(());
+    }
+    Err(SshError::InvalidArgument(
+        "cwd, env, stdin and sudo are not supported yet".into(),
+    ))
 }
 
 #[cfg(test)]
