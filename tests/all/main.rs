@@ -34,4 +34,5 @@ mod server;
 mod sessions;
 mod shells;
 mod sshd;
+mod state;
 mod stopping;

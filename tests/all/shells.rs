@@ -125,6 +125,67 @@ async fn runs_command_lines_in_the_login_shell(user: &str) {
     assert_eq!(stdout(&res), expected, "{command}: {}", text(&res));
 }
 
+/// Login shells whose language is not POSIX sh: no state is kept there.
+const NOT_POSIX: &[&str] = &["mcpssh-csh", "mcpssh-tcsh", "mcpssh-fish"];
+
+/// `cd` and `export` carry over to the next call in a POSIX login shell
+/// (the value holds every quote and a newline); elsewhere each call says
+/// the session keeps no state, and a call's own `cwd` is a clear error.
+async fn the_session_keeps_its_directory_and_variables(user: &str) {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let value = "a b'c\"d $HOME `x` \\ é\nline2";
+    if NOT_POSIX.contains(&user) {
+        let res = server
+            .call("execute_command", password_args(&sshd, user, "cd /tmp"))
+            .await;
+        succeeded(&res);
+        assert!(
+            text(&res).contains("keeps no working directory"),
+            "{}",
+            text(&res)
+        );
+        let res = server
+            .call("execute_command", password_args(&sshd, user, "pwd"))
+            .await;
+        assert_ne!(stdout(&res), "/tmp\n", "{}", text(&res));
+        let mut args = password_args(&sshd, user, "pwd");
+        args["cwd"] = json!("/tmp");
+        let res = server.call("execute_command", args).await;
+        assert_eq!(res.is_error, Some(true), "{}", text(&res));
+        assert!(text(&res).contains("POSIX sh"), "{}", text(&res));
+        return;
+    }
+    let dir = format!("/tmp/state-{user}-{}", sshd.port());
+    let setup = format!(
+        "mkdir -p {dir} && cd {dir} && export MCP_STATE_VAR='{}' && unset LOGNAME",
+        value.replace('\'', "'\\''")
+    );
+    let res = server
+        .call("execute_command", password_args(&sshd, user, &setup))
+        .await;
+    succeeded(&res);
+    assert_eq!(structured(&res)["cwd"], json!(dir), "{}", text(&res));
+    let res = server
+        .call(
+            "execute_command",
+            password_args(
+                &sshd,
+                user,
+                "pwd; printf '[%s][%s]' \"$MCP_STATE_VAR\" \"${LOGNAME-unset}\"",
+            ),
+        )
+        .await;
+    succeeded(&res);
+    assert_eq!(
+        stdout(&res),
+        format!("{dir}\n[{value}][unset]"),
+        "{}",
+        text(&res)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn a_timeout_stops_the_command_and_its_children(user: &str) {
     let sshd = Sshd::start();
     let server = Server::start().await;
@@ -299,6 +360,11 @@ macro_rules! per_shell {
                 #[tokio::test]
                 async fn runs_command_lines_in_the_login_shell() {
                     super::runs_command_lines_in_the_login_shell($user).await;
+                }
+
+                #[tokio::test]
+                async fn the_session_keeps_its_directory_and_variables() {
+                    super::the_session_keeps_its_directory_and_variables($user).await;
                 }
 
                 #[tokio::test]

@@ -4,6 +4,7 @@
 //! Stdin is closed at once, so a command that reads it sees end-of-file
 //! instead of hanging.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
 use super::output::Capture;
 pub use super::output::StreamOutput;
+use super::state::{Blocks, Frame, FrameOut};
 
 /// What to run: a command line for the login shell, or a program and its
 /// arguments passed on as exactly those words.
@@ -172,6 +174,8 @@ pub(crate) struct Ending {
     pub(crate) lost: bool,
     /// A stop got no answer at all: the connection is likely dead.
     pub(crate) stop_unanswered: bool,
+    /// What the state frame, if any, printed.
+    pub(crate) frame: FrameOut,
 }
 
 /// Feeds channel messages to a sink, tracking how the command ends and how
@@ -179,6 +183,8 @@ pub(crate) struct Ending {
 struct Driver<'a, S> {
     sink: &'a mut S,
     sniffer: Marker,
+    /// The state frame's blocks, lifted out of stdout.
+    blocks: Option<Blocks>,
     ending: Ending,
     bytes: u64,
     track_lines: bool,
@@ -191,6 +197,11 @@ impl<S: OutputSink> Driver<'_, S> {
         match msg {
             ChannelMsg::Data { data } => {
                 let own = self.sniffer.feed(&data);
+                let own = match (&mut self.blocks, own) {
+                    (Some(b), Cow::Borrowed(d)) => b.feed(d),
+                    (Some(b), Cow::Owned(v)) => Cow::Owned(b.feed(&v).into_owned()),
+                    (None, own) => own,
+                };
                 self.note(&own);
                 self.sink.stdout(&own);
             }
@@ -233,7 +244,12 @@ impl<S: OutputSink> Driver<'_, S> {
     }
 
     fn finish(mut self) -> Ending {
-        let held = self.sniffer.flush();
+        let mut held = self.sniffer.flush();
+        if let Some(b) = &mut self.blocks {
+            held = b.feed(&held).into_owned();
+            held.extend(b.flush());
+            self.ending.frame = b.out();
+        }
         self.sink.stdout(&held);
         let e = &mut self.ending;
         e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
@@ -260,13 +276,15 @@ impl<H: Handler> Clone for Remote<'_, H> {
 
 impl<H: Handler> Copy for Remote<'_, H> {}
 
-/// Runs `payload` on `channel` (a fresh session channel of `remote`) until
-/// it ends, `deadline` passes or `cancel` fires; a stopped command's
-/// process group is killed and checked.
+/// Runs `payload` on `channel` (a fresh session channel of `remote`), in
+/// `frame` if given, until it ends, `deadline` passes or `cancel` fires; a
+/// stopped command's process group is killed and checked.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     remote: Remote<'_, H>,
     mut channel: Channel<Msg>,
     payload: Payload<'_>,
+    frame: Option<&Frame>,
     deadline: Option<tokio::time::Instant>,
     cancel: &CancellationToken,
     sink: &mut S,
@@ -283,7 +301,23 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         openssh: remote.openssh,
         packet,
     };
-    let launch = launch::build(payload, &server);
+    let framed;
+    let (payload, nonce, blocks) = match frame {
+        Some(f) => {
+            let argv = matches!(payload, Payload::Argv(_));
+            framed = match payload {
+                Payload::Line(c) => f.wrap_line(c),
+                Payload::Argv(a) => f.wrap_argv(a),
+            };
+            (
+                Payload::Line(&framed),
+                f.nonce().to_string(),
+                Some(f.blocks(argv)),
+            )
+        }
+        None => (payload, launch::new_nonce(), None),
+    };
+    let launch = launch::build_with(payload, &server, nonce);
     channel
         .exec(true, launch.line)
         .await
@@ -302,6 +336,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     let mut d = Driver {
         sink,
         sniffer: Marker::new(&launch.nonce),
+        blocks,
         ending: Ending::default(),
         bytes: 0,
         track_lines: progress.is_some(),
@@ -350,13 +385,14 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     Ok(d.finish())
 }
 
-/// Runs `request` on `channel` until `deadline`, keeping at most `limit`
-/// bytes per stream.
+/// Runs `request` on `channel`, in `frame` if given, until `deadline`,
+/// keeping at most `limit` bytes per stream.
 pub(crate) async fn run<H: Handler + 'static>(
     remote: Remote<'_, H>,
     channel: Channel<Msg>,
     session: String,
     request: &ExecRequest,
+    frame: Option<&Frame>,
     deadline: tokio::time::Instant,
     limit: usize,
 ) -> Result<(ExecOutput, Ending), RunError> {
@@ -369,6 +405,7 @@ pub(crate) async fn run<H: Handler + 'static>(
         remote,
         channel,
         request.command.payload(),
+        frame,
         Some(deadline),
         &request.cancel,
         &mut caps,

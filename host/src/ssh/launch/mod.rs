@@ -196,7 +196,11 @@ impl Server<'_> {
 
 /// The exec request for `payload`, with a fresh nonce.
 pub(crate) fn build(payload: Payload<'_>, server: &Server<'_>) -> Launch {
-    let nonce = new_nonce();
+    build_with(payload, server, new_nonce())
+}
+
+/// The exec request for `payload`, marked with `nonce`.
+pub(crate) fn build_with(payload: Payload<'_>, server: &Server<'_>, nonce: String) -> Launch {
     let inline = |line: String| Launch {
         line,
         stdin: None,
@@ -249,7 +253,7 @@ pub(crate) fn build(payload: Payload<'_>, server: &Server<'_>) -> Launch {
     }
 }
 
-fn new_nonce() -> String {
+pub(crate) fn new_nonce() -> String {
     let mut bytes = [0u8; 8];
     // Without randomness the nonce still separates calls; it only has to
     // be unknown to what runs before the launcher.

@@ -31,6 +31,7 @@ use lease::Use;
 mod connection;
 mod files;
 mod lease;
+mod state;
 
 use super::{Credentials, SessionKey, SshError, SshSettings, Target};
 pub(crate) use files::{Backend, FileChannel};
@@ -127,25 +128,46 @@ impl SessionManager {
             let conn = lease.conn.clone();
             let session = destination::display_name(conn.alias.as_deref(), &conn.key);
             conn.active.fetch_add(1, Ordering::Relaxed);
-            let res = exec::run(
-                conn.remote(),
-                lease.channel,
-                session,
-                request,
-                deadline,
-                limit,
-            )
+            let capture = matches!(request.command, exec::Command::Line(_));
+            let res = async {
+                let channel = self
+                    .ready_shell(
+                        &conn,
+                        lease.channel,
+                        &request.options,
+                        deadline,
+                        &request.cancel,
+                    )
+                    .await?;
+                let framing = match self.framing(&conn, &request.options, capture) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let (out, ending) = exec::run(
+                    conn.remote(),
+                    channel,
+                    session,
+                    request,
+                    framing.frame.as_ref(),
+                    deadline,
+                    limit,
+                )
+                .await?;
+                Ok(Ok((out, ending, framing)))
+            }
             .await;
             conn.active.fetch_sub(1, Ordering::Relaxed);
             *lock(&conn.last_used) = Instant::now();
             drop(lease.slots);
             match res {
-                Ok((out, ending)) => {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok((mut out, ending, framing))) => {
                     if ending.stop_unanswered {
                         // A stop that got no answer at all: the connection
                         // is likely dead; the next call opens a new one.
                         self.mark_broken(&conn);
                     }
+                    self.settle(&conn, &framing, &ending.frame, &mut out)?;
                     return Ok(out);
                 }
                 Err(RunError::NotStarted(why)) if !retried => {
@@ -188,6 +210,20 @@ impl SessionManager {
         let held = (lease.slots, request.slot.take());
         let (task_job, manager, command, channel) =
             (job.clone(), self.clone(), request.command, lease.channel);
+        let channel = match self
+            .ready_shell(
+                &conn,
+                channel,
+                &request.options,
+                deadline,
+                &CancellationToken::new(),
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return Err(self.run_error(&dest.key, &conn, e)),
+        };
+        let framing = self.framing(&conn, &request.options, false)?;
         tokio::spawn(async move {
             let _held = held;
             conn.active.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +233,7 @@ impl SessionManager {
                 conn.remote(),
                 channel,
                 Payload::Line(&command),
+                framing.frame.as_ref(),
                 job_deadline,
                 &cancel,
                 &mut sink,
@@ -387,6 +424,7 @@ impl SessionManager {
             let conn = self.connect(dest, credentials, via).await?;
             let old = self.live().insert(key.clone(), conn.clone());
             if let Some(old) = old {
+                state::hand_over(&old, &conn);
                 old.close();
             }
             Ok(conn)
@@ -510,11 +548,11 @@ impl SessionManager {
 
 /// Until the launcher runs them: refused, never silently ignored.
 fn unsupported(options: &super::CommandOptions) -> Result<(), SshError> {
-    if options.is_plain() {
+    if options.stdin.is_none() && options.sudo.is_none() {
         return Ok(());
     }
     Err(SshError::InvalidArgument(
-        "cwd, env, stdin and sudo are not supported yet".into(),
+        "stdin and sudo are not supported yet".into(),
     ))
 }
 
