@@ -305,3 +305,28 @@ async fn dropbear_sessions_keep_their_state_too() {
         dropbear.log()
     );
 }
+
+#[tokio::test]
+async fn the_shells_error_messages_keep_the_users_line_numbers_with_state_replayed() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    server
+        .exec(
+            &sshd,
+            "cd /tmp && export ML='one\ntwo' && export Q=\"it's\"",
+        )
+        .await;
+    let res = server
+        .call(
+            "execute_command",
+            exec_args(&sshd, "true\nno-such-command-here"),
+        )
+        .await;
+    let err = structured(&res)["stderr"].as_str().unwrap().to_string();
+    // The test account's shell is dash: "sh: 2: no-such-command-here: not found".
+    assert!(err.starts_with("sh: 2: no-such-command-here"), "{err}");
+    assert_eq!(
+        out(&server, &sshd, "printf '%s|' \"$ML\" \"$Q\"").await,
+        "one\ntwo|it's|"
+    );
+}

@@ -75,6 +75,56 @@ fn entries(text: &str) -> Vec<&str> {
     out
 }
 
+/// `piece` (one shell word or command) with no newline in it, so that a
+/// prelude of such pieces stays on the command's first line and the
+/// shell's error messages give the user's own line numbers. A newline
+/// inside quotes becomes the variable `__mcp_nl`, which the prelude sets
+/// first; a backslash-newline outside quotes is a line continuation, and
+/// goes. Returns whether `__mcp_nl` is needed.
+pub(crate) fn one_line(piece: &str) -> (String, bool) {
+    if !piece.contains('\n') {
+        return (piece.to_string(), false);
+    }
+    let mut out = String::with_capacity(piece.len() + 16);
+    let mut quote = Quote::None;
+    let mut chars = piece.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Quote::None, '\\') if chars.peek() == Some(&'\n') => {
+                chars.next();
+            }
+            (Quote::None | Quote::Double | Quote::Dollar, '\\') => {
+                out.push(c);
+                out.extend(chars.next());
+            }
+            (Quote::None, '\'') => {
+                quote = Quote::Single;
+                out.push(c);
+            }
+            (Quote::None, '"') => {
+                quote = Quote::Double;
+                out.push(c);
+            }
+            (Quote::None, '$') if chars.peek() == Some(&'\'') => {
+                quote = Quote::Dollar;
+                out.push(c);
+                out.extend(chars.next());
+            }
+            (Quote::Single | Quote::Dollar, '\'') | (Quote::Double, '"') => {
+                quote = Quote::None;
+                out.push(c);
+            }
+            (Quote::Single, '\n') => out.push_str("'\"$__mcp_nl\"'"),
+            (Quote::Double, '\n') => out.push_str("${__mcp_nl}"),
+            (Quote::Dollar, '\n') => out.push_str("\\n"),
+            // Outside quotes a newline ends a command; a piece has none.
+            (Quote::None, '\n') => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    (out, true)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Quote {
     None,
@@ -226,6 +276,20 @@ mod tests {
         let got = parse(text.as_bytes());
         assert_eq!(got.keys().collect::<Vec<_>>(), ["A", "B"]);
         assert!(got["A"].as_deref().is_some_and(|a| a.contains("EVIL")));
+    }
+
+    #[test]
+    fn one_line_keeps_the_value_and_drops_the_newlines() {
+        for (piece, expected) in [
+            ("export A='x\ny'", "export A='x'\"$__mcp_nl\"'y'"),
+            ("declare -x A=\"x\ny\"", "declare -x A=\"x${__mcp_nl}y\""),
+            ("export A=$'x\ny'", "export A=$'x\\ny'"),
+            ("export A=x\\\ny", "export A=xy"),
+            ("export A='a\\'\"\n\"", "export A='a\\'\"${__mcp_nl}\""),
+            ("export A='plain'", "export A='plain'"),
+        ] {
+            assert_eq!(one_line(piece).0, expected, "{piece:?}");
+        }
     }
 
     #[test]

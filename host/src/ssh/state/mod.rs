@@ -4,9 +4,11 @@
 //! A command on a login shell that reads POSIX sh runs inside a frame:
 //!
 //! ```text
-//! <prelude>   cd to the session's directory, replay its variables, apply
-//!             the call's own cwd and env, then print the environment
-//!             (block `env`: a flag, the login directory, `export -p`)
+//! <prelude>   on the command's first line (so the shell's errors give
+//!             the user's line numbers): cd to the session's directory,
+//!             replay its variables, apply the call's own cwd and env, then
+//!             print the environment (block `env`: a flag, the login
+//!             directory, `export -p`)
 //! <command>
 //! <epilogue>  keep $?, print the directory and `export -p` (block `post`),
 //!             exit with the command's status
@@ -120,35 +122,48 @@ impl Frame {
     ) -> Self {
         let env_tag = format!("\\036mcp-ssh-env:{nonce}:");
         let env_end = format!("\\036mcp-ssh-env-end:{nonce}\\036");
-        let mut p = String::from("__mcp_w= __mcp_h=$PWD\n");
+        let mut pieces = vec!["__mcp_w= __mcp_h=$PWD".to_string()];
         if let Some(dir) = &state.cwd {
-            p.push_str(&format!(
-                "cd -- {} 2>/dev/null || __mcp_w=gone\n",
+            pieces.push(format!(
+                "cd -- {} 2>/dev/null || __mcp_w=gone",
                 sh_quote(dir)
             ));
         }
         if let Some(dir) = call_cwd {
-            p.push_str(&format!(
-                "cd -- {} 2>/dev/null || {{ printf '{env_tag}nocwd\\036{env_end}'; exit 1; }}\n",
+            pieces.push(format!(
+                "cd -- {} 2>/dev/null || {{ printf '{env_tag}nocwd\\036{env_end}'; exit 1; }}",
                 sh_quote(dir)
             ));
         }
         for (name, entry) in &state.vars {
-            match entry {
-                Some(entry) => p.push_str(entry),
-                None => p.push_str(&format!("unset {name}")),
-            }
-            p.push('\n');
+            pieces.push(match entry {
+                Some(entry) => entry.clone(),
+                None => format!("unset {name}"),
+            });
         }
         for (name, value) in call_env {
-            p.push_str(&format!("export {name}={}\n", sh_quote(value)));
+            pieces.push(format!("export {name}={}", sh_quote(value)));
         }
-        p.push_str(&format!(
-            "printf '{env_tag}%s\\036%s\\036' \"$__mcp_w\" \"$__mcp_h\"; {}printf '{env_end}'; unset __mcp_w __mcp_h\n",
+        pieces.push(format!(
+            "printf '{env_tag}%s\\036%s\\036' \"$__mcp_w\" \"$__mcp_h\"; {}printf '{env_end}'; \
+             unset __mcp_w __mcp_h __mcp_nl",
             if capture { "export -p; " } else { "" }
         ));
+        // All on the command's first line: the shell's error messages then
+        // give the user's own line numbers.
+        let mut newline = false;
+        let mut prelude = String::new();
+        for piece in &pieces {
+            let (line, nl) = export::one_line(piece);
+            newline |= nl;
+            prelude.push_str(&line);
+            prelude.push_str("; ");
+        }
+        if newline {
+            prelude.insert_str(0, "__mcp_nl=$(printf '\\nx'); __mcp_nl=${__mcp_nl%x}; ");
+        }
         Self {
-            prelude: p,
+            prelude,
             capture,
             nonce: nonce.to_string(),
             call_cwd: call_cwd.map(str::to_string),
