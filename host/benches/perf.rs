@@ -10,6 +10,7 @@
 //! - 50 MB of stdout: time, the server's peak RSS, bytes returned;
 //! - idle RSS, and RSS with 50 open sessions;
 //! - per-call instantiate time and the share of a warm call spent in wasm;
+//! - a warm call with session state kept vs. the same on `--stateless`;
 //! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
 //!   ([`files`]).
 //!
@@ -33,6 +34,8 @@ mod server;
 
 #[path = "perf/files.rs"]
 mod files;
+#[path = "perf/state.rs"]
+mod state;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -662,6 +665,7 @@ async fn main() {
     );
     row([&plugin, "", "", "", "", ""]);
 
+    state::measure(quick, &cache, &sshd).await;
     files::measure(quick, &cache).await;
 
     let samples = if quick { 200 } else { 2000 };
