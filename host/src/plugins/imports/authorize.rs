@@ -85,6 +85,11 @@ pub(crate) enum Command<'a> {
     Line(&'a str),
     /// A program and its arguments.
     Argv(&'a [String]),
+    /// A program and its arguments in a directory or with variables the
+    /// call chose: those can change which program runs and what it does
+    /// (`PATH`, `LD_PRELOAD`, a relative path), so it needs the grant a
+    /// shell command line needs.
+    ArgvIn(&'a [String]),
 }
 
 impl<'a> From<&'a core::Command> for Command<'a> {
@@ -271,7 +276,7 @@ impl StoreState {
             Access::Command(target, command) => {
                 let record = self.record("ssh_command", None, Some(target), Some(command));
                 let action = match command {
-                    Command::Line(_) => Action::Shell,
+                    Command::Line(_) | Command::ArgvIn(_) => Action::Shell,
                     Command::Argv(argv) => Action::Argv(argv),
                 };
                 self.admit(target, action, record)
@@ -382,7 +387,7 @@ impl StoreState {
                 Some(bounded::clip(line, bounded::MAX_COMMAND).into_owned()),
                 None,
             ),
-            Some(Command::Argv(argv)) => (None, Some(bounded::argv(argv))),
+            Some(Command::Argv(argv) | Command::ArgvIn(argv)) => (None, Some(bounded::argv(argv))),
             None => (None, None),
         };
         Some(Record {

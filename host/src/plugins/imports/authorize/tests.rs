@@ -205,3 +205,30 @@ async fn a_file_operation_is_refused_by_path_and_audited_with_path_and_bytes() {
     assert_eq!(allowed["bytes"], 42);
     assert_eq!(allowed["decision"], "allowed");
 }
+
+#[tokio::test]
+async fn an_argv_with_the_calls_own_cwd_or_env_needs_the_shell_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let spec = GrantSpec {
+        hosts: vec!["*".into()],
+        users: vec!["*".into()],
+        commands: vec![vec!["systemctl".into(), "status".into(), "*".into()]],
+        ..GrantSpec::default()
+    };
+    let manifest = Manifest {
+        requests: spec.clone(),
+    };
+    let grant = Grant::for_plugin("c", Some(&manifest), Some(&spec), "config.toml".as_ref());
+    let state = store(grant, &log);
+    let argv: Vec<String> = ["systemctl", "status", "x"].map(String::from).to_vec();
+    let mut t = target();
+    assert!(
+        state
+            .authorize(Access::Command(&mut t, Command::Argv(&argv)))
+            .is_ok()
+    );
+    // `env: {"PATH": "/tmp/evil"}` would pick another `systemctl`.
+    let refused = state.authorize(Access::Command(&mut t, Command::ArgvIn(&argv)));
+    assert!(matches!(refused, Err(SshError::Denied(_))));
+}
