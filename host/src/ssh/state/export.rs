@@ -136,6 +136,9 @@ enum Quote {
 /// The variable `entry` sets, and whether it gives a value; `None` when
 /// the entry is anything but one plain assignment.
 fn assignment(entry: &str) -> Option<(String, bool)> {
+    if let Some(tied) = entry.strip_prefix("export -T ") {
+        return tied_assignment(tied);
+    }
     let words = words(entry)?;
     let (command, rest) = words.split_first()?;
     if !matches!(*command, "export" | "declare" | "typeset") {
@@ -155,6 +158,20 @@ fn assignment(entry: &str) -> Option<(String, bool)> {
         None => (*word, false),
     };
     super::super::options::is_name(name).then(|| (name.to_string(), has_value))
+}
+
+/// zsh's listing of a scalar tied to an array, as `PATH` is:
+/// `export -T PATH path=( /usr/bin '/a b' )`. Replayed as it is, it sets
+/// both again; the elements must be plain words.
+fn tied_assignment(tied: &str) -> Option<(String, bool)> {
+    let (name, rest) = tied.split_once(' ')?;
+    let (array, elements) = rest.split_once("=( ")?;
+    let elements = match elements {
+        ")" => "",
+        e => e.strip_suffix(" )")?,
+    };
+    let is_name = super::super::options::is_name;
+    (is_name(name) && is_name(array) && words(elements).is_some()).then(|| (name.to_string(), true))
 }
 
 /// The blank-separated words of `entry`, or `None` when it holds anything
@@ -240,6 +257,21 @@ mod tests {
             names("export C='$(echo)\\a\"b'\n"),
             [("C".into(), Some("export C='$(echo)\\a\"b'".into()))]
         );
+    }
+
+    #[test]
+    fn zshs_tied_path_is_kept_and_only_with_plain_elements() {
+        let path = "export -T PATH path=( '/a b' '/c'\\''d' '$x' /usr/bin /bin )";
+        assert_eq!(names(path), [("PATH".into(), Some(path.into()))]);
+        assert_eq!(names("export -T FPATH fpath=( )").len(), 1);
+        for bad in [
+            "export -T PATH path=( $(id) )",
+            "export -T PATH path=( /a ); id )",
+            "export -T PATH path=( /a",
+            "export -T 1X x=( /a )",
+        ] {
+            assert!(parse(bad.as_bytes()).is_empty(), "{bad}");
+        }
     }
 
     #[test]

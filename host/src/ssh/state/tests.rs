@@ -230,3 +230,16 @@ fn exported_state_is_bounded_saying_what_was_dropped() {
         done.notes
     );
 }
+
+#[test]
+fn a_changed_path_is_kept_in_every_shell() {
+    for shell in shells() {
+        let s = next(
+            shell,
+            &SessionState::default(),
+            "export PATH=\"$PATH:/opt/mcp bin\"",
+        );
+        let ran = run(shell, &s, "printf '%s' \"$PATH\"");
+        assert_eq!(text(&ran), "/usr/bin:/bin:/opt/mcp bin", "{shell}");
+    }
+}
