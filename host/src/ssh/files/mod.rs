@@ -484,8 +484,20 @@ impl SessionManager {
         let mut sum = Sum::new(Reporter::new(transfer.progress.clone(), None));
         let (backend, session) = self.backend(target, &ctl).await?;
         let sh = self.shell(target, &session);
+        // Over SFTP the remote hash runs beside the transfer, reading what
+        // the transfer reads: a file that changes meanwhile differs from
+        // one or the other and is refused, as when hashed after.
+        let mut hashed = None;
         let bytes = match backend {
-            Backend::Sftp(s) => s.download(remote, local, &mut sum, &ctl).await?,
+            Backend::Sftp(s) => {
+                let (got, theirs) = tokio::join!(
+                    s.download(remote, local, &mut sum, &ctl),
+                    remote_hash(&sh, remote, &ctl)
+                );
+                let got = got?;
+                hashed = Some(theirs?);
+                got
+            }
             Backend::Shell => {
                 let (got, size) = sh.download(remote, local, &mut sum, &ctl).await?;
                 if got != size {
@@ -498,7 +510,10 @@ impl SessionManager {
             }
         };
         let sha256 = sum.sha256();
-        let theirs = remote_hash(&sh, remote, &ctl).await?;
+        let theirs = match hashed {
+            Some(theirs) => theirs,
+            None => remote_hash(&sh, remote, &ctl).await?,
+        };
         if theirs.is_some_and(|h| h != sha256) {
             return Err(mismatch(&session, remote));
         }
