@@ -34,4 +34,6 @@ mod server;
 mod sessions;
 mod shells;
 mod sshd;
+mod stdin;
 mod stopping;
+mod sudo;

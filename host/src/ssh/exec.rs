@@ -1,8 +1,10 @@
 //! Running one command on one exec channel, with bounded output
 //! ([`super::output`]), progress, and a verified stop on timeout or cancel.
 //!
-//! Stdin is closed at once, so a command that reads it sees end-of-file
-//! instead of hanging.
+//! Stdin gets what [`super::input`] feeds it (the call's `stdin`, through
+//! [`super::sudo`] when asked), then end-of-file; without any, it is
+//! closed at once, so a command that reads it sees end-of-file instead of
+//! hanging.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +13,12 @@ use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
 
+use super::input::{self, Gate, SudoFeed};
 use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
 use super::output::Capture;
 pub use super::output::StreamOutput;
+use super::sudo::{self, Event, SudoError};
 
 /// What to run: a command line for the login shell, or a program and its
 /// arguments passed on as exactly those words.
@@ -115,6 +119,9 @@ pub(crate) enum RunError {
     /// connection died, and the command may or may not have run.
     #[error("the connection was lost after {bytes} bytes of output")]
     Lost { bytes: u64 },
+    /// sudo did not run the command.
+    #[error("{0}")]
+    Sudo(SudoError),
 }
 
 pub(crate) fn signal_name(sig: &Sig) -> String {
@@ -172,6 +179,38 @@ pub(crate) struct Ending {
     pub(crate) lost: bool,
     /// A stop got no answer at all: the connection is likely dead.
     pub(crate) stop_unanswered: bool,
+    /// sudo refused to run the command (its clear message is also on
+    /// stderr, for a job's reader).
+    pub(crate) sudo_failure: Option<SudoError>,
+}
+
+/// What goes to the command besides its words.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Input<'a> {
+    /// The command's stdin.
+    pub(crate) stdin: Option<&'a [u8]>,
+    /// Run it through sudo.
+    pub(crate) sudo: Option<&'a super::Sudo>,
+}
+
+impl<'a> Input<'a> {
+    pub(crate) fn of(options: &'a super::CommandOptions) -> Self {
+        Self {
+            stdin: options.stdin.as_deref(),
+            sudo: options.sudo.as_ref(),
+        }
+    }
+}
+
+/// The watch on sudo's stderr, and the gate it opens for the feeder.
+struct SudoWatch {
+    watch: sudo::Watch,
+    gate: tokio::sync::watch::Sender<Gate>,
+    has_password: bool,
+    /// It asked, and there was no password to give.
+    no_password: bool,
+    /// When a refused run must have ended.
+    give_up: Option<tokio::time::Instant>,
 }
 
 /// Feeds channel messages to a sink, tracking how the command ends and how
@@ -179,6 +218,7 @@ pub(crate) struct Ending {
 struct Driver<'a, S> {
     sink: &'a mut S,
     sniffer: Marker,
+    sudo: Option<SudoWatch>,
     ending: Ending,
     bytes: u64,
     track_lines: bool,
@@ -195,8 +235,18 @@ impl<S: OutputSink> Driver<'_, S> {
                 self.sink.stdout(&own);
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                self.note(&data);
-                self.sink.stderr(&data);
+                let Some(sw) = self.sudo.as_mut() else {
+                    self.note(&data);
+                    self.sink.stderr(&data);
+                    return Ok(());
+                };
+                let mut events = Vec::new();
+                let own = sw.watch.feed(&data, &mut events).into_owned();
+                for event in events {
+                    sw.on(event);
+                }
+                self.note(&own);
+                self.sink.stderr(&own);
             }
             // Keep reading after ExitStatus: data may still follow it.
             ChannelMsg::ExitStatus { exit_status } => self.ending.exit_status = Some(exit_status),
@@ -235,9 +285,43 @@ impl<S: OutputSink> Driver<'_, S> {
     fn finish(mut self) -> Ending {
         let held = self.sniffer.flush();
         self.sink.stdout(&held);
+        if let Some(sw) = self.sudo.as_mut() {
+            let held = sw.watch.flush();
+            self.sink.stderr(&held);
+        }
         let e = &mut self.ending;
         e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
+        if let Some(sw) = &self.sudo
+            && !sw.watch.started()
+            && !e.timed_out
+            && !e.cancelled
+            && (!e.lost || sw.give_up.is_some())
+        {
+            let failure = sw.watch.failure(e.exit_status, sw.no_password);
+            self.sink
+                .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
+            e.lost = false;
+            e.sudo_failure = Some(failure);
+        }
         self.ending
+    }
+}
+
+impl SudoWatch {
+    /// Opens the gate as sudo goes: the password on the first prompt, the
+    /// command's stdin on the marker; a second prompt (or a prompt with no
+    /// password to give) closes stdin so sudo gives up at once.
+    fn on(&mut self, event: Event) {
+        let gate = match event {
+            Event::Started => Gate::Open,
+            Event::Prompt if self.watch.prompts() == 1 && self.has_password => Gate::Password,
+            Event::Prompt => {
+                self.no_password = !self.has_password;
+                self.give_up = Some(tokio::time::Instant::now() + sudo::GIVE_UP);
+                Gate::Close
+            }
+        };
+        self.gate.send_replace(gate);
     }
 }
 
@@ -250,6 +334,9 @@ pub(crate) struct Remote<'a, H: Handler> {
     pub(crate) shell: &'a std::sync::OnceLock<String>,
     /// The server is OpenSSH (see [`launch::build`]).
     pub(crate) openssh: bool,
+    /// What opened the connection: its password is sudo's when a call
+    /// gives none.
+    pub(crate) credentials: &'a std::sync::Mutex<Option<super::Credentials>>,
 }
 
 impl<H: Handler> Clone for Remote<'_, H> {
@@ -263,10 +350,12 @@ impl<H: Handler> Copy for Remote<'_, H> {}
 /// Runs `payload` on `channel` (a fresh session channel of `remote`) until
 /// it ends, `deadline` passes or `cancel` fires; a stopped command's
 /// process group is killed and checked.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     remote: Remote<'_, H>,
     mut channel: Channel<Msg>,
     payload: Payload<'_>,
+    input: Input<'_>,
     deadline: Option<tokio::time::Instant>,
     cancel: &CancellationToken,
     sink: &mut S,
@@ -283,24 +372,57 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         openssh: remote.openssh,
         packet,
     };
+    let plan = match input.sudo {
+        Some(s) => {
+            let fallback = (remote.credentials.lock())
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|c| c.password.clone());
+            let shell = remote.shell.get().map(String::as_str);
+            Some(sudo::plan(payload, s, shell, fallback.as_ref()).map_err(RunError::Sudo)?)
+        }
+        None => None,
+    };
+    let payload = match &plan {
+        Some(p) => Payload::Argv(&p.argv),
+        None => payload,
+    };
     let launch = launch::build(payload, &server);
     channel
         .exec(true, launch.line)
         .await
         .map_err(|e| RunError::NotStarted(e.to_string()))?;
+    // The request went out: from here on a failure is a lost command,
+    // never one that may be sent again.
     let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = deadline.unwrap_or(never);
-    if let Some(stdin) = launch.stdin {
-        // The request went out: from here on a failure is a lost command,
-        // never one that may be sent again. The launcher printed its marker
-        // before reading this, so a stop at the deadline can find it.
-        let _ = tokio::time::timeout_at(deadline, channel.data(&stdin[..])).await;
-    }
-    // Closing stdin now is what makes `cat` return.
-    let _ = channel.eof().await;
+    let (watch, sudo_feed) = match plan {
+        Some(p) => {
+            let (tx, rx) = tokio::sync::watch::channel(Gate::Wait);
+            let watch = SudoWatch {
+                watch: p.watch,
+                gate: tx,
+                has_password: p.password.is_some(),
+                no_password: false,
+                give_up: None,
+            };
+            let feed = SudoFeed {
+                password: p.password,
+                gate: rx,
+            };
+            (Some(watch), Some(feed))
+        }
+        None => (None, None),
+    };
+    // Without stdin this ends at once with end-of-file, which is what
+    // makes `cat` return.
+    let feed = input::feed(channel.make_writer(), launch.stdin, input.stdin, sudo_feed);
+    tokio::pin!(feed);
+    let mut fed = false;
 
     let mut d = Driver {
         sink,
+        sudo: watch,
         sniffer: Marker::new(&launch.nonce),
         ending: Ending::default(),
         bytes: 0,
@@ -321,6 +443,18 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
             () = tokio::time::sleep_until(deadline) => {
                 d.ending.timed_out = true;
                 None
+            }
+            r = &mut feed, if !fed => {
+                fed = true;
+                if let Err(e) = r {
+                    tracing::debug!("stdin not fully written: {e}");
+                }
+                continue;
+            }
+            () = sleep_until_some(d.sudo.as_ref().and_then(|s| s.give_up)) => {
+                // sudo was refused and did not give up in time.
+                let _ = channel.close().await;
+                break;
             }
             m = channel.wait() => Some(m),
             _ = ticker.tick(), if progress.is_some() => {
@@ -350,6 +484,14 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     Ok(d.finish())
 }
 
+/// Sleeps until `at`, or forever.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `request` on `channel` until `deadline`, keeping at most `limit`
 /// bytes per stream.
 pub(crate) async fn run<H: Handler + 'static>(
@@ -369,12 +511,16 @@ pub(crate) async fn run<H: Handler + 'static>(
         remote,
         channel,
         request.command.payload(),
+        Input::of(&request.options),
         Some(deadline),
         &request.cancel,
         &mut caps,
         request.progress.as_ref(),
     )
     .await?;
+    if let Some(failure) = ending.sudo_failure.clone() {
+        return Err(RunError::Sudo(failure));
+    }
     if ending.lost {
         return Err(RunError::Lost {
             bytes: caps.stdout.total + caps.stderr.total,

@@ -160,7 +160,8 @@ impl StoreState {
     ) -> Result<core::ExecOutput, SshError> {
         let mut target = target_from_wit(target);
         options.check().map_err(SshError::InvalidArgument)?;
-        let pass = self.authorize(Access::Command(&mut target, Command::from(&command)))?;
+        let access = Access::command(&mut target, Command::from(&command), &options);
+        let pass = self.authorize(access)?;
         let request = core::ExecRequest {
             command,
             timeout: timeout_ms.map(Duration::from_millis),

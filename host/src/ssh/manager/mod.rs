@@ -186,8 +186,13 @@ impl SessionManager {
         );
         let job_deadline = request.timeout.map(|t| Deadline::now() + t);
         let held = (lease.slots, request.slot.take());
-        let (task_job, manager, command, channel) =
-            (job.clone(), self.clone(), request.command, lease.channel);
+        let (task_job, manager, command, channel, options) = (
+            job.clone(),
+            self.clone(),
+            request.command,
+            lease.channel,
+            request.options,
+        );
         tokio::spawn(async move {
             let _held = held;
             conn.active.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +202,7 @@ impl SessionManager {
                 conn.remote(),
                 channel,
                 Payload::Line(&command),
+                exec::Input::of(&options),
                 job_deadline,
                 &cancel,
                 &mut sink,
@@ -510,11 +516,11 @@ impl SessionManager {
 
 /// Until the launcher runs them: refused, never silently ignored.
 fn unsupported(options: &super::CommandOptions) -> Result<(), SshError> {
-    if options.is_plain() {
+    if options.cwd.is_none() && options.env.is_empty() {
         return Ok(());
     }
     Err(SshError::InvalidArgument(
-        "cwd, env, stdin and sudo are not supported yet".into(),
+        "cwd and env are not supported yet".into(),
     ))
 }
 
