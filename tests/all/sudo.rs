@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::dropbear_server::Dropbear;
 use crate::plugins::{HOSTILE_MANIFEST, guest_wasm, install_plugin};
-use crate::server::{Server, stdout, structured, succeeded, text, tool_error};
+use crate::server::{
+    Leftovers, Server, honest_stop, stdout, structured, succeeded, text, tool_error,
+};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
 /// An account of its own with a password used nowhere else: a scan of the
@@ -353,4 +356,67 @@ async fn the_audit_line_marks_sudo_and_no_log_holds_the_password() {
         let start = log[..at].rfind('\n').map_or(0, |i| i + 1);
         panic!("the password is in the log: {}", &log[start..at + 40]);
     }
+}
+
+#[tokio::test]
+async fn sudo_works_under_every_kind_of_login_shell() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    // The first call does not know the login shell yet; the second does.
+    for user in ["mcpssh-fish", "mcpssh-tcsh", NOPASSWD_USER] {
+        for _ in 0..2 {
+            let res = server
+                .call(
+                    "execute_command",
+                    key_args(&sshd, user, "id -u; echo \"it's\"!"),
+                )
+                .await;
+            succeeded(&res);
+            assert_eq!(stdout(&res), "0\nit's!\n", "{user}: {}", text(&res));
+        }
+    }
+}
+
+#[tokio::test]
+async fn sudo_works_on_dropbear() {
+    let dropbear = Dropbear::start();
+    let server = Server::start().await;
+    let args = json!({
+        "host": "127.0.0.1", "port": dropbear.port(), "username": TEST_USER,
+        "password": TEST_PASSWORD, "command": "id -u; cat", "sudo": true,
+        "stdin": "over dropbear\n",
+    });
+    let res = server.call("execute_command", args).await;
+    succeeded(&res);
+    assert_eq!(
+        stdout(&res),
+        "0\nover dropbear\n",
+        "{}\n{}",
+        text(&res),
+        dropbear.log()
+    );
+}
+
+/// A stop signals the process group as the login user: sudo passes TERM
+/// on, but a root process that outlives it cannot be killed from there.
+/// The result must then say so, never claim the stop.
+#[tokio::test]
+async fn a_timed_out_sudo_command_is_stopped_or_reported_as_surviving() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    let seconds = format!("30.{}", sshd.port());
+    let _cleanup = Leftovers::new("root", &format!("sleep {seconds}"));
+    let mut args = key_args(&sshd, NOPASSWD_USER, &format!("sleep {seconds}"));
+    args["timeout"] = json!(1);
+    let started = Instant::now();
+    let res = server.call("execute_command", args).await;
+    assert_eq!(structured(&res)["timed_out"], true, "{}", text(&res));
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let survived = root_runs(&["sleep", &seconds]);
+    let stopped = honest_stop(&res);
+    assert!(
+        stopped != Some(true) || !survived,
+        "the stop was reported verified but root's sleep survived: {}",
+        text(&res)
+    );
 }
