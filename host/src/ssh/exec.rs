@@ -13,12 +13,13 @@ use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
 
-use super::input::{self, Gate, SudoFeed};
+pub(crate) use super::input::Input;
+use super::input::{self, SudoWatch};
 use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
 use super::output::Capture;
 pub use super::output::StreamOutput;
-use super::sudo::{self, Event, SudoError};
+use super::sudo::{self, SudoError};
 
 /// What to run: a command line for the login shell, or a program and its
 /// arguments passed on as exactly those words.
@@ -184,35 +185,6 @@ pub(crate) struct Ending {
     pub(crate) sudo_failure: Option<SudoError>,
 }
 
-/// What goes to the command besides its words.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Input<'a> {
-    /// The command's stdin.
-    pub(crate) stdin: Option<&'a [u8]>,
-    /// Run it through sudo.
-    pub(crate) sudo: Option<&'a super::Sudo>,
-}
-
-impl<'a> Input<'a> {
-    pub(crate) fn of(options: &'a super::CommandOptions) -> Self {
-        Self {
-            stdin: options.stdin.as_deref(),
-            sudo: options.sudo.as_ref(),
-        }
-    }
-}
-
-/// The watch on sudo's stderr, and the gate it opens for the feeder.
-struct SudoWatch {
-    watch: sudo::Watch,
-    gate: tokio::sync::watch::Sender<Gate>,
-    has_password: bool,
-    /// It asked, and there was no password to give.
-    no_password: bool,
-    /// When a refused run must have ended.
-    give_up: Option<tokio::time::Instant>,
-}
-
 /// Feeds channel messages to a sink, tracking how the command ends and how
 /// far it has come.
 struct Driver<'a, S> {
@@ -235,16 +207,10 @@ impl<S: OutputSink> Driver<'_, S> {
                 self.sink.stdout(&own);
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                let Some(sw) = self.sudo.as_mut() else {
-                    self.note(&data);
-                    self.sink.stderr(&data);
-                    return Ok(());
+                let own = match self.sudo.as_mut() {
+                    Some(sw) => sw.stderr(&data),
+                    None => data[..].into(),
                 };
-                let mut events = Vec::new();
-                let own = sw.watch.feed(&data, &mut events).into_owned();
-                for event in events {
-                    sw.on(event);
-                }
                 self.note(&own);
                 self.sink.stderr(&own);
             }
@@ -285,43 +251,20 @@ impl<S: OutputSink> Driver<'_, S> {
     fn finish(mut self) -> Ending {
         let held = self.sniffer.flush();
         self.sink.stdout(&held);
-        if let Some(sw) = self.sudo.as_mut() {
-            let held = sw.watch.flush();
-            self.sink.stderr(&held);
-        }
         let e = &mut self.ending;
         e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
-        if let Some(sw) = &self.sudo
-            && !sw.watch.started()
-            && !e.timed_out
-            && !e.cancelled
-            && (!e.lost || sw.give_up.is_some())
-        {
-            let failure = sw.watch.failure(e.exit_status, sw.no_password);
-            self.sink
-                .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
-            e.lost = false;
-            e.sudo_failure = Some(failure);
+        if let Some(sw) = self.sudo.as_mut() {
+            let held = sw.flush();
+            self.sink.stderr(&held);
+            if let Some(failure) = sw.refusal(e) {
+                // A job's reader learns it from its stderr.
+                self.sink
+                    .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
+                e.lost = false;
+                e.sudo_failure = Some(failure);
+            }
         }
         self.ending
-    }
-}
-
-impl SudoWatch {
-    /// Opens the gate as sudo goes: the password on the first prompt, the
-    /// command's stdin on the marker; a second prompt (or a prompt with no
-    /// password to give) closes stdin so sudo gives up at once.
-    fn on(&mut self, event: Event) {
-        let gate = match event {
-            Event::Started => Gate::Open,
-            Event::Prompt if self.watch.prompts() == 1 && self.has_password => Gate::Password,
-            Event::Prompt => {
-                self.no_password = !self.has_password;
-                self.give_up = Some(tokio::time::Instant::now() + sudo::GIVE_UP);
-                Gate::Close
-            }
-        };
-        self.gate.send_replace(gate);
     }
 }
 
@@ -396,22 +339,8 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     // never one that may be sent again.
     let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = deadline.unwrap_or(never);
-    let (watch, sudo_feed) = match plan {
-        Some(p) => {
-            let (tx, rx) = tokio::sync::watch::channel(Gate::Wait);
-            let watch = SudoWatch {
-                watch: p.watch,
-                gate: tx,
-                has_password: p.password.is_some(),
-                no_password: false,
-                give_up: None,
-            };
-            let feed = SudoFeed {
-                password: p.password,
-                gate: rx,
-            };
-            (Some(watch), Some(feed))
-        }
+    let (watch, sudo_feed) = match plan.map(SudoWatch::new) {
+        Some((w, f)) => (Some(w), Some(f)),
         None => (None, None),
     };
     // Without stdin this ends at once with end-of-file, which is what
@@ -451,7 +380,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
                 }
                 continue;
             }
-            () = sleep_until_some(d.sudo.as_ref().and_then(|s| s.give_up)) => {
+            () = input::give_up(d.sudo.as_ref()) => {
                 // sudo was refused and did not give up in time.
                 let _ = channel.close().await;
                 break;
@@ -482,14 +411,6 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         let _ = remote.shell.set(started.shell.clone());
     }
     Ok(d.finish())
-}
-
-/// Sleeps until `at`, or forever.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Runs `request` on `channel` until `deadline`, keeping at most `limit`
