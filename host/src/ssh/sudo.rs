@@ -2,9 +2,11 @@
 //! on its stderr, and the clear error when it refuses.
 //!
 //! The command is
-//! `sudo -S -p PROMPT [-u USER] -- /bin/sh -c 'printf MARKER >&2; exec "$0" -c "$1"' LOGIN_SHELL SCRIPT`,
+//! `sudo -S -p PROMPT [-u USER] -- /bin/sh -c 'printf MARKER >&2; ... "$0" -c "$1" ...' LOGIN_SHELL SCRIPT`,
 //! sent as an argv so that the launcher quotes it for any login shell
-//! (an argv payload runs `exec "$@"` in place of the login shell). PROMPT
+//! (an argv payload runs `"$@"` in place of the login shell, so its words
+//! are never re-quoted). The `...` make a stop reach root's processes
+//! ([`FORWARD`]). PROMPT
 //! and MARKER carry a fresh random nonce each, so neither sudo's other
 //! messages nor the command's output can forge them:
 //!
@@ -30,6 +32,17 @@ use super::launch::Payload;
 use super::{SshError, Sudo};
 
 const RS: u8 = 0x1e;
+/// The root side of a stop. The login user's stop cannot signal root's
+/// processes, and sudo passes a TERM on to its child alone, so a shell that
+/// forked (`dash -c 'a; b'`) would die and leave its children running. So
+/// the command runs as a child of a root `/bin/sh` that, on TERM or HUP,
+/// sends TERM to the whole process group, then reaps the command and exits
+/// with its status (a signal shows as 128+N). Stdin goes through fd 3: an
+/// asynchronous command gets `/dev/null` before its own redirections. Being
+/// asynchronous, the command also starts with SIGINT and SIGQUIT ignored
+/// (POSIX, without job control); stops use TERM.
+const FORWARD: &str = "trap 'trap \"\" TERM HUP; kill -TERM 0' TERM HUP; exec 3<&0; ";
+const WAIT: &str = " <&3 3<&- & c=$!; exec 3<&-; while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done";
 /// sudo's messages before the marker, kept to explain a refusal.
 const SAID_MAX: usize = 4096;
 /// How long sudo gets to give up once it was refused the password (its own
@@ -126,12 +139,12 @@ pub(crate) fn plan(
     let announce = format!("printf '\\036mcp-ssh-sudo:{mark}\\036' >&2");
     match payload {
         Payload::Line(script) => {
-            argv.push(format!("{announce}; exec \"$0\" -c \"$1\""));
+            argv.push(format!("{announce}; {FORWARD}\"$0\" -c \"$1\"{WAIT}"));
             argv.push(login_shell.unwrap_or("/bin/sh").to_string());
             argv.push(script.to_string());
         }
         Payload::Argv(words) => {
-            argv.push(format!("{announce}; exec \"$@\""));
+            argv.push(format!("{announce}; {FORWARD}\"$@\"{WAIT}"));
             argv.push("sh".into());
             argv.extend(words.iter().cloned());
         }
