@@ -6,7 +6,9 @@
 //!
 //! Credentials never reach it: tool arguments are not recorded (they may
 //! hold passwords), only the tool's name; SSH entries carry the target and
-//! the command line or argv as run, which holds whatever the command does;
+//! the command line or argv as run, which holds whatever the command does
+//! (a sudo command is marked with the user it runs as; its password is
+//! never in the command line);
 //! file entries carry the paths and byte counts, never content.
 
 use std::fs::File;
@@ -51,6 +53,10 @@ pub struct Entry<'a> {
     /// The local path of an upload or download, as the component gave it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_path: Option<&'a str>,
+    /// The user a command runs as through sudo: present only on sudo
+    /// commands (never the password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<&'a str>,
     /// Bytes a file operation read, wrote or transferred (never content).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,

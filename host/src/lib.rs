@@ -57,6 +57,9 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The largest JSON-RPC message taken on stdin.
+const MAX_MESSAGE: usize = 32 << 20;
+
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
 pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let sessions = ssh::SessionManager::new(config.ssh);
@@ -64,8 +67,13 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
         .await
         .context("loading tool components")?;
     let server = mcp::McpServer::new(Arc::new(plugins));
+    // rmcp drops a message past 16 MiB by default; a call with the largest
+    // `stdin_base64` (16 MiB, 22 MiB encoded) must fit.
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
+        .with_max_line_length(MAX_MESSAGE);
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .context("MCP initialization failed")?;
     let reason = running.waiting().await?;

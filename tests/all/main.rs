@@ -35,4 +35,6 @@ mod sessions;
 mod shells;
 mod sshd;
 mod state;
+mod stdin;
 mod stopping;
+mod sudo;

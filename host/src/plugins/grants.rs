@@ -71,6 +71,10 @@ pub struct GrantSpec {
     /// operator's agent, default keys and open sessions serve it).
     #[serde(default, skip_serializing_if = "is_false")]
     pub credentials: bool,
+    /// Commands and jobs through `sudo` (as any user sudoers allows the
+    /// login user), on top of `shell` or `commands` for what they run.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sudo: bool,
     /// Listing and closing every session and job, not only its own jobs.
     #[serde(default, skip_serializing_if = "is_false")]
     pub all_sessions: bool,
@@ -380,6 +384,18 @@ impl Grant {
             "this component may not run shell command lines; it may run only programs whose argv \
              matches its granted commands {patterns:?}, through exec-argv"
         ))
+    }
+
+    /// May it run commands through sudo?
+    pub(crate) fn check_sudo(&self) -> Result<(), String> {
+        if self.layers.iter().all(|l| l.spec.sudo) {
+            return Ok(());
+        }
+        Err(
+            "this component may not run commands through sudo (`sudo = true` in its grant and \
+             its manifest allows it)"
+                .into(),
+        )
     }
 
     /// May it run `argv`?

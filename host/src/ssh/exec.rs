@@ -1,8 +1,10 @@
 //! Running one command on one exec channel, with bounded output
 //! ([`super::output`]), progress, and a verified stop on timeout or cancel.
 //!
-//! Stdin is closed at once, so a command that reads it sees end-of-file
-//! instead of hanging.
+//! Stdin gets what [`super::input`] feeds it (the call's `stdin`, through
+//! [`super::sudo`] when asked), then end-of-file; without any, it is
+//! closed at once, so a command that reads it sees end-of-file instead of
+//! hanging.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,11 +14,14 @@ use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use super::input::Input;
+use super::input::{self, SudoWatch};
 use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
 use super::output::Capture;
 pub use super::output::StreamOutput;
-use super::state::{Blocks, Frame, FrameOut};
+use super::state::{Blocks, Frame, FrameOut, sh_quote};
+use super::sudo::{self, SudoError};
 
 /// What to run: a command line for the login shell, or a program and its
 /// arguments passed on as exactly those words.
@@ -117,6 +122,9 @@ pub(crate) enum RunError {
     /// connection died, and the command may or may not have run.
     #[error("the connection was lost after {bytes} bytes of output")]
     Lost { bytes: u64 },
+    /// sudo did not run the command.
+    #[error("{0}")]
+    Sudo(SudoError),
 }
 
 pub(crate) fn signal_name(sig: &Sig) -> String {
@@ -176,6 +184,9 @@ pub(crate) struct Ending {
     pub(crate) stop_unanswered: bool,
     /// What the state frame, if any, printed.
     pub(crate) frame: FrameOut,
+    /// sudo refused to run the command (its clear message is also on
+    /// stderr, for a job's reader).
+    pub(crate) sudo_failure: Option<SudoError>,
 }
 
 /// Feeds channel messages to a sink, tracking how the command ends and how
@@ -185,6 +196,7 @@ struct Driver<'a, S> {
     sniffer: Marker,
     /// The state frame's blocks, lifted out of stdout.
     blocks: Option<Blocks>,
+    sudo: Option<SudoWatch>,
     ending: Ending,
     bytes: u64,
     track_lines: bool,
@@ -206,8 +218,12 @@ impl<S: OutputSink> Driver<'_, S> {
                 self.sink.stdout(&own);
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                self.note(&data);
-                self.sink.stderr(&data);
+                let own = match self.sudo.as_mut() {
+                    Some(sw) => sw.stderr(&data),
+                    None => data[..].into(),
+                };
+                self.note(&own);
+                self.sink.stderr(&own);
             }
             // Keep reading after ExitStatus: data may still follow it.
             ChannelMsg::ExitStatus { exit_status } => self.ending.exit_status = Some(exit_status),
@@ -253,6 +269,17 @@ impl<S: OutputSink> Driver<'_, S> {
         self.sink.stdout(&held);
         let e = &mut self.ending;
         e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
+        if let Some(sw) = self.sudo.as_mut() {
+            let held = sw.flush();
+            self.sink.stderr(&held);
+            if let Some(failure) = sw.refusal(e) {
+                // A job's reader learns it from its stderr.
+                self.sink
+                    .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
+                e.lost = false;
+                e.sudo_failure = Some(failure);
+            }
+        }
         self.ending
     }
 }
@@ -266,6 +293,9 @@ pub(crate) struct Remote<'a, H: Handler> {
     pub(crate) shell: &'a std::sync::OnceLock<String>,
     /// The server is OpenSSH (see [`launch::build`]).
     pub(crate) openssh: bool,
+    /// What opened the connection: its password is sudo's when a call
+    /// gives none.
+    pub(crate) credentials: &'a std::sync::Mutex<Option<super::Credentials>>,
 }
 
 impl<H: Handler> Clone for Remote<'_, H> {
@@ -277,14 +307,16 @@ impl<H: Handler> Clone for Remote<'_, H> {
 impl<H: Handler> Copy for Remote<'_, H> {}
 
 /// Runs `payload` on `channel` (a fresh session channel of `remote`), in
-/// `frame` if given, until it ends, `deadline` passes or `cancel` fires; a
-/// stopped command's process group is killed and checked.
+/// `frame` if given, with `input` (stdin, sudo), until it ends, `deadline`
+/// passes or `cancel` fires; a stopped command's process group is killed
+/// and checked.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     remote: Remote<'_, H>,
     mut channel: Channel<Msg>,
     payload: Payload<'_>,
     frame: Option<&Frame>,
+    input: Input<'_>,
     deadline: Option<tokio::time::Instant>,
     cancel: &CancellationToken,
     sink: &mut S,
@@ -300,6 +332,38 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         shell: remote.shell.get().map(String::as_str),
         openssh: remote.openssh,
         packet,
+    };
+    // Under sudo the environment is reset: the session's variables go
+    // into the command sudo runs (the frame's `cd` still applies outside).
+    let script;
+    let plan = match input.sudo {
+        Some(s) => {
+            let fallback = (remote.credentials.lock())
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|c| c.password.clone());
+            let shell = remote.shell.get().map(String::as_str);
+            let inner = match frame {
+                Some(f) => {
+                    let command = match payload {
+                        Payload::Line(c) => c.to_string(),
+                        Payload::Argv(a) => {
+                            let words: Vec<String> = a.iter().map(|w| sh_quote(w)).collect();
+                            format!("exec {}", words.join(" "))
+                        }
+                    };
+                    script = format!("{}{command}", f.variables());
+                    Payload::Line(&script)
+                }
+                None => payload,
+            };
+            Some(sudo::plan(inner, s, shell, fallback.as_ref()).map_err(RunError::Sudo)?)
+        }
+        None => None,
+    };
+    let payload = match &plan {
+        Some(p) => Payload::Argv(&p.argv),
+        None => payload,
     };
     let framed;
     let (payload, nonce, blocks) = match frame {
@@ -322,19 +386,23 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         .exec(true, launch.line)
         .await
         .map_err(|e| RunError::NotStarted(e.to_string()))?;
+    // The request went out: from here on a failure is a lost command,
+    // never one that may be sent again.
     let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = deadline.unwrap_or(never);
-    if let Some(stdin) = launch.stdin {
-        // The request went out: from here on a failure is a lost command,
-        // never one that may be sent again. The launcher printed its marker
-        // before reading this, so a stop at the deadline can find it.
-        let _ = tokio::time::timeout_at(deadline, channel.data(&stdin[..])).await;
-    }
-    // Closing stdin now is what makes `cat` return.
-    let _ = channel.eof().await;
+    let (watch, sudo_feed) = match plan.map(SudoWatch::new) {
+        Some((w, f)) => (Some(w), Some(f)),
+        None => (None, None),
+    };
+    // Without stdin this ends at once with end-of-file, which is what
+    // makes `cat` return.
+    let feed = input::feed(channel.make_writer(), launch.stdin, input.stdin, sudo_feed);
+    tokio::pin!(feed);
+    let mut fed = false;
 
     let mut d = Driver {
         sink,
+        sudo: watch,
         sniffer: Marker::new(&launch.nonce),
         blocks,
         ending: Ending::default(),
@@ -356,6 +424,18 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
             () = tokio::time::sleep_until(deadline) => {
                 d.ending.timed_out = true;
                 None
+            }
+            r = &mut feed, if !fed => {
+                fed = true;
+                if let Err(e) = r {
+                    tracing::debug!("stdin not fully written: {e}");
+                }
+                continue;
+            }
+            () = input::give_up(d.sudo.as_ref()) => {
+                // sudo was refused and did not give up in time.
+                let _ = channel.close().await;
+                break;
             }
             m = channel.wait() => Some(m),
             _ = ticker.tick(), if progress.is_some() => {
@@ -406,12 +486,16 @@ pub(crate) async fn run<H: Handler + 'static>(
         channel,
         request.command.payload(),
         frame,
+        Input::of(&request.options),
         Some(deadline),
         &request.cancel,
         &mut caps,
         request.progress.as_ref(),
     )
     .await?;
+    if let Some(failure) = ending.sudo_failure.clone() {
+        return Err(RunError::Sudo(failure));
+    }
     if ending.lost {
         return Err(RunError::Lost {
             bytes: caps.stdout.total + caps.stderr.total,

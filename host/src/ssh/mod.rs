@@ -13,6 +13,7 @@ pub(crate) mod connect;
 pub mod destination;
 pub mod exec;
 pub mod files;
+mod input;
 pub mod jobs;
 pub(crate) mod kill;
 pub mod known_hosts;
@@ -24,6 +25,7 @@ mod output;
 mod proxy;
 pub mod ssh_config;
 pub mod state;
+pub(crate) mod sudo;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -125,6 +125,36 @@ impl Tool for Shell {
     }
 }
 
+/// Runs a shell command line through sudo, which needs the sudo grant
+/// on top of the shell grant.
+struct Sudo;
+impl Tool for Sudo {
+    type Args = ShellArgs;
+    const NAME: &'static str = "hostile_sudo";
+    const DESCRIPTION: &'static str = "Runs a shell command line through sudo.";
+    fn call(a: ShellArgs) -> Result<Output, SshError> {
+        let target = Target::new(a.host, Some(a.username), Some(a.port));
+        let req = ssh::ExecRequest {
+            command: a.command,
+            timeout_ms: None,
+            max_output_bytes: None,
+        };
+        let options = mcp_ssh_guest::types::CommandOptions {
+            cwd: None,
+            env: Vec::new(),
+            stdin: None,
+            sudo: Some(mcp_ssh_guest::types::SudoOptions {
+                user: None,
+                password: None,
+            }),
+        };
+        let out = ssh::run_with(&target, &req, &options)?;
+        Ok(Output::text(String::from_utf8_lossy(
+            &out.output.stdout.head,
+        )))
+    }
+}
+
 /// Starts a shell command line as a background job and returns its id:
 /// its grant's max_concurrency must hold while the job runs.
 struct Job;
@@ -293,6 +323,7 @@ export_tools!(
     Supply,
     Sessions,
     Shell,
+    Sudo,
     Spam,
     Huge,
     Job,

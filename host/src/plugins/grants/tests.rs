@@ -290,3 +290,20 @@ fn path_patterns_must_be_absolute_without_dot_dot() {
         assert!(err.starts_with(key), "{err}");
     }
 }
+
+#[test]
+fn sudo_needs_both_sides_and_built_ins_hold_it() {
+    assert!(Grant::full().check_sudo().is_ok());
+    let with = GrantSpec {
+        sudo: true,
+        ..spec(&["*"], &[])
+    };
+    let without = spec(&["*"], &[]);
+    assert!(both(with.clone(), &with).check_sudo().is_ok());
+    for (m, o) in [(&with, &without), (&without, &with), (&without, &without)] {
+        let err = both(m.clone(), o).check_sudo().unwrap_err();
+        assert!(err.contains("sudo = true"), "{err}");
+    }
+    let parsed: Manifest = toml::from_str("[requests]\nsudo = true\n").unwrap();
+    assert!(parsed.requests.sudo);
+}

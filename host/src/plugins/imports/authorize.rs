@@ -5,7 +5,8 @@
 //!
 //! - checks the grant where the target really goes (ssh_config applied),
 //!   and arms the target's check of the address connected to when the
-//!   grant allows the host only by address;
+//!   grant allows the host only by address; a command through sudo also
+//!   needs the `sudo` grant;
 //! - takes the component's concurrency slot, held by the pass (or, for a
 //!   job, by the job until it ends);
 //! - stops the guest's clock while the host works on its behalf;
@@ -36,6 +37,8 @@ pub(crate) enum Access<'a> {
     Describe(&'a mut core::Target),
     /// Run a command or start a job on a target.
     Command(&'a mut core::Target, Command<'a>),
+    /// The same through sudo, as this user.
+    SudoCommand(&'a mut core::Target, Command<'a>, &'a str),
     /// Stop one of the component's jobs.
     StopJob,
     /// List or close sessions: needs `all_sessions`.
@@ -92,11 +95,42 @@ pub(crate) enum Command<'a> {
     ArgvIn(&'a [String]),
 }
 
+impl<'a> Command<'a> {
+    fn action(self) -> Action<'a> {
+        match self {
+            Self::Line(_) | Self::ArgvIn(_) => Action::Shell,
+            Self::Argv(argv) => Action::Argv(argv),
+        }
+    }
+}
+
 impl<'a> From<&'a core::Command> for Command<'a> {
     fn from(c: &'a core::Command) -> Self {
         match c {
             core::Command::Line(line) => Self::Line(line),
             core::Command::Argv(argv) => Self::Argv(argv),
+        }
+    }
+}
+
+impl<'a> Access<'a> {
+    /// Running `command` on `target` with `options`: through sudo when
+    /// they ask for it; an argv in the call's own directory or variables
+    /// as a command line.
+    pub(crate) fn command(
+        target: &'a mut core::Target,
+        command: Command<'a>,
+        options: &'a core::CommandOptions,
+    ) -> Self {
+        let command = match command {
+            Command::Argv(argv) if options.cwd.is_some() || !options.env.is_empty() => {
+                Command::ArgvIn(argv)
+            }
+            c => c,
+        };
+        match &options.sudo {
+            Some(s) => Self::SudoCommand(target, command, s.user.as_deref().unwrap_or("root")),
+            None => Self::Command(target, command),
         }
     }
 }
@@ -229,6 +263,7 @@ struct Record {
     argv: Option<Vec<String>>,
     path: Option<String>,
     local_path: Option<String>,
+    sudo: Option<String>,
 }
 
 impl Record {
@@ -243,6 +278,7 @@ impl Record {
             argv: self.argv.as_deref(),
             path: self.path.as_deref(),
             local_path: self.local_path.as_deref(),
+            sudo: self.sudo.as_deref(),
             decision: denied.map_or_else(
                 || "allowed".into(),
                 |why| format!("denied: {}", bounded::clip(why, bounded::MAX_FIELD)),
@@ -275,11 +311,14 @@ impl StoreState {
             }
             Access::Command(target, command) => {
                 let record = self.record("ssh_command", None, Some(target), Some(command));
-                let action = match command {
-                    Command::Line(_) | Command::ArgvIn(_) => Action::Shell,
-                    Command::Argv(argv) => Action::Argv(argv),
-                };
-                self.admit(target, action, record)
+                self.admit(target, command.action(), record, false)
+            }
+            Access::SudoCommand(target, command, user) => {
+                let mut record = self.record("ssh_command", None, Some(target), Some(command));
+                if let Some(r) = record.as_mut() {
+                    r.sudo = Some(bounded::clip(user, bounded::MAX_FIELD).into_owned());
+                }
+                self.admit(target, command.action(), record, true)
             }
             Access::StopJob => Ok(Pass {
                 record: None,
@@ -311,21 +350,28 @@ impl StoreState {
                     write: matches!(file.op, FileOp::Write | FileOp::Upload),
                     transfer: matches!(file.op, FileOp::Upload | FileOp::Download),
                 };
-                self.admit(target, action, record)
+                self.admit(target, action, record, false)
             }
         }
     }
 
-    /// A pass for `action` on `target` when the grant allows it there and
-    /// a concurrency slot is free; otherwise the refusal, recorded.
+    /// A pass for `action` on `target` (through sudo if `sudo`) when the
+    /// grant allows it there and a concurrency slot is free; otherwise the
+    /// refusal, recorded.
     fn admit(
         &self,
         target: &mut core::Target,
         action: Action<'_>,
         record: Option<Record>,
+        sudo: bool,
     ) -> Result<Pass, SshError> {
         self.check_target(target, action)
             .map_err(|r| self.refuse(record.as_ref(), r))?;
+        if sudo {
+            self.grant
+                .check_sudo()
+                .map_err(|why| self.refuse(record.as_ref(), Refusal::Policy(why)))?;
+        }
         let slot = self
             .grant
             .slot()
@@ -401,6 +447,7 @@ impl StoreState {
             argv,
             path: None,
             local_path: None,
+            sudo: None,
         })
     }
 

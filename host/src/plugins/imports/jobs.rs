@@ -35,9 +35,10 @@ impl StoreState {
     ) -> Result<jobs::JobInfo, SshError> {
         let mut target = target_from_wit(target);
         options.check().map_err(SshError::InvalidArgument)?;
-        let mut pass = self.authorize(Access::Command(
+        let mut pass = self.authorize(Access::command(
             &mut target,
             Command::Line(&request.command),
+            &options,
         ))?;
         let request = core::JobRequest {
             command: request.command,

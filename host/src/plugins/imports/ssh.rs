@@ -160,13 +160,8 @@ impl StoreState {
     ) -> Result<core::ExecOutput, SshError> {
         let mut target = target_from_wit(target);
         options.check().map_err(SshError::InvalidArgument)?;
-        let gate = match (&command, Command::from(&command)) {
-            (core::Command::Argv(argv), _) if options.cwd.is_some() || !options.env.is_empty() => {
-                Command::ArgvIn(argv)
-            }
-            (_, c) => c,
-        };
-        let pass = self.authorize(Access::Command(&mut target, gate))?;
+        let access = Access::command(&mut target, Command::from(&command), &options);
+        let pass = self.authorize(access)?;
         let request = core::ExecRequest {
             command,
             timeout: timeout_ms.map(Duration::from_millis),

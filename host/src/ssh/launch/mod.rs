@@ -10,7 +10,9 @@
 //! of the payload travels as a `\0NNN` octal escape that `/bin/sh` decodes
 //! with `printf %b` (a backslash followed by a digit is literal in all of
 //! them). A payload too large for one SSH packet travels on stdin instead,
-//! one encoded word per line: Dropbear drops a connection whose packet
+//! one encoded word per line, ended by an empty line (the command's own
+//! stdin follows it; `read` takes one byte at a time from a pipe, so
+//! the launcher reads nothing past it): Dropbear drops a connection whose packet
 //! exceeds 35000 bytes, OpenSSH one past 256 KiB.
 //!
 //! The launcher, in `/bin/sh`:
@@ -45,7 +47,7 @@ const SCRIPT: &str = concat!(
     "g=; read -r _ _ _ _ g _ </proc/self/stat 2>/dev/null; l=; f=G; ",
     "if [ \"${g:-$$}\" = $$ ]; then :; elif command -v setsid >/dev/null 2>&1; then l=setsid; else f=N; fi; ",
     "printf \"\\036mcp-ssh:%s:%s:%s:%s\\036\" \"$n\" $$ $f \"$SHELL\"; ",
-    "if [ $s = s ]; then set --; while IFS= read -r w; do set -- \"$@\" \"$w\"; done; fi; ",
+    "if [ $s = s ]; then set --; while IFS= read -r w && [ -n \"$w\" ]; do set -- \"$@\" \"$w\"; done; fi; ",
     "for w; do shift; case $w in e*) w=$(printf %b \"${w#e}x\"); w=${w%x};; *) w=${w#p};; esac; ",
     "set -- \"$@\" \"$w\"; done; ",
     "if [ $m = a ]; then exec $l \"$@\"; fi; ",
@@ -241,11 +243,14 @@ pub(crate) fn build_with(payload: Payload<'_>, server: &Server<'_>, nonce: Strin
             nonce,
         };
     }
-    let mut stdin = Vec::with_capacity(inline_len);
+    let mut stdin = Vec::with_capacity(inline_len + 1);
     for w in &encoded {
         stdin.extend_from_slice(w.as_bytes());
         stdin.push(b'\n');
     }
+    // The end of the words (no encoded word is empty): what follows on
+    // stdin is the command's own.
+    stdin.push(b'\n');
     Launch {
         line: head + " s",
         stdin: Some(stdin),

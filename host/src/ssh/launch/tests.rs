@@ -122,7 +122,10 @@ fn large_payloads_go_on_stdin() {
     let big = "x".repeat(40_000);
     let l = build(Payload::Line(&big), &openssh(Some("/bin/sh")));
     assert!(l.line.ends_with(" c s") && l.line.len() < 2000);
-    assert_eq!(l.stdin.unwrap().len(), big.len() + 2);
+    // `p` + the word + its newline, then the empty line that ends them.
+    let stdin = l.stdin.unwrap();
+    assert_eq!(stdin.len(), big.len() + 3);
+    assert!(stdin.ends_with(b"x\n\n"));
     assert!(check(Payload::Line(&"y".repeat(MAX_COMMAND_BYTES + 1))).is_err());
     // Dropbear drops a connection for a command past 9000 bytes.
     let mid = "z".repeat(9_000);

@@ -90,6 +90,7 @@ impl Connection {
             stopper: &self.stopper,
             shell: &self.shell,
             openssh: self.openssh,
+            credentials: &self.credentials,
         }
     }
 

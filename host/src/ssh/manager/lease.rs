@@ -45,6 +45,7 @@ impl SessionManager {
                  nothing was run"
             )),
             RunError::Refused(why) => SshError::Channel(format!("{key}: {why}")),
+            RunError::Sudo(e) => e.into_ssh(&key.to_string()),
             RunError::Lost { bytes } => {
                 self.mark_broken(conn);
                 SshError::ConnectionLost(format!(

@@ -117,7 +117,6 @@ impl SessionManager {
             .min(cfg.max_output_cap) as usize;
         launch::check(request.command.payload()).map_err(SshError::InvalidArgument)?;
         request.options.check().map_err(SshError::InvalidArgument)?;
-        unsupported(&request.options)?;
         let dest = self.resolve(target)?;
         tracing::Span::current().record("session", tracing::field::display(&dest.key));
         let mut retried = false;
@@ -194,7 +193,6 @@ impl SessionManager {
     ) -> Result<JobInfo, SshError> {
         launch::check(Payload::Line(&request.command)).map_err(SshError::InvalidArgument)?;
         request.options.check().map_err(SshError::InvalidArgument)?;
-        unsupported(&request.options)?;
         let dest = self.resolve(target)?;
         let deadline = Deadline::now() + dest.connect_timeout;
         let lease = self
@@ -208,13 +206,18 @@ impl SessionManager {
         );
         let job_deadline = request.timeout.map(|t| Deadline::now() + t);
         let held = (lease.slots, request.slot.take());
-        let (task_job, manager, command, channel) =
-            (job.clone(), self.clone(), request.command, lease.channel);
+        let (task_job, manager, command, channel, options) = (
+            job.clone(),
+            self.clone(),
+            request.command,
+            lease.channel,
+            request.options,
+        );
         let channel = match self
             .ready_shell(
                 &conn,
                 channel,
-                &request.options,
+                &options,
                 deadline,
                 &CancellationToken::new(),
             )
@@ -223,7 +226,7 @@ impl SessionManager {
             Ok(c) => c,
             Err(e) => return Err(self.run_error(&dest.key, &conn, e)),
         };
-        let framing = self.framing(&conn, &request.options, false)?;
+        let framing = self.framing(&conn, &options, false)?;
         tokio::spawn(async move {
             let _held = held;
             conn.active.fetch_add(1, Ordering::Relaxed);
@@ -234,6 +237,7 @@ impl SessionManager {
                 channel,
                 Payload::Line(&command),
                 framing.frame.as_ref(),
+                exec::Input::of(&options),
                 job_deadline,
                 &cancel,
                 &mut sink,
@@ -544,16 +548,6 @@ impl SessionManager {
         tracing::debug!(session = %key, jump = %conn.key, "tunnel open through jump host");
         Ok(channel.into_stream())
     }
-}
-
-/// Until the launcher runs them: refused, never silently ignored.
-fn unsupported(options: &super::CommandOptions) -> Result<(), SshError> {
-    if options.stdin.is_none() && options.sudo.is_none() {
-        return Ok(());
-    }
-    Err(SshError::InvalidArgument(
-        "stdin and sudo are not supported yet".into(),
-    ))
 }
 
 #[cfg(test)]

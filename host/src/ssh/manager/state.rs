@@ -92,7 +92,9 @@ impl SessionManager {
         if !self.inner.config.stateless {
             framing.start = lock(&conn.state).clone();
         }
-        let capture = capture && !self.inner.config.stateless;
+        // A command under sudo is another user's shell: it uses the state
+        // but does not change it.
+        let capture = capture && !self.inner.config.stateless && options.sudo.is_none();
         framing.frame = Some(Frame::new(
             &framing.start,
             options.cwd.as_deref(),
@@ -152,6 +154,7 @@ async fn learn_shell(
         channel,
         Payload::Line("true"),
         None,
+        exec::Input::default(),
         Some(deadline),
         cancel,
         &mut Discard,

@@ -72,6 +72,9 @@ pub(crate) fn sh_quote(word: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Frame {
     prelude: String,
+    /// The session's and the call's variables alone, for a command that
+    /// starts in an environment of its own (`sudo` resets it).
+    variables: String,
     /// Whether the command's end state is read back (a command line, not
     /// an argv, and state kept).
     capture: bool,
@@ -135,15 +138,8 @@ impl Frame {
                 sh_quote(dir)
             ));
         }
-        for (name, entry) in &state.vars {
-            pieces.push(match entry {
-                Some(entry) => entry.clone(),
-                None => format!("unset {name}"),
-            });
-        }
-        for (name, value) in call_env {
-            pieces.push(format!("export {name}={}", sh_quote(value)));
-        }
+        let variables = variable_pieces(state, call_env);
+        pieces.extend(variables.iter().cloned());
         pieces.push(format!(
             "printf '{env_tag}%s\\036%s\\036' \"$__mcp_w\" \"$__mcp_h\"; {}printf '{env_end}'; \
              unset __mcp_w __mcp_h __mcp_nl",
@@ -151,24 +147,21 @@ impl Frame {
         ));
         // All on the command's first line: the shell's error messages then
         // give the user's own line numbers.
-        let mut newline = false;
-        let mut prelude = String::new();
-        for piece in &pieces {
-            let (line, nl) = export::one_line(piece);
-            newline |= nl;
-            prelude.push_str(&line);
-            prelude.push_str("; ");
-        }
-        if newline {
-            prelude.insert_str(0, "__mcp_nl=$(printf '\\nx'); __mcp_nl=${__mcp_nl%x}; ");
-        }
+        let prelude = one_line(&pieces);
         Self {
             prelude,
+            variables: one_line(&variables),
             capture,
             nonce: nonce.to_string(),
             call_cwd: call_cwd.map(str::to_string),
             session_cwd: state.cwd.clone(),
         }
+    }
+
+    /// The session's and the call's variables as commands for the login
+    /// shell, on one line, each ended by `; `.
+    pub(crate) fn variables(&self) -> &str {
+        &self.variables
     }
 
     /// The call's nonce: the launcher's marker uses it too.
@@ -309,6 +302,38 @@ impl Blocks {
             None => out,
         }
     }
+}
+
+/// The commands that set the session's variables again, then the call's.
+fn variable_pieces(state: &SessionState, call_env: &[(String, String)]) -> Vec<String> {
+    let mut pieces = Vec::new();
+    for (name, entry) in &state.vars {
+        pieces.push(match entry {
+            Some(entry) => entry.clone(),
+            None => format!("unset {name}"),
+        });
+    }
+    for (name, value) in call_env {
+        pieces.push(format!("export {name}={}", sh_quote(value)));
+    }
+    pieces
+}
+
+/// `pieces` on one line, each ended by `; `; a newline inside one goes
+/// through `__mcp_nl`, set first (see [`export::one_line`]).
+fn one_line(pieces: &[String]) -> String {
+    let mut newline = false;
+    let mut line = String::new();
+    for piece in pieces {
+        let (piece, nl) = export::one_line(piece);
+        newline |= nl;
+        line.push_str(&piece);
+        line.push_str("; ");
+    }
+    if newline {
+        line.insert_str(0, "__mcp_nl=$(printf '\\nx'); __mcp_nl=${__mcp_nl%x}; ");
+    }
+    line
 }
 
 /// Keeps `state` within [`MAX_STATE_BYTES`]: variables the call added or
