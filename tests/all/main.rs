@@ -35,6 +35,7 @@ mod sessions;
 mod shells;
 mod sshd;
 mod state;
+mod state_hostile;
 mod stdin;
 mod stopping;
 mod sudo;

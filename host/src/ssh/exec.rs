@@ -222,6 +222,11 @@ impl<S: OutputSink> Driver<'_, S> {
                     Some(sw) => sw.stderr(&data),
                     None => data[..].into(),
                 };
+                let own = match (&mut self.blocks, own) {
+                    (Some(b), Cow::Borrowed(d)) => b.feed_err(d),
+                    (Some(b), Cow::Owned(v)) => Cow::Owned(b.feed_err(&v).into_owned()),
+                    (None, own) => own,
+                };
                 self.note(&own);
                 self.sink.stderr(&own);
             }
@@ -261,24 +266,24 @@ impl<S: OutputSink> Driver<'_, S> {
 
     fn finish(mut self) -> Ending {
         let mut held = self.sniffer.flush();
+        let mut held_err = self.sudo.as_mut().map(SudoWatch::flush).unwrap_or_default();
         if let Some(b) = &mut self.blocks {
             held = b.feed(&held).into_owned();
             held.extend(b.flush());
+            held_err = b.feed_err(&held_err).into_owned();
+            held_err.extend(b.flush_err());
             self.ending.frame = b.out();
         }
         self.sink.stdout(&held);
+        self.sink.stderr(&held_err);
         let e = &mut self.ending;
         e.lost = !e.timed_out && !e.cancelled && e.exit_status.is_none() && e.exit_signal.is_none();
-        if let Some(sw) = self.sudo.as_mut() {
-            let held = sw.flush();
-            self.sink.stderr(&held);
-            if let Some(failure) = sw.refusal(e) {
-                // A job's reader learns it from its stderr.
-                self.sink
-                    .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
-                e.lost = false;
-                e.sudo_failure = Some(failure);
-            }
+        if let Some(failure) = self.sudo.as_mut().and_then(|sw| sw.refusal(e)) {
+            // A job's reader learns it from its stderr.
+            self.sink
+                .stderr(format!("mcp-ssh-session: {failure}\n").as_bytes());
+            e.lost = false;
+            e.sudo_failure = Some(failure);
         }
         self.ending
     }

@@ -83,6 +83,11 @@ impl CommandOptions {
                     name.chars().take(64).collect::<String>()
                 ));
             }
+            if name.starts_with("__mcp_") {
+                return Err(format!(
+                    "env: {name}: names starting with __mcp_ are this server's own"
+                ));
+            }
             if value.contains('\0') {
                 return Err(format!("env: the value of {name} contains a NUL byte"));
             }
@@ -153,6 +158,12 @@ mod tests {
         };
         assert!(env("PATH", "/bin").check().is_ok());
         assert!(env("A;B", "x").check().unwrap_err().starts_with("env:"));
+        assert!(
+            env("__mcp_w", "nocwd")
+                .check()
+                .unwrap_err()
+                .contains("__mcp_")
+        );
         let err = env("TOKEN", "se\0cret").check().unwrap_err();
         assert!(err.contains("TOKEN") && !err.contains("se"), "{err}");
         let big = CommandOptions {

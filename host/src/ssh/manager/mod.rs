@@ -142,6 +142,9 @@ impl SessionManager {
                     Ok(f) => f,
                     Err(e) => return Ok(Err(e)),
                 };
+                if let Err(e) = framed_fits(&framing, &request.command) {
+                    return Ok(Err(e));
+                }
                 let (out, ending) = exec::run(
                     conn.remote(),
                     channel,
@@ -321,12 +324,7 @@ impl SessionManager {
         let key = self.resolve(target)?.key;
         let live = self.live();
         Ok(match live.get(&key) {
-            Some(conn) => {
-                let mut state = lock(&conn.state);
-                let had = !state.is_empty();
-                *state = Default::default();
-                had
-            }
+            Some(conn) => lock(&conn.state).reset(),
             None => false,
         })
     }
@@ -548,6 +546,29 @@ impl SessionManager {
         tracing::debug!(session = %key, jump = %conn.key, "tunnel open through jump host");
         Ok(channel.into_stream())
     }
+}
+
+/// The command inside its frame must still be one argument the remote
+/// kernel takes ([`launch::MAX_COMMAND_BYTES`]).
+fn framed_fits(framing: &state::Framing, command: &exec::Command) -> Result<(), SshError> {
+    let Some(frame) = &framing.frame else {
+        return Ok(());
+    };
+    let own = match command {
+        exec::Command::Line(c) => c.len(),
+        exec::Command::Argv(a) => a.iter().map(|w| super::state::sh_quote(w).len() + 1).sum(),
+    };
+    let total = own + frame.overhead();
+    if total <= launch::MAX_COMMAND_BYTES {
+        return Ok(());
+    }
+    Err(SshError::InvalidArgument(format!(
+        "the command and the session's state (its directory and {} KiB of variables) are \
+         {total} bytes together; at most {} fit in one remote command. Unset large variables \
+         or call reset_session, or put large data in a file on the host",
+        frame.overhead() >> 10,
+        launch::MAX_COMMAND_BYTES
+    )))
 }
 
 #[cfg(test)]

@@ -97,9 +97,9 @@ impl SessionManager {
         let capture = capture && !self.inner.config.stateless && options.sudo.is_none();
         framing.frame = Some(Frame::new(
             &framing.start,
-            options.cwd.as_deref(),
-            &options.env,
+            (options.cwd.as_deref(), &options.env),
             capture,
+            shell,
             &launch::new_nonce(),
         ));
         Ok(framing)
@@ -118,9 +118,18 @@ impl SessionManager {
             return Ok(());
         };
         match frame.finish(&framing.start, found) {
-            Ok(done) => {
+            Ok(mut done) => {
                 if let Some(state) = done.state.filter(|_| frame.captures()) {
-                    *lock(&conn.state) = state;
+                    let mut kept = lock(&conn.state);
+                    if kept.epoch == framing.start.epoch {
+                        *kept = state;
+                    } else {
+                        done.notes.push(
+                            "the session was reset while this command ran: what it changed \
+                             was not kept"
+                                .into(),
+                        );
+                    }
                 }
                 out.cwd = done.cwd;
                 out.notes.extend(done.notes);

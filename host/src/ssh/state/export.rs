@@ -1,13 +1,15 @@
-//! Reading a POSIX login shell's `export -p`: which variables it exports,
-//! each with the shell's own entry that sets it again.
+//! Reading a POSIX login shell's `export -p` into exact values, and
+//! writing values back as commands any POSIX shell reads the same way.
 //!
-//! Entries are kept as the shell wrote them (`export A='x'` in dash,
-//! `declare -x A="x"` in bash, `export A=$'x\ny'` in zsh and ksh) and replayed
-//! verbatim to the same shell, so no value is ever re-quoted here. What is
-//! checked is that an entry is exactly one assignment: a known command, `-x`
-//! style flags, and one word `NAME=VALUE` whose value holds no unquoted
-//! expansion or operator. Anything else is skipped, never replayed: a value
-//! crafted to look like the end of an entry cannot become code.
+//! Each shell quotes its listing its own way: dash and BusyBox ash put raw
+//! bytes in single quotes, bash double quotes and `$'\NNN'`, ksh93
+//! `$'\xHH'` and `$'\x[HH]'`, mksh raw bytes inside `$'...'`, zsh
+//! `$'\M-\C-X'` (which zsh itself cannot read back) and a tied
+//! `export -T PATH path=( ... )`. The listing is decoded here, byte for
+//! byte, by a strict reader: a word holding anything but quoted or plain
+//! text (an expansion, an operator) fails the whole listing, which then
+//! changes nothing. Values go back as `export NAME='...'`, never as the
+//! shell's own text.
 
 use std::collections::BTreeMap;
 
@@ -21,312 +23,314 @@ fn ignored(name: &str) -> bool {
     ) || name.starts_with("__mcp_")
 }
 
-/// The exported variables in `text`, by name: `Some(entry)` for one with a
-/// value, `None` for one exported without a value (as good as unset).
-pub(crate) fn parse(text: &[u8]) -> BTreeMap<String, Option<String>> {
+/// The exported variables `text` lists, by name: `Some(value)`, or `None`
+/// for one exported without a value (as good as unset). `None` overall
+/// when the listing is not one this reader understands whole.
+pub(crate) fn parse(text: &[u8]) -> Option<BTreeMap<String, Option<Vec<u8>>>> {
     let mut out = BTreeMap::new();
-    let text = String::from_utf8_lossy(text);
-    for entry in entries(&text) {
-        if let Some((name, has_value)) = assignment(entry)
-            && !ignored(&name)
-        {
-            out.insert(name, has_value.then(|| entry.to_string()));
+    let mut r = Reader { b: text, i: 0 };
+    loop {
+        while r.peek() == Some(b'\n') {
+            r.i += 1;
+        }
+        if r.peek().is_none() {
+            return Some(out);
+        }
+        let words = r.entry()?;
+        let (name, value) = assignment(&words)?;
+        if !ignored(&name) {
+            out.insert(name, value);
         }
     }
-    out
 }
 
-/// Splits `text` into logical lines: a newline inside quotes, or after a
-/// backslash, continues the entry.
-fn entries(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    let mut quote = Quote::None;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Quote::None => match b {
-                b'\\' => i += 1,
-                b'\'' => quote = Quote::Single,
-                b'"' => quote = Quote::Double,
-                b'$' if bytes.get(i + 1) == Some(&b'\'') => {
-                    quote = Quote::Dollar;
-                    i += 1;
-                }
-                b'\n' => {
-                    out.push(&text[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            },
-            Quote::Single if b == b'\'' => quote = Quote::None,
-            Quote::Double | Quote::Dollar if b == b'\\' => i += 1,
-            Quote::Double if b == b'"' => quote = Quote::None,
-            Quote::Dollar if b == b'\'' => quote = Quote::None,
-            _ => {}
-        }
-        i += 1;
-    }
-    if start < bytes.len() && quote == Quote::None {
-        out.push(&text[start..]);
-    }
-    out
+/// One word of an entry: its decoded bytes, and whether it was a plain
+/// `(` or `)` of zsh's array syntax.
+#[derive(Debug)]
+enum Word {
+    Text(Vec<u8>),
+    Open,
+    Close,
 }
 
-/// `piece` (one shell word or command) with no newline in it, so that a
-/// prelude of such pieces stays on the command's first line and the
-/// shell's error messages give the user's own line numbers. A newline
-/// inside quotes becomes the variable `__mcp_nl`, which the prelude sets
-/// first; a backslash-newline outside quotes is a line continuation, and
-/// goes. Returns whether `__mcp_nl` is needed.
-pub(crate) fn one_line(piece: &str) -> (String, bool) {
-    if !piece.contains('\n') {
-        return (piece.to_string(), false);
-    }
-    let mut out = String::with_capacity(piece.len() + 16);
-    let mut quote = Quote::None;
-    let mut chars = piece.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Quote::None, '\\') if chars.peek() == Some(&'\n') => {
-                chars.next();
-            }
-            (Quote::None | Quote::Double | Quote::Dollar, '\\') => {
-                out.push(c);
-                out.extend(chars.next());
-            }
-            (Quote::None, '\'') => {
-                quote = Quote::Single;
-                out.push(c);
-            }
-            (Quote::None, '"') => {
-                quote = Quote::Double;
-                out.push(c);
-            }
-            (Quote::None, '$') if chars.peek() == Some(&'\'') => {
-                quote = Quote::Dollar;
-                out.push(c);
-                out.extend(chars.next());
-            }
-            (Quote::Single | Quote::Dollar, '\'') | (Quote::Double, '"') => {
-                quote = Quote::None;
-                out.push(c);
-            }
-            (Quote::Single, '\n') => out.push_str("'\"$__mcp_nl\"'"),
-            (Quote::Double, '\n') => out.push_str("${__mcp_nl}"),
-            (Quote::Dollar, '\n') => out.push_str("\\n"),
-            // Outside quotes a newline ends a command; a piece has none.
-            (Quote::None, '\n') => out.push(' '),
-            _ => out.push(c),
-        }
-    }
-    (out, true)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Quote {
-    None,
-    Single,
-    Double,
-    Dollar,
-}
-
-/// The variable `entry` sets, and whether it gives a value; `None` when
-/// the entry is anything but one plain assignment.
-fn assignment(entry: &str) -> Option<(String, bool)> {
-    if let Some(tied) = entry.strip_prefix("export -T ") {
-        return tied_assignment(tied);
-    }
-    let words = words(entry)?;
-    let (command, rest) = words.split_first()?;
-    if !matches!(*command, "export" | "declare" | "typeset") {
+/// The variable an entry sets and its value.
+fn assignment(words: &[Word]) -> Option<(String, Option<Vec<u8>>)> {
+    let text = |w: &Word| match w {
+        Word::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    let mut it = words.iter();
+    let command = text(it.next()?)?;
+    if !matches!(&command[..], b"export" | b"declare" | b"typeset") {
         return None;
     }
-    let (word, flags) = rest.split_last()?;
-    // `-x` exported, `-i` integer; anything else (readonly, arrays,
-    // functions) is the shell's, not the session's.
-    let plain_flag = |f: &&str| {
-        f.len() > 1 && f.starts_with('-') && f[1..].bytes().all(|b| matches!(b, b'x' | b'i'))
-    };
-    if !flags.iter().all(plain_flag) {
-        return None;
-    }
-    let (name, has_value) = match word.split_once('=') {
-        Some((name, _)) => (name, true),
-        None => (*word, false),
-    };
-    super::super::options::is_name(name).then(|| (name.to_string(), has_value))
-}
-
-/// zsh's listing of a scalar tied to an array, as `PATH` is:
-/// `export -T PATH path=( /usr/bin '/a b' )`. Replayed as it is, it sets
-/// both again; the elements must be plain words.
-fn tied_assignment(tied: &str) -> Option<(String, bool)> {
-    let (name, rest) = tied.split_once(' ')?;
-    let (array, elements) = rest.split_once("=( ")?;
-    let elements = match elements {
-        ")" => "",
-        e => e.strip_suffix(" )")?,
-    };
-    let is_name = super::super::options::is_name;
-    (is_name(name) && is_name(array) && words(elements).is_some()).then(|| (name.to_string(), true))
-}
-
-/// The blank-separated words of `entry`, or `None` when it holds anything
-/// that would run or redirect: an unquoted `;`, `&`, `|`, `<`, `>`, `(`,
-/// `)`, backquote or `$` expansion, or one inside double quotes.
-fn words(entry: &str) -> Option<Vec<&str>> {
-    let bytes = entry.as_bytes();
-    let mut words = Vec::new();
-    let mut start = None;
-    let mut quote = Quote::None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if quote == Quote::None && matches!(b, b' ' | b'\t') {
-            if let Some(s) = start.take() {
-                words.push(&entry[s..i]);
+    let mut tied = false;
+    let mut rest: Vec<&Word> = Vec::new();
+    for w in it {
+        match w {
+            Word::Text(t) if rest.is_empty() && t.first() == Some(&b'-') => {
+                tied |= t.contains(&b'T')
             }
-            i += 1;
-            continue;
+            w => rest.push(w),
         }
-        start.get_or_insert(i);
-        match quote {
-            Quote::None => match b {
-                b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'`' | b'\n' => return None,
-                b'$' if bytes.get(i + 1) == Some(&b'\'') => {
-                    quote = Quote::Dollar;
-                    i += 1;
-                }
-                b'$' => return None,
-                b'\\' => i += 1,
-                b'\'' => quote = Quote::Single,
-                b'"' => quote = Quote::Double,
-                _ => {}
-            },
-            Quote::Single if b == b'\'' => quote = Quote::None,
-            Quote::Double => match b {
-                b'\\' => i += 1,
-                b'"' => quote = Quote::None,
-                b'$' | b'`' => return None,
-                _ => {}
-            },
-            Quote::Dollar => match b {
-                b'\\' => i += 1,
-                b'\'' => quote = Quote::None,
-                _ => {}
-            },
-            Quote::Single => {}
-        }
-        i += 1;
     }
-    if quote != Quote::None {
+    if tied {
+        // `NAME array=( elements... )`: the scalar is the elements joined.
+        let [
+            Word::Text(name),
+            Word::Text(array),
+            Word::Open,
+            elements @ ..,
+            Word::Close,
+        ] = rest.as_slice()
+        else {
+            return None;
+        };
+        let name = String::from_utf8(name.clone()).ok()?;
+        if !is_name(&name) || array.last() != Some(&b'=') {
+            return None;
+        }
+        let mut value = Vec::new();
+        for (i, e) in elements.iter().enumerate() {
+            if i > 0 {
+                value.push(b':');
+            }
+            value.extend(text(e)?);
+        }
+        return Some((name, Some(value)));
+    }
+    let [Word::Text(word)] = rest.as_slice() else {
         return None;
+    };
+    let (name, value) = match word.iter().position(|&b| b == b'=') {
+        Some(at) => (&word[..at], Some(word[at + 1..].to_vec())),
+        None => (&word[..], None),
+    };
+    let name = String::from_utf8(name.to_vec()).ok()?;
+    is_name(&name).then_some((name, value))
+}
+
+fn is_name(name: &str) -> bool {
+    super::super::options::is_name(name)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
     }
-    if let Some(s) = start {
-        words.push(&entry[s..]);
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
     }
-    Some(words)
+
+    /// The words up to an unquoted newline (or the end).
+    fn entry(&mut self) -> Option<Vec<Word>> {
+        let mut words = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\n') => return Some(words),
+                Some(b' ' | b'\t') => self.i += 1,
+                Some(b'(') => {
+                    self.i += 1;
+                    words.push(Word::Open);
+                }
+                Some(b')') => {
+                    self.i += 1;
+                    words.push(Word::Close);
+                }
+                Some(_) => words.push(Word::Text(self.word()?)),
+            }
+        }
+    }
+
+    /// One word, decoded; `None` at anything that would expand or run.
+    fn word(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b' ' | b'\t' | b'\n' | b'(' | b')') => return Some(out),
+                Some(b';' | b'&' | b'|' | b'<' | b'>' | b'`') => return None,
+                Some(b'\'') => {
+                    self.i += 1;
+                    loop {
+                        match self.next()? {
+                            b'\'' => break,
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Some(b'"') => {
+                    self.i += 1;
+                    loop {
+                        match self.next()? {
+                            b'"' => break,
+                            b'$' | b'`' => return None,
+                            b'\\' => match self.next()? {
+                                b'\n' => {}
+                                c @ (b'$' | b'`' | b'"' | b'\\') => out.push(c),
+                                c => out.extend([b'\\', c]),
+                            },
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Some(b'$') if self.b.get(self.i + 1) == Some(&b'\'') => {
+                    self.i += 2;
+                    loop {
+                        match self.next()? {
+                            b'\'' => break,
+                            b'\\' => self.c_escape(&mut out)?,
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Some(b'$') => return None,
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.next()? {
+                        b'\n' => {}
+                        c => out.push(c),
+                    }
+                }
+                Some(c) => {
+                    self.i += 1;
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    /// One escape of `$'...'`, after its backslash, as bash, ksh93, mksh
+    /// and zsh write them.
+    fn c_escape(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let c = self.next()?;
+        match c {
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'e' | b'E' => out.push(0x1b),
+            b'f' => out.push(0xc),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0xb),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match self.peek() {
+                        Some(d @ b'0'..=b'7') => {
+                            self.i += 1;
+                            v = v * 8 + u32::from(d - b'0');
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let bracket = self.peek() == Some(b'[') || self.peek() == Some(b'{');
+                if bracket {
+                    self.i += 1;
+                }
+                let v = self.hex(if bracket { 8 } else { 2 })?;
+                if bracket && !matches!(self.next()?, b']' | b'}') {
+                    return None;
+                }
+                // ksh93 brackets a byte when a hex digit follows it.
+                match u8::try_from(v) {
+                    Ok(b) => out.push(b),
+                    Err(_) => push_char(out, v)?,
+                }
+            }
+            b'u' => push_char(out, self.hex(4)?)?,
+            b'U' => push_char(out, self.hex(8)?)?,
+            b'c' => out.push(ctrl(self.next()?)),
+            // zsh: `\C-X` and `\M-X`, X itself possibly an escape.
+            b'C' if self.peek() == Some(b'-') => {
+                self.i += 1;
+                out.push(ctrl(self.next()?));
+            }
+            // After `\M-` zsh writes `\C-X` or else one byte as it is,
+            // a backslash too (`\M-\` is 0xdc).
+            b'M' if self.peek() == Some(b'-') => {
+                self.i += 1;
+                let b = if self.b[self.i..].starts_with(b"\\C-") {
+                    self.i += 3;
+                    ctrl(self.next()?)
+                } else {
+                    self.next()?
+                };
+                out.push(b | 0x80);
+            }
+            c => out.push(c),
+        }
+        Some(())
+    }
+
+    fn hex(&mut self, max: usize) -> Option<u32> {
+        let mut v = 0u32;
+        let mut n = 0;
+        while n < max {
+            let Some(d) = self.peek().and_then(|c| (c as char).to_digit(16)) else {
+                break;
+            };
+            self.i += 1;
+            v = v.checked_mul(16)? + d;
+            n += 1;
+        }
+        (n > 0).then_some(v)
+    }
+}
+
+fn ctrl(c: u8) -> u8 {
+    if c == b'?' { 0x7f } else { c & 0x1f }
+}
+
+fn push_char(out: &mut Vec<u8>, v: u32) -> Option<()> {
+    let c = char::from_u32(v)?;
+    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    Some(())
+}
+
+/// The command that sets `name` to `value` in any POSIX shell, on one
+/// line: single quotes, a newline through `$__mcp_nl` (which the prelude
+/// sets first, see [`NEWLINE`]), and bytes that are not UTF-8 through
+/// `printf %b`.
+pub(crate) fn assign(name: &str, value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => format!("export {name}={}", one_line_quote(text)),
+        Err(_) => {
+            let mut escaped = String::with_capacity(value.len() * 2);
+            for &b in value {
+                if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b':') {
+                    escaped.push(b as char);
+                } else {
+                    escaped.push_str(&format!("\\0{b:03o}"));
+                }
+            }
+            // `x` keeps trailing newlines from the command substitution.
+            format!(
+                "__mcp_v=$(printf '%bx' '{escaped}'); export {name}=\"${{__mcp_v%x}}\"; unset __mcp_v"
+            )
+        }
+    }
+}
+
+/// Sets `$__mcp_nl` to a newline, for [`one_line_quote`].
+pub(crate) const NEWLINE: &str = "__mcp_nl=$(printf '\\nx'); __mcp_nl=${__mcp_nl%x}; ";
+
+/// `text` single-quoted, with each newline outside the quotes as
+/// `$__mcp_nl`, so the command stays on one line.
+pub(crate) fn one_line_quote(text: &str) -> String {
+    let quoted = format!("'{}'", text.replace('\'', r"'\''"));
+    quoted.replace('\n', "'\"$__mcp_nl\"'")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(text: &str) -> Vec<(String, Option<String>)> {
-        parse(text.as_bytes()).into_iter().collect()
-    }
-
-    #[test]
-    fn each_shells_own_quoting_is_read_whole() {
-        // As dash, bash, zsh, ksh93 and mksh print A="x'y z", B="multi\nline".
-        let dash = "export A='x'\"'\"'y z'\nexport B='multi\nline'\nexport PWD='/tmp'\n";
-        let bash = "declare -x A=\"x'y z\"\ndeclare -x B=$'multi\\nline'\ndeclare -x OLDPWD\n";
-        let zsh = "export A='x'\\''y z'\nexport B=$'multi\\nline'\nexport C='$(echo)\\a\"b'\n";
-        let ksh = "export A=$'x\\'y z'\nexport B=$'multi\\nline'\nexport D=$'\\xc3\\xa9'\n";
-        for text in [dash, bash, zsh, ksh] {
-            let got = parse(text.as_bytes());
-            let a = got["A"].as_deref().unwrap_or_else(|| panic!("{text}"));
-            assert!(a.contains("A=") && a.contains("y z"), "{a}");
-            assert!(got["B"].as_deref().is_some_and(|b| b.contains("line")));
-            assert!(!got.contains_key("PWD") && !got.contains_key("OLDPWD"));
-        }
-        assert_eq!(
-            names("export C='$(echo)\\a\"b'\n"),
-            [("C".into(), Some("export C='$(echo)\\a\"b'".into()))]
-        );
-    }
-
-    #[test]
-    fn zshs_tied_path_is_kept_and_only_with_plain_elements() {
-        let path = "export -T PATH path=( '/a b' '/c'\\''d' '$x' /usr/bin /bin )";
-        assert_eq!(names(path), [("PATH".into(), Some(path.into()))]);
-        assert_eq!(names("export -T FPATH fpath=( )").len(), 1);
-        for bad in [
-            "export -T PATH path=( $(id) )",
-            "export -T PATH path=( /a ); id )",
-            "export -T PATH path=( /a",
-            "export -T 1X x=( /a )",
-        ] {
-            assert!(parse(bad.as_bytes()).is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn an_exported_name_without_a_value_counts_as_unset() {
-        assert_eq!(names("declare -x FOO\n"), [("FOO".into(), None)]);
-    }
-
-    #[test]
-    fn entries_that_could_run_anything_are_skipped() {
-        for bad in [
-            "export A=$(id)",
-            "export A=`id`",
-            "export A=x; id",
-            "export A=x && id",
-            "export A=x | id",
-            "export A=x >f",
-            "declare -x A=\"$(id)\"",
-            "declare -x A=\"`id`\"",
-            "export A='unterminated",
-            "export A=x B=y",
-            "declare -rx A=\"x\"",
-            "declare -ax A=()",
-            "id",
-            "export 1A=x",
-            "export A-B=x",
-        ] {
-            assert!(parse(bad.as_bytes()).is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_value_that_imitates_the_next_entry_stays_inside_its_quotes() {
-        let text = "export A='x\nexport EVIL=1; id\n'\nexport B='ok'\n";
-        let got = parse(text.as_bytes());
-        assert_eq!(got.keys().collect::<Vec<_>>(), ["A", "B"]);
-        assert!(got["A"].as_deref().is_some_and(|a| a.contains("EVIL")));
-    }
-
-    #[test]
-    fn one_line_keeps_the_value_and_drops_the_newlines() {
-        for (piece, expected) in [
-            ("export A='x\ny'", "export A='x'\"$__mcp_nl\"'y'"),
-            ("declare -x A=\"x\ny\"", "declare -x A=\"x${__mcp_nl}y\""),
-            ("export A=$'x\ny'", "export A=$'x\\ny'"),
-            ("export A=x\\\ny", "export A=xy"),
-            ("export A='a\\'\"\n\"", "export A='a\\'\"${__mcp_nl}\""),
-            ("export A='plain'", "export A='plain'"),
-        ] {
-            assert_eq!(one_line(piece).0, expected, "{piece:?}");
-        }
-    }
-
-    #[test]
-    fn the_frames_own_and_the_shells_variables_are_not_kept() {
-        let text = "export __mcp_s='0'\nexport SHLVL='1'\nexport _='/bin/x'\nexport K='v'\n";
-        assert_eq!(names(text), [("K".into(), Some("export K='v'".into()))]);
-    }
-}
+mod tests;

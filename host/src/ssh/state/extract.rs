@@ -2,9 +2,9 @@
 //!
 //! A block is `START ... END`, both tags carrying the call's nonce, so the
 //! command's output cannot forge one. Output passes through as it arrives;
-//! only bytes that may begin a tag are held back, and a block's content is
-//! capped: one that never ends within the cap was not the frame's, and is
-//! given back as output.
+//! only bytes that may begin a tag are held back. A block's content is
+//! capped: past the cap it is dropped as it comes (the tags are the
+//! frame's, so it is never output) and the block counts as unread.
 
 use std::borrow::Cow;
 
@@ -20,8 +20,10 @@ pub(crate) struct Block {
     /// content so far (inside).
     held: Vec<u8>,
     inside: bool,
-    /// Found, or given up on: the rest is output.
+    /// Found: the rest is output.
     done: bool,
+    /// The content passed the cap and was dropped.
+    oversized: bool,
     content: Option<Vec<u8>>,
 }
 
@@ -33,13 +35,19 @@ impl Block {
             held: Vec::new(),
             inside: false,
             done: false,
+            oversized: false,
             content: None,
         }
     }
 
-    /// The block's content, once it has ended.
+    /// The block's content, once it has ended within its cap.
     pub(crate) fn content(&self) -> Option<&[u8]> {
         self.content.as_deref()
+    }
+
+    /// Whether a block began and grew past its cap.
+    pub(crate) fn oversized(&self) -> bool {
+        self.oversized
     }
 
     /// Returns the part of `data` that is output, not block.
@@ -71,17 +79,18 @@ impl Block {
         let buf = std::mem::take(&mut self.held);
         match find_tag(&buf, &self.end) {
             Found::At(at) => {
-                self.content = Some(buf[..at].to_vec());
+                if !self.oversized {
+                    self.content = Some(buf[..at].to_vec());
+                }
                 self.done = true;
                 self.inside = false;
                 out.extend_from_slice(&buf[at + self.end.len()..]);
             }
             _ if buf.len() > BLOCK_CAP => {
-                // Not the frame's: give it all back.
-                self.inside = false;
-                self.done = true;
-                out.extend_from_slice(&self.start);
-                out.extend_from_slice(&buf);
+                // Drop it, keeping what may begin the end tag.
+                self.oversized = true;
+                let keep = self.end.len().saturating_sub(1).min(buf.len());
+                self.held = buf[buf.len() - keep..].to_vec();
             }
             _ => self.held = buf,
         }
@@ -89,9 +98,13 @@ impl Block {
     }
 
     /// What is still held back when the stream ends: output, since a block
-    /// cut off is no block.
+    /// cut off is no block (but one already past its cap stays dropped).
     pub(crate) fn flush(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
+        if self.oversized {
+            self.held.clear();
+            return out;
+        }
         if self.inside {
             out.extend_from_slice(&self.start);
         }
@@ -166,6 +179,20 @@ mod tests {
         assert_eq!(run(&[text]), (text.to_vec(), None));
         let tail: &[u8] = b"a\x1esta";
         assert_eq!(run(&[tail]), (tail.to_vec(), None));
+    }
+
+    #[test]
+    fn a_block_past_its_cap_is_dropped_never_output() {
+        let mut b = block();
+        let mut out = b.feed(b"before\x1estart:n1:").into_owned();
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..(BLOCK_CAP / chunk.len() + 2) {
+            out.extend_from_slice(&b.feed(&chunk));
+        }
+        out.extend_from_slice(&b.feed(b"\x1eend:n1\x1eafter"));
+        out.extend(b.flush());
+        assert_eq!(out, b"beforeafter");
+        assert!(b.oversized() && b.content().is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! ```text
 //! <prelude>   on the command's first line (so the shell's errors give
 //!             the user's line numbers): cd to the session's directory,
-//!             replay its variables, apply the call's own cwd and env, then
+//!             set its variables, apply the call's own cwd and env, then
 //!             print the environment (block `env`: a flag, the login
 //!             directory, `export -p`)
 //! <command>
@@ -14,13 +14,15 @@
 //!             exit with the command's status
 //! ```
 //!
-//! Both blocks carry the call's nonce and are lifted out of stdout
+//! Both blocks carry the call's nonce and are lifted out of stdout, and the
+//! `post` block out of stderr too, for a command that sent its stdout there
 //! ([`extract`]). What changed between the two listings, and where the
 //! command ended, become the session's state, applied to the state the call
 //! started from: of concurrent calls, the last to finish wins. A command
 //! that exits early (`exit 3`, `set -e`), or is stopped, prints no `post`
-//! block, and the state stays as it was. Variables are replayed with the
-//! shell's own `export -p` entries ([`export`]), never re-quoted here.
+//! block, and the state stays as it was; so does one whose listing cannot
+//! be read whole. Values are decoded byte for byte from each shell's own
+//! quoting and set again with POSIX single quotes ([`export`]).
 
 pub(crate) mod export;
 pub(crate) mod extract;
@@ -30,7 +32,7 @@ use std::collections::BTreeMap;
 
 use extract::Block;
 
-/// Most exported state a session keeps, entries and names together.
+/// Most exported state a session keeps: the commands that set it again.
 pub const MAX_STATE_BYTES: usize = 64 << 10;
 /// Start of the frame's blocks: the record separator, as the launcher's
 /// marker uses.
@@ -52,14 +54,27 @@ pub struct StateInfo {
 pub(crate) struct SessionState {
     /// Absent: the login directory.
     pub(crate) cwd: Option<String>,
-    /// By name: the login shell's own `export -p` entry that sets it, or
-    /// `None` for a variable the session unset.
-    pub(crate) vars: BTreeMap<String, Option<String>>,
+    /// By name: the value it was exported with, or `None` for a variable
+    /// the session unset.
+    pub(crate) vars: BTreeMap<String, Option<Vec<u8>>>,
+    /// Counts resets: a command that started before one does not bring
+    /// the old state back when it ends.
+    pub(crate) epoch: u64,
 }
 
 impl SessionState {
     pub(crate) fn is_empty(&self) -> bool {
         self.cwd.is_none() && self.vars.is_empty()
+    }
+
+    /// The login state, as a reset leaves it.
+    pub(crate) fn reset(&mut self) -> bool {
+        let had = !self.is_empty();
+        *self = Self {
+            epoch: self.epoch + 1,
+            ..Self::default()
+        };
+        had
     }
 }
 
@@ -79,24 +94,30 @@ pub(crate) struct Frame {
     /// an argv, and state kept).
     capture: bool,
     nonce: String,
+    /// What makes the login shell list bytes raw (zsh), before a listing.
+    eight_bit: &'static str,
     /// The call's own `cwd`, for its error message.
     call_cwd: Option<String>,
     /// The session's directory the prelude goes to, for its note.
     session_cwd: Option<String>,
 }
 
-/// What a frame lifts out of a command's stdout.
+/// What a frame lifts out of a command's output.
 #[derive(Debug)]
 pub(crate) struct Blocks {
     env: Block,
     post: Option<Block>,
+    /// The `post` block, when a command sent its stdout to stderr.
+    post_err: Option<Block>,
 }
 
-/// The blocks a frame found in a command's stdout.
+/// The blocks a frame found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct FrameOut {
     env: Option<Vec<u8>>,
     post: Option<Vec<u8>>,
+    /// A block was past its size cap: found, but not read.
+    oversized: bool,
 }
 
 /// How a framed call ended, as far as the state goes.
@@ -118,41 +139,68 @@ impl Frame {
     /// directory and variables; `capture` reads the end state back.
     pub(crate) fn new(
         state: &SessionState,
-        call_cwd: Option<&str>,
-        call_env: &[(String, String)],
+        call: (Option<&str>, &[(String, String)]),
         capture: bool,
+        shell: &str,
         nonce: &str,
     ) -> Self {
+        let (call_cwd, call_env) = call;
+        // zsh lists bytes past 0x7f as `\M-X`, which is ambiguous (`\M-\t`
+        // is both 0x89 and 0xdc `t`), unless told to print them raw; the
+        // option is put back before the command runs.
+        let (eight_on, eight_off) = if shell.rsplit('/').next() == Some("zsh") {
+            (
+                "[[ -o print_eight_bit ]] || { __mcp_8=1; setopt print_eight_bit; }; ",
+                "[ -z \"$__mcp_8\" ] || unsetopt print_eight_bit; ",
+            )
+        } else {
+            ("", "")
+        };
         let env_tag = format!("\\036mcp-ssh-env:{nonce}:");
         let env_end = format!("\\036mcp-ssh-env-end:{nonce}\\036");
         let mut pieces = vec!["__mcp_w= __mcp_h=$PWD".to_string()];
         if let Some(dir) = &state.cwd {
             pieces.push(format!(
                 "cd -- {} 2>/dev/null || __mcp_w=gone",
-                sh_quote(dir)
+                export::one_line_quote(dir)
             ));
         }
         if let Some(dir) = call_cwd {
+            // `./`: a relative `-` is a directory, not OLDPWD, and CDPATH
+            // is not searched.
+            let dir = if dir.starts_with('/') {
+                dir.to_string()
+            } else {
+                format!("./{dir}")
+            };
             pieces.push(format!(
                 "cd -- {} 2>/dev/null || {{ printf '{env_tag}nocwd\\036{env_end}'; exit 1; }}",
-                sh_quote(dir)
+                export::one_line_quote(&dir)
             ));
         }
         let variables = variable_pieces(state, call_env);
         pieces.extend(variables.iter().cloned());
+        // `&&`: a shell where printf is not a builtin and PATH lacks it
+        // (mksh) prints no listing without its block.
+        let listing = if capture {
+            format!("{eight_on}export -p && ")
+        } else {
+            String::new()
+        };
         pieces.push(format!(
-            "printf '{env_tag}%s\\036%s\\036' \"$__mcp_w\" \"$__mcp_h\"; {}printf '{env_end}'; \
-             unset __mcp_w __mcp_h __mcp_nl",
-            if capture { "export -p; " } else { "" }
+            "printf '{env_tag}%s\\036%s\\036' \"$__mcp_w\" \"$__mcp_h\" && {{ {listing}printf '{env_end}'; }}; \
+             {eight_off}unset __mcp_w __mcp_h __mcp_nl __mcp_8",
         ));
-        // All on the command's first line: the shell's error messages then
-        // give the user's own line numbers.
-        let prelude = one_line(&pieces);
         Self {
-            prelude,
+            prelude: one_line(&pieces),
             variables: one_line(&variables),
             capture,
             nonce: nonce.to_string(),
+            eight_bit: if eight_on.is_empty() {
+                ""
+            } else {
+                "setopt print_eight_bit; "
+            },
             call_cwd: call_cwd.map(str::to_string),
             session_cwd: state.cwd.clone(),
         }
@@ -162,6 +210,11 @@ impl Frame {
     /// shell, on one line, each ended by `; `.
     pub(crate) fn variables(&self) -> &str {
         &self.variables
+    }
+
+    /// How many bytes the frame adds to a command line.
+    pub(crate) fn overhead(&self) -> usize {
+        self.wrap_line("").len()
     }
 
     /// The call's nonce: the launcher's marker uses it too.
@@ -181,11 +234,13 @@ impl Frame {
         }
         let nonce = &self.nonce;
         // The blank line ends a trailing backslash-newline in the command,
-        // so the epilogue always starts a command of its own.
+        // so the epilogue always starts a command of its own; its trace
+        // under `set -x` goes nowhere.
         format!(
-            "{}{command}\n\n__mcp_s=$?; printf '\\036mcp-ssh-post:{nonce}:%s\\036' \"$PWD\"; export -p; \
+            "{}{command}\n\n{{ __mcp_s=$?; set +vx; }} 2>/dev/null; {}\
+             printf '\\036mcp-ssh-post:{nonce}:%s\\036' \"$PWD\" && export -p && \
              printf '\\036mcp-ssh-end:{nonce}\\036'; exit \"$__mcp_s\"",
-            self.prelude
+            self.prelude, self.eight_bit
         )
     }
 
@@ -196,30 +251,31 @@ impl Frame {
         format!("{}exec {}", self.prelude, words.join(" "))
     }
 
-    /// The blocks to lift out of the command's stdout.
+    /// The blocks to lift out of the command's output.
     pub(crate) fn blocks(&self, argv: bool) -> Blocks {
-        let tag = |t: &str| format!("{RS}mcp-ssh-{t}:{}", self.nonce).into_bytes();
-        let with = |mut v: Vec<u8>, c: char| {
-            v.extend_from_slice(c.to_string().as_bytes());
-            v
-        };
+        let tag = |t: &str, end: char| format!("{RS}mcp-ssh-{t}:{}{end}", self.nonce).into_bytes();
+        let post = || Block::new(tag("post", ':'), tag("end", RS));
+        let capture = self.capture && !argv;
         Blocks {
-            env: Block::new(with(tag("env"), ':'), with(tag("env-end"), RS)),
-            post: (self.capture && !argv)
-                .then(|| Block::new(with(tag("post"), ':'), with(tag("end"), RS))),
+            env: Block::new(tag("env", ':'), tag("env-end", RS)),
+            post: capture.then(post),
+            post_err: capture.then(post),
         }
     }
 
-    /// The state after the call, from what `blocks` found. `start` is the
+    /// The state after the call, from what the blocks held. `start` is the
     /// state the call started from.
     pub(crate) fn finish(&self, start: &SessionState, out: &FrameOut) -> Result<Finished, NoCwd> {
         let mut done = Finished::default();
         let Some(env) = out.env.as_deref() else {
+            if out.oversized {
+                done.notes.push(unreadable());
+            }
             return Ok(done);
         };
         let mut parts = env.splitn(3, |&b| b == 0x1e);
         let flag = parts.next().unwrap_or_default();
-        let login_dir = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let login_dir = parts.next().unwrap_or_default();
         let before = parts.next().unwrap_or_default();
         if flag == b"nocwd" {
             return Err(NoCwd(self.call_cwd.clone().unwrap_or_default()));
@@ -233,30 +289,43 @@ impl Frame {
             ));
         }
         let Some(post) = out.post.as_deref() else {
+            if out.oversized {
+                done.notes.push(unreadable());
+            }
             return Ok(done);
         };
-        let (pwd, after) = match post.iter().position(|&b| b == 0x1e) {
-            Some(at) => (&post[..at], &post[at + 1..]),
-            None => return Ok(done),
+        let Some(at) = post.iter().position(|&b| b == 0x1e) else {
+            return Ok(done);
         };
-        let pwd = String::from_utf8_lossy(pwd).into_owned();
+        let (pwd, after) = (&post[..at], &post[at + 1..]);
+        let (Some(before), Some(after), Ok(pwd)) = (
+            export::parse(before),
+            export::parse(after),
+            String::from_utf8(pwd.to_vec()),
+        ) else {
+            // A listing this reader cannot take whole, or a directory name
+            // that is not text (or holds the separator): keep what was.
+            done.notes.push(unreadable());
+            return Ok(done);
+        };
+        if after.is_empty() && !before.is_empty() {
+            // Not the shell's listing (`export` aliased to `true`): taken at
+            // its word it would unset everything.
+            done.notes.push(unreadable());
+            return Ok(done);
+        }
         let mut next = start.clone();
         if self.call_cwd.is_none() {
-            next.cwd = (pwd != login_dir).then(|| pwd.clone());
+            next.cwd = (pwd.as_bytes() != login_dir).then(|| pwd.clone());
         }
-        let (before, after) = (export::parse(before), export::parse(after));
-        let mut changed: Vec<(&String, Option<&String>)> = Vec::new();
         for name in before.keys().chain(after.keys()) {
             let (b, a) = (
                 before.get(name).cloned().flatten(),
                 after.get(name).cloned().flatten(),
             );
-            if b != a && !changed.iter().any(|(n, _)| *n == name) {
-                changed.push((name, after.get(name).and_then(Option::as_ref)));
+            if b != a {
+                next.vars.insert(name.clone(), a);
             }
-        }
-        for (name, entry) in changed {
-            next.vars.insert(name.clone(), entry.cloned());
         }
         if let Some(note) = bound(&mut next, start) {
             done.notes.push(note);
@@ -267,8 +336,14 @@ impl Frame {
     }
 }
 
+fn unreadable() -> String {
+    "the command's environment could not be read back whole: its working directory and \
+     variables were not kept for later commands"
+        .into()
+}
+
 impl Blocks {
-    /// Returns the part of `data` that is the command's own output.
+    /// Returns the part of stdout `data` that is the command's own.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
         let out = self.env.feed(data);
         match (&mut self.post, out) {
@@ -278,19 +353,31 @@ impl Blocks {
         }
     }
 
-    /// What was found.
-    pub(crate) fn out(&self) -> FrameOut {
-        FrameOut {
-            env: self.env.content().map(<[u8]>::to_vec),
-            post: self
-                .post
-                .as_ref()
-                .and_then(Block::content)
-                .map(<[u8]>::to_vec),
+    /// Returns the part of stderr `data` that is the command's own.
+    pub(crate) fn feed_err<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        match &mut self.post_err {
+            Some(post) => post.feed(data),
+            None => data.into(),
         }
     }
 
-    /// What is still held back when the stream ends.
+    /// What was found.
+    pub(crate) fn out(&self) -> FrameOut {
+        let post = [&self.post, &self.post_err]
+            .into_iter()
+            .flatten()
+            .find_map(|b| b.content().map(<[u8]>::to_vec));
+        FrameOut {
+            env: self.env.content().map(<[u8]>::to_vec),
+            post,
+            oversized: [Some(&self.env), self.post.as_ref(), self.post_err.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(Block::oversized),
+        }
+    }
+
+    /// What is still held back of stdout when the stream ends.
     pub(crate) fn flush(&mut self) -> Vec<u8> {
         let out = self.env.flush();
         match &mut self.post {
@@ -302,57 +389,61 @@ impl Blocks {
             None => out,
         }
     }
+
+    /// What is still held back of stderr when the stream ends.
+    pub(crate) fn flush_err(&mut self) -> Vec<u8> {
+        self.post_err.as_mut().map(Block::flush).unwrap_or_default()
+    }
 }
 
 /// The commands that set the session's variables again, then the call's.
 fn variable_pieces(state: &SessionState, call_env: &[(String, String)]) -> Vec<String> {
-    let mut pieces = Vec::new();
-    for (name, entry) in &state.vars {
-        pieces.push(match entry {
-            Some(entry) => entry.clone(),
-            None => format!("unset {name}"),
-        });
-    }
+    let mut pieces: Vec<String> = state
+        .vars
+        .iter()
+        .map(|(name, value)| set_again(name, value.as_deref()))
+        .collect();
     for (name, value) in call_env {
-        pieces.push(format!("export {name}={}", sh_quote(value)));
+        pieces.push(export::assign(name, value.as_bytes()));
     }
     pieces
 }
 
-/// `pieces` on one line, each ended by `; `; a newline inside one goes
-/// through `__mcp_nl`, set first (see [`export::one_line`]).
-fn one_line(pieces: &[String]) -> String {
-    let mut newline = false;
-    let mut line = String::new();
-    for piece in pieces {
-        let (piece, nl) = export::one_line(piece);
-        newline |= nl;
-        line.push_str(&piece);
-        line.push_str("; ");
+fn set_again(name: &str, value: Option<&[u8]>) -> String {
+    match value {
+        Some(v) => export::assign(name, v),
+        None => format!("unset {name}"),
     }
-    if newline {
-        line.insert_str(0, "__mcp_nl=$(printf '\\nx'); __mcp_nl=${__mcp_nl%x}; ");
+}
+
+/// `pieces` on one line, each ended by `; `, with `$__mcp_nl` set first
+/// when one needs it.
+fn one_line(pieces: &[String]) -> String {
+    let mut line = String::new();
+    if pieces.iter().any(|p| p.contains("$__mcp_nl")) {
+        line.push_str(export::NEWLINE);
+    }
+    for piece in pieces {
+        line.push_str(piece);
+        line.push_str("; ");
     }
     line
 }
 
-/// Keeps `state` within [`MAX_STATE_BYTES`]: variables the call added or
-/// changed go back to what they were at `start`, largest first. Says which.
+/// Keeps `state` within [`MAX_STATE_BYTES`] of commands that set it again:
+/// variables the call added or changed go back to what they were at
+/// `start`, largest first. Says which.
 fn bound(state: &mut SessionState, start: &SessionState) -> Option<String> {
-    let size = |s: &SessionState| -> usize {
-        s.vars
-            .iter()
-            .map(|(n, e)| n.len() + e.as_ref().map_or(0, String::len) + 8)
-            .sum()
-    };
+    let cost = |n: &str, v: &Option<Vec<u8>>| set_again(n, v.as_deref()).len() + 2;
+    let size = |s: &SessionState| -> usize { s.vars.iter().map(|(n, v)| cost(n, v)).sum() };
     if size(state) <= MAX_STATE_BYTES {
         return None;
     }
     let mut new: Vec<(String, usize)> = state
         .vars
         .iter()
-        .filter(|(n, e)| start.vars.get(*n) != Some(*e))
-        .map(|(n, e)| (n.clone(), e.as_ref().map_or(0, String::len)))
+        .filter(|(n, v)| start.vars.get(*n) != Some(*v))
+        .map(|(n, v)| (n.clone(), cost(n, v)))
         .collect();
     new.sort_by_key(|e| std::cmp::Reverse(e.1));
     let mut dropped = Vec::new();
