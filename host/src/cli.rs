@@ -12,7 +12,8 @@ use mcp_ssh_session::plugins::grants::{MAX_CPU_SECONDS, MAX_MEMORY_MIB};
 use mcp_ssh_session::plugins::{PluginSettings, default_config_path, default_plugin_dir};
 use mcp_ssh_session::ssh::{HostKeyPolicy, SshSettings};
 
-/// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
+/// MCP server (stdio, or streamable HTTP with --http) giving AI agents
+/// persistent, safe SSH sessions.
 /// Every tool is a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-ssh-session", version, about)]
@@ -138,6 +139,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub guest_memory_limit: usize,
 
+    /// Serve MCP over streamable HTTP at http://ADDR:PORT/mcp instead of
+    /// stdio (port 0 picks a free one; the address is printed on stderr).
+    /// A non-loopback address needs [clients.NAME] tokens in the config.
+    #[arg(long, env = "MCP_SSH_HTTP", value_name = "ADDR:PORT")]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// Drop an HTTP MCP session after this many seconds without a request
+    /// (its SSH sessions stay: they belong to the client).
+    #[arg(long, default_value_t = 600.0, value_name = "SECS", requires = "http")]
+    pub http_session_idle: f64,
+
     /// Log filter (tracing EnvFilter syntax); logs go to stderr.
     #[arg(
         long,
@@ -172,6 +184,22 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Bearer tokens of HTTP clients.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token for client NAME, once, and the
+    /// [clients.NAME] lines to add to the config (which keep only its
+    /// SHA-256).
+    New {
+        /// The client's name, as the audit log will show it.
+        name: String,
     },
 }
 
@@ -216,6 +244,17 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 impl Cli {
+    /// The HTTP transport's flags, if `--http` was given.
+    pub fn http_options(&self) -> anyhow::Result<Option<mcp_ssh_session::http::HttpOptions>> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        Ok(Some(mcp_ssh_session::http::HttpOptions {
+            addr,
+            session_idle: seconds("http-session-idle", self.http_session_idle)?,
+        }))
+    }
+
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         let config_path = self.config.clone().unwrap_or_else(default_config_path);
         let file = OperatorConfig::load(&config_path, self.config.is_some())?;
@@ -303,6 +342,11 @@ impl Cli {
         } else {
             self.transfer_roots
         };
-        Ok(Settings { ssh, plugins })
+        Ok(Settings {
+            ssh,
+            plugins,
+            clients: file.clients,
+            http: file.http,
+        })
     }
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod config;
 pub mod doctor;
 mod fsutil;
+pub mod http;
 pub mod mcp;
 mod pattern;
 pub mod plugins;
@@ -63,7 +64,8 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let plugins = plugins::PluginHost::load(config.plugins, sessions.clone())
         .await
         .context("loading tool components")?;
-    let server = mcp::McpServer::new(Arc::new(plugins));
+    let callers = mcp::Callers::One(plugins::Caller::operator("stdio", sessions.clone()));
+    let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
     let running = server
         .serve(rmcp::transport::stdio())
         .await
@@ -72,4 +74,10 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     tracing::info!(?reason, "client disconnected");
     sessions.close_all();
     Ok(())
+}
+
+/// Loads the tools and serves MCP over streamable HTTP until SIGINT or
+/// SIGTERM; see [`http`].
+pub async fn serve_http(config: Settings, options: http::HttpOptions) -> anyhow::Result<()> {
+    http::serve(config, options).await
 }

@@ -19,7 +19,12 @@ pub(crate) struct StoreState {
     pub(crate) limits: super::limits::MemoryBudget,
     pub(crate) component: Arc<str>,
     pub(crate) grant: Arc<Grant>,
+    /// The caller's session table: its namespace.
     pub(crate) sessions: SessionManager,
+    /// Who called, for the audit log.
+    pub(crate) client: Arc<str>,
+    /// The client's restrictions, checked beside the grant.
+    pub(crate) client_policy: Option<Arc<super::ClientPolicy>>,
     /// The call's time budget; host imports that wait on SSH stop it.
     pub(crate) clock: super::clock::GuestClock,
     pub(crate) stderr: super::stderr::GuestStderr,

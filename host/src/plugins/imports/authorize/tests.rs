@@ -18,6 +18,8 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         component: "c.wasm".into(),
         grant: Arc::new(grant),
         sessions: core::SessionManager::new(core::SshSettings::default()),
+        client: "stdio".into(),
+        client_policy: None,
         clock: clock::GuestClock::start(Duration::from_secs(60)),
         stderr,
         log: bounded::LogBudget::default(),
