@@ -21,6 +21,7 @@ mod files_core;
 mod grants;
 mod host_keys;
 mod hostile_files;
+mod http;
 mod jobs;
 mod jump;
 mod limits;

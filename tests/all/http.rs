@@ -1,0 +1,596 @@
+//! The streamable HTTP transport (`--http`), against the real binary on a
+//! free port, spoken to in raw HTTP/1.1 over a `TcpStream` so that every
+//! status and header the server sends is the test's to check: tokens
+//! (401), `Origin` (403), `Host` (421), one namespace per client, event
+//! replay after a dropped stream, idle sessions, and shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::server::{BIN, Builder, Leftovers, Server, remote_running};
+use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+
+/// A token from `mcp-ssh-session token new NAME`: `(token, config lines)`.
+pub fn new_token(name: &str) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["token", "new", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .lines()
+        .find(|l| l.starts_with("mss_"))
+        .unwrap_or_else(|| panic!("no token in {text}"))
+        .to_string();
+    let lines = text[text.find("[clients.").unwrap()..].to_string();
+    (token, lines)
+}
+
+/// The binary serving HTTP on a free loopback port; killed on drop.
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+    pub builder: Builder,
+    log: PathBuf,
+}
+
+impl HttpServer {
+    /// Starts `builder`'s server with `config` appended to its config file
+    /// and `--http 127.0.0.1:0`, and waits for the port it prints.
+    pub fn start(builder: Builder, config: &str, extra: &[&str]) -> Self {
+        let config_path = builder.home().join("config.toml");
+        let mut text = std::fs::read_to_string(&config_path).unwrap_or_default();
+        text.push_str(config);
+        std::fs::write(&config_path, text).unwrap();
+        let (mut args, env) = builder.args_and_env();
+        if !args.iter().any(|a| a == "--config") {
+            args.extend(["--config".into(), config_path.display().to_string()]);
+        }
+        args.extend(["--http".into(), "127.0.0.1:0".into()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = builder.home().join("server.log");
+        let child = Command::new(BIN)
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://127.0.0.1:").nth(1) {
+                break rest[..rest.find('/').unwrap()].parse().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            port,
+            builder,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The audit log's lines (the config below points it into the home).
+    fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.builder.home().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Sends one request; the connection is left open for the caller.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: 127.0.0.1:{}\r\n", self.port));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        stream
+    }
+
+    /// One request, read to the end.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut stream = self.send(method, path, headers, body);
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        Reply::parse(&String::from_utf8_lossy(&raw))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response (a chunked body is left as sent: the tests look for
+/// lines in it).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    fn parse(raw: &str) -> Self {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// The JSON-RPC message of `id` among the SSE `data:` lines or the
+    /// JSON body.
+    fn message(&self, id: u64) -> Option<Value> {
+        self.body
+            .lines()
+            .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["id"] == id)
+    }
+}
+
+/// An MCP session spoken in raw HTTP.
+pub struct Mcp<'a> {
+    server: &'a HttpServer,
+    token: Option<String>,
+    pub session: String,
+    next: u64,
+}
+
+const PROTOCOL: &str = "2025-11-25";
+
+impl<'a> Mcp<'a> {
+    pub fn open(server: &'a HttpServer, token: Option<&str>) -> Self {
+        let mut mcp = Self {
+            server,
+            token: token.map(String::from),
+            session: String::new(),
+            next: 1,
+        };
+        let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":PROTOCOL,"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+        let reply = mcp.post(&init);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        mcp.session = reply.header("mcp-session-id").expect("no Mcp-Session-Id");
+        let done = mcp.post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+        assert_eq!(done.status, 202, "{done:?}");
+        mcp
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("Content-Type", "application/json".to_string()),
+            ("Accept", "application/json, text/event-stream".to_string()),
+            ("MCP-Protocol-Version", PROTOCOL.to_string()),
+        ];
+        if !self.session.is_empty() {
+            h.push(("Mcp-Session-Id", self.session.clone()));
+        }
+        if let Some(t) = &self.token {
+            h.push(("Authorization", format!("Bearer {t}")));
+        }
+        h
+    }
+
+    pub fn post(&self, message: &Value) -> Reply {
+        let h = self.headers();
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.server
+            .request("POST", "/mcp", &h, &message.to_string())
+    }
+
+    /// `tools/call`; the JSON-RPC message answering it.
+    pub fn call(&mut self, tool: &str, arguments: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        let reply = self.post(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":tool,"arguments":arguments}}));
+        assert_eq!(reply.status, 200, "{tool}: {reply:?}");
+        reply
+            .message(id)
+            .unwrap_or_else(|| panic!("{tool}: no answer in {reply:?}"))
+    }
+}
+
+/// Config lines: an audit log in the home, and `clients`.
+fn config(home: &std::path::Path, clients: &[&str]) -> String {
+    let mut text = format!("audit_log = \"{}\"\n", home.join("audit.jsonl").display());
+    for c in clients {
+        text.push_str(c);
+    }
+    text
+}
+
+fn target(sshd: &Sshd) -> Value {
+    json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER})
+}
+
+fn with_password(sshd: &Sshd, command: &str) -> Value {
+    let mut t = target(sshd);
+    t["password"] = json!(TEST_PASSWORD);
+    t["command"] = json!(command);
+    t
+}
+
+fn is_error(answer: &Value) -> bool {
+    answer["result"]["isError"] == true || answer.get("error").is_some()
+}
+
+#[test]
+fn requests_without_a_valid_token_get_401_and_are_audited_without_the_token() {
+    let (token, lines) = new_token("alice");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":PROTOCOL,"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}})
+    .to_string();
+    let base = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let none = server.request("POST", "/mcp", &base, &init);
+    assert_eq!(none.status, 401, "{none:?}");
+    let challenge = none.header("www-authenticate").unwrap();
+    let metadata = format!(
+        "resource_metadata=\"http://127.0.0.1:{}/.well-known/oauth-protected-resource/mcp\"",
+        server.port
+    );
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(&metadata),
+        "{challenge}"
+    );
+    let wrong_token = format!("{token}x");
+    let wrong = format!("Bearer {wrong_token}");
+    let mut headers = base.to_vec();
+    headers.push(("Authorization", &wrong));
+    let refused = server.request("POST", "/mcp", &headers, &init);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(
+        refused
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let right = Mcp::open(&server, Some(&token));
+    assert!(!right.session.is_empty());
+
+    // RFC 9728 metadata needs no token.
+    let meta = server.request("GET", "/.well-known/oauth-protected-resource/mcp", &[], "");
+    assert_eq!(meta.status, 200, "{meta:?}");
+    let meta: Value = serde_json::from_str(meta.body.trim()).unwrap();
+    assert_eq!(meta["resource"], server.url());
+    assert_eq!(meta["authorization_servers"], json!([]));
+
+    let audit = server.audit();
+    let refusals: Vec<&Value> = audit.iter().filter(|l| l["kind"] == "http_auth").collect();
+    assert_eq!(refusals.len(), 2, "{audit:?}");
+    assert_eq!(refusals[0]["decision"], "denied: no bearer token");
+    assert_eq!(refusals[1]["decision"], "denied: unknown bearer token");
+    assert!(refusals.iter().all(|l| l["source"] == "127.0.0.1"));
+    let everything = format!("{audit:?}{}", server.log());
+    assert!(!everything.contains(&token), "a token was logged");
+}
+
+#[test]
+fn a_foreign_origin_gets_403_and_a_foreign_host_421() {
+    let (token, lines) = new_token("alice");
+    let builder = Server::builder();
+    let mut cfg = config(builder.home(), &[&lines]);
+    cfg.push_str("[http]\nallowed_origins = [\"http://app.example:*\"]\n");
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let bearer = format!("Bearer {token}");
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":PROTOCOL,"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}})
+    .to_string();
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Authorization", bearer.as_str()),
+        ];
+        h.extend_from_slice(extra);
+        server.request("POST", "/mcp", &h, &init)
+    };
+    let foreign = with(&[("Origin", "https://evil.example")]);
+    assert_eq!(foreign.status, 403, "{foreign:?}");
+    let rebinding = with(&[("Host", "evil.example")]);
+    assert_eq!(rebinding.status, 421, "{rebinding:?}");
+    let rebinding_with_port = with(&[("Host", "evil.example:80")]);
+    assert_eq!(rebinding_with_port.status, 421, "{rebinding_with_port:?}");
+    // What the lists allow still works.
+    assert_eq!(with(&[("Origin", "http://app.example:5173")]).status, 200);
+    assert_eq!(with(&[("Host", "localhost")]).status, 200);
+    assert_eq!(with(&[]).status, 200);
+}
+
+#[test]
+fn binding_a_non_loopback_address_without_clients_is_refused_at_start() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--no-plugins", "--http", "0.0.0.0:0"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("token new") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_client_restricted_to_commands_cannot_run_shell_lines() {
+    let sshd = Sshd::start();
+    let (token, lines) = new_token("ci");
+    let lines = format!("{lines}commands = [[\"echo\", \"*\"]]\n");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mut mcp = Mcp::open(&server, Some(&token));
+    let answer = mcp.call("execute_command", with_password(&sshd, "echo hi"));
+    assert!(is_error(&answer), "{answer}");
+    let text = answer.to_string();
+    assert!(text.contains("client ci"), "{text}");
+    let denied = server.audit();
+    assert!(
+        denied.iter().any(|l| l["kind"] == "ssh_command"
+            && l["client"] == "ci"
+            && l["decision"]
+                .as_str()
+                .unwrap()
+                .starts_with("denied: client ci")),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn two_clients_cannot_see_reuse_close_or_interrupt_each_others_sessions_and_jobs() {
+    let sshd = Sshd::start();
+    let (token_a, lines_a) = new_token("alice");
+    let (token_b, lines_b) = new_token("bob");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines_a, &lines_b]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let sleeper = format!("sleep 300.{}", sshd.port());
+    let _leftover = Leftovers::new(TEST_USER, &sleeper);
+
+    let mut a = Mcp::open(&server, Some(&token_a));
+    let ran = a.call(
+        "execute_command",
+        with_password(&sshd, "echo mcpssh-http-a"),
+    );
+    assert!(!is_error(&ran), "{ran}");
+    let mut job = target(&sshd);
+    job["command"] = json!(sleeper);
+    let started = a.call("start_command", job);
+    let id = started["result"]["structuredContent"]["job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_string();
+
+    let mut b = Mcp::open(&server, Some(&token_b));
+    let listed = b.call("list_sessions", json!({}));
+    assert_eq!(
+        listed["result"]["structuredContent"]["sessions"],
+        json!([]),
+        "{listed}"
+    );
+    let jobs = b.call("list_commands", json!({}));
+    assert_eq!(
+        jobs["result"]["structuredContent"]["jobs"],
+        json!([]),
+        "{jobs}"
+    );
+    assert!(is_error(
+        &b.call("get_command_status", json!({"job_id": id}))
+    ));
+    assert!(is_error(
+        &b.call("interrupt_command", json!({"job_id": id}))
+    ));
+    assert!(remote_running(&sleeper), "B stopped A's job");
+    // Without credentials B has nothing to ride on: A's session is not its.
+    let mut bare = target(&sshd);
+    bare["command"] = json!("echo mcpssh-http-b");
+    let reused = b.call("execute_command", bare);
+    assert!(is_error(&reused), "B reused A's session: {reused}");
+    let closed = b.call("close_session", target(&sshd));
+    assert_eq!(
+        closed["result"]["structuredContent"]["closed"], false,
+        "{closed}"
+    );
+    let all = b.call("close_all_sessions", json!({}));
+    assert_eq!(all["result"]["structuredContent"]["closed"], 0, "{all}");
+    // Nor can B post into A's MCP session.
+    let hijack = Mcp {
+        server: &server,
+        token: Some(token_b.clone()),
+        session: a.session.clone(),
+        next: 100,
+    };
+    let reply = hijack.post(&json!({"jsonrpc":"2.0","id":100,"method":"tools/list"}));
+    assert_eq!(reply.status, 404, "{reply:?}");
+
+    let mine = a.call("list_sessions", json!({}));
+    assert_eq!(
+        mine["result"]["structuredContent"]["sessions"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+    let stopped = a.call("interrupt_command", json!({"job_id": id}));
+    assert_eq!(
+        stopped["result"]["structuredContent"]["state"], "killed",
+        "{stopped}"
+    );
+
+    let audit = server.audit();
+    let by = |client: &str, kind: &str| {
+        audit
+            .iter()
+            .filter(|l| l["client"] == client && l["kind"] == kind)
+            .count()
+    };
+    assert!(by("alice", "ssh_command") >= 2, "{audit:?}");
+    assert!(by("bob", "tool_call") >= 6, "{audit:?}");
+    assert!(audit.iter().all(|l| l.get("client").is_some()), "{audit:?}");
+}
+
+#[test]
+fn sigterm_stops_the_server_and_closes_its_ssh_sessions() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let mut server = HttpServer::start(builder, &cfg, &[]);
+    let mut mcp = Mcp::open(&server, None);
+    let ran = mcp.call("execute_command", with_password(&sshd, "echo hi"));
+    assert!(!is_error(&ran), "{ran}");
+    let audit = server.audit();
+    assert!(audit.iter().any(|l| l["client"] == "local"), "{audit:?}");
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}:\n{}", server.log());
+    assert!(server.log().contains("closed=1"), "{}", server.log());
+}
+
+#[test]
+fn a_dropped_event_stream_is_replayed_from_last_event_id() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mcp = Mcp::open(&server, None);
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"execute_command",
+        "arguments": with_password(&sshd, "sleep 3; echo mcpssh-http-replayed")}});
+    let h = mcp.headers();
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stream = server.send("POST", "/mcp", &h, &call.to_string());
+    // Read up to the first event id, then drop the connection mid-call.
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let event_id = loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+        if let Some(id) = line.trim().strip_prefix("id:") {
+            break id.trim().to_string();
+        }
+    };
+    drop(reader);
+    // rmcp keeps a stream's events while its call runs: reconnect then,
+    // as clients do after the `retry` the stream announced.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut h = h.clone();
+    h.retain(|(k, _)| *k != "Content-Type");
+    h.push(("Last-Event-ID", &event_id));
+    h.iter_mut()
+        .filter(|(k, _)| *k == "Accept")
+        .for_each(|(_, v)| *v = "text/event-stream");
+    let resumed = server.send("GET", "/mcp", &h, "");
+    let mut reader = BufReader::new(resumed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "replay ended without the result"
+        );
+        if let Some(m) = line.trim().strip_prefix("data:")
+            && let Ok(m) = serde_json::from_str::<Value>(m.trim())
+            && m["id"] == 7
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    assert!(
+        answer.to_string().contains("mcpssh-http-replayed"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn an_http_session_idle_past_its_limit_is_dropped() {
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let server = HttpServer::start(builder, &cfg, &["--http-session-idle", "1"]);
+    let mcp = Mcp::open(&server, None);
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(mcp.post(&list).status, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = mcp.post(&list);
+    assert_eq!(after.status, 404, "{after:?}");
+}
