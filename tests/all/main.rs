@@ -22,6 +22,7 @@ mod grants;
 mod host_keys;
 mod hostile_files;
 mod http;
+mod http_clients;
 mod jobs;
 mod jump;
 mod limits;
