@@ -67,6 +67,11 @@ pub struct HttpSpec {
     /// protected-resource metadata; may be empty.
     #[serde(default)]
     pub authorization_servers: Vec<String>,
+    /// Let every client use SSH sessions opened with the operator's own
+    /// agent and keys (calls without credentials that the client has no
+    /// session of its own for). Off: each client connects its own.
+    #[serde(default)]
+    pub shared_operator_sessions: bool,
 }
 
 impl OperatorConfig {

@@ -594,3 +594,48 @@ fn an_http_session_idle_past_its_limit_is_dropped() {
     let after = mcp.post(&list);
     assert_eq!(after.status, 404, "{after:?}");
 }
+
+#[test]
+fn operator_key_sessions_are_shared_between_clients_only_when_configured() {
+    let sshd = Sshd::start();
+    for shared in [false, true] {
+        let (token_a, lines_a) = new_token("alice");
+        let (token_b, lines_b) = new_token("bob");
+        let builder = Server::builder();
+        // The operator's own default key: calls without credentials use it.
+        std::fs::copy(sshd.client_key(), builder.home().join(".ssh/id_ed25519")).unwrap();
+        let mut cfg = config(builder.home(), &[&lines_a, &lines_b]);
+        cfg.push_str(&format!("[http]\nshared_operator_sessions = {shared}\n"));
+        let server = HttpServer::start(builder, &cfg, &[]);
+        let mut bare = target(&sshd);
+        bare["command"] = json!("echo mcpssh-http-shared");
+        let mut a = Mcp::open(&server, Some(&token_a));
+        assert!(!is_error(&a.call("execute_command", bare.clone())));
+        let mut b = Mcp::open(&server, Some(&token_b));
+        let seen = b.call("list_sessions", json!({}));
+        let seen = seen["result"]["structuredContent"]["sessions"]
+            .as_array()
+            .map(Vec::len);
+        assert_eq!(seen, Some(usize::from(shared)), "shared = {shared}");
+        assert!(!is_error(&b.call("execute_command", bare.clone())));
+        let connects = server
+            .log()
+            .lines()
+            .filter(|l| l.contains("ssh::manager") && l.contains(" connected"))
+            .count();
+        assert_eq!(
+            connects,
+            if shared { 1 } else { 2 },
+            "shared = {shared}:\n{}",
+            server.log()
+        );
+        // A password session stays its client's, shared or not.
+        let own = b.call("execute_command", with_password(&sshd, "echo own"));
+        assert!(!is_error(&own), "{own}");
+        let mine = a.call("list_sessions", json!({}));
+        let mine = mine["result"]["structuredContent"]["sessions"]
+            .as_array()
+            .map(Vec::len);
+        assert_eq!(mine, Some(1), "shared = {shared}");
+    }
+}

@@ -88,6 +88,10 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
                 name: name.as_str().into(),
                 sessions,
                 policy: Some(Arc::new(policy.clone())),
+                shared: config
+                    .http
+                    .shared_operator_sessions
+                    .then(|| operator.clone()),
             };
             map.insert(name.clone(), caller);
         }

@@ -56,6 +56,9 @@ pub struct Caller {
     pub sessions: SessionManager,
     /// The client's restrictions, checked beside each component's grant.
     pub policy: Option<Arc<ClientPolicy>>,
+    /// The operator's session table, shared for calls without credentials
+    /// (`shared_operator_sessions`).
+    pub shared: Option<SessionManager>,
 }
 
 impl Caller {
@@ -65,6 +68,7 @@ impl Caller {
             name: name.into(),
             sessions,
             policy: None,
+            shared: None,
         }
     }
 }

@@ -257,6 +257,7 @@ impl Runtime {
             component: component.name.clone(),
             grant: component.grant.clone(),
             sessions: caller.sessions,
+            shared: caller.shared,
             client: caller.name,
             client_policy: caller.policy,
             clock: clock.clone(),

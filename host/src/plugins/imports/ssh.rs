@@ -76,7 +76,7 @@ impl ssh::Host for StoreState {
         let Ok(pass) = self.authorize(Access::Sessions(SessionOp::List, None)) else {
             return Ok(Vec::new());
         };
-        let sessions = pass.finish(Ok(self.sessions.list())).unwrap_or_default();
+        let sessions = pass.finish(Ok(self.visible_sessions())).unwrap_or_default();
         Ok(sessions.into_iter().map(session_to_wit).collect())
     }
 
@@ -110,7 +110,7 @@ impl StoreState {
             cancel: self.cancel.clone(),
             progress: self.progress.clone().map(exec_progress),
         };
-        let result = self.sessions.exec(&target, &request).await;
+        let result = self.sessions_for(&target).exec(&target, &request).await;
         pass.finish(result).map(run_output)
     }
 }

@@ -20,6 +20,7 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         sessions: core::SessionManager::new(core::SshSettings::default()),
         client: "stdio".into(),
         client_policy: None,
+        shared: None,
         clock: clock::GuestClock::start(Duration::from_secs(60)),
         stderr,
         log: bounded::LogBudget::default(),
