@@ -523,20 +523,22 @@ fn sigterm_stops_the_server_and_closes_its_ssh_sessions() {
     assert!(server.log().contains("closed=1"), "{}", server.log());
 }
 
-#[test]
-fn a_dropped_event_stream_is_replayed_from_last_event_id() {
-    let sshd = Sshd::start();
-    let builder = Server::builder();
-    let cfg = config(builder.home(), &[]);
-    let server = HttpServer::start(builder, &cfg, &[]);
-    let mcp = Mcp::open(&server, None);
-    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
-        "name":"execute_command",
-        "arguments": with_password(&sshd, "sleep 3; echo mcpssh-http-replayed")}});
+/// Sends `execute_command` with `command` as request `id`, drops the
+/// connection after its first event, waits `wait`, and reconnects with
+/// `Last-Event-ID`: the answer the resumed stream brings.
+fn drop_and_resume(
+    server: &HttpServer,
+    mcp: &Mcp,
+    sshd: &Sshd,
+    id: u64,
+    command: &str,
+    wait: Duration,
+) -> Value {
+    let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+        "name":"execute_command", "arguments": with_password(sshd, command)}});
     let h = mcp.headers();
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let stream = server.send("POST", "/mcp", &h, &call.to_string());
-    // Read up to the first event id, then drop the connection mid-call.
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     let event_id = loop {
@@ -550,36 +552,57 @@ fn a_dropped_event_stream_is_replayed_from_last_event_id() {
         }
     };
     drop(reader);
-    // rmcp keeps a stream's events while its call runs: reconnect then,
-    // as clients do after the `retry` the stream announced.
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(wait);
     let mut h = h.clone();
-    h.retain(|(k, _)| *k != "Content-Type");
+    h.retain(|(k, _)| *k != "Content-Type" && *k != "Accept");
+    h.push(("Accept", "text/event-stream"));
     h.push(("Last-Event-ID", &event_id));
-    h.iter_mut()
-        .filter(|(k, _)| *k == "Accept")
-        .for_each(|(_, v)| *v = "text/event-stream");
-    let resumed = server.send("GET", "/mcp", &h, "");
-    let mut reader = BufReader::new(resumed);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
+    let mut reader = BufReader::new(server.send("GET", "/mcp", &h, ""));
+    loop {
         line.clear();
         assert!(
             reader.read_line(&mut line).unwrap() > 0,
-            "replay ended without the result"
+            "replay ended without the answer"
         );
         if let Some(m) = line.trim().strip_prefix("data:")
             && let Ok(m) = serde_json::from_str::<Value>(m.trim())
-            && m["id"] == 7
+            && m["id"] == id
         {
-            break m;
+            return m;
         }
-        assert!(Instant::now() < deadline);
-    };
-    assert!(
-        answer.to_string().contains("mcpssh-http-replayed"),
-        "{answer}"
+    }
+}
+
+#[test]
+fn a_dropped_event_stream_is_replayed_from_last_event_id_during_and_after_the_call() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mcp = Mcp::open(&server, None);
+    // Back while the command still runs: what it missed, then the rest.
+    let during = drop_and_resume(
+        &server,
+        &mcp,
+        &sshd,
+        7,
+        "sleep 3; echo mcpssh-http-during",
+        Duration::from_secs(1),
     );
+    assert!(
+        during.to_string().contains("mcpssh-http-during"),
+        "{during}"
+    );
+    // Back only after it answered: the answer was kept.
+    let after = drop_and_resume(
+        &server,
+        &mcp,
+        &sshd,
+        8,
+        "sleep 1; echo mcpssh-http-after",
+        Duration::from_secs(3),
+    );
+    assert!(after.to_string().contains("mcpssh-http-after"), "{after}");
 }
 
 #[test]

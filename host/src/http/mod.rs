@@ -10,13 +10,14 @@
 //! configured the server answers only on loopback, and every caller is the
 //! operator, as over stdio.
 //!
-//! SSE events carry ids, and rmcp's local session manager keeps a bounded
-//! replay buffer per stream: a client whose connection dropped reconnects
-//! with `Last-Event-ID` and gets what it missed. A session idle for
-//! `--http-session-idle` is dropped.
+//! SSE events carry ids, and a bounded replay buffer ([`replay`]) keeps
+//! each stream's last events, after its call has ended too: a client
+//! whose connection dropped reconnects with `Last-Event-ID` and gets what
+//! it missed. A session idle for `--http-session-idle` is dropped.
 
 mod auth;
 mod gate;
+mod replay;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,10 +37,6 @@ use crate::mcp::{Callers, McpServer};
 use crate::plugins::{Caller, PluginHost};
 use crate::ssh::SessionManager;
 
-/// Messages kept per SSE stream for replay after a dropped connection
-/// (rmcp's default is 16); a call's result is its stream's last message,
-/// so it is always among them.
-const REPLAY_MESSAGES: usize = 64;
 /// How long open streams get to end after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -105,9 +102,9 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     let bound = listener.local_addr()?;
     let hosts = allowed_hosts(bound.ip(), &config.http.allowed_hosts);
     let stop = CancellationToken::new();
-    let mut sessions = LocalSessionManager::default();
+    let mut sessions =
+        LocalSessionManager::default().with_event_store(Arc::new(replay::Replay::default()));
     sessions.session_config.keep_alive = Some(options.session_idle);
-    sessions.session_config.channel_capacity = REPLAY_MESSAGES;
     let sessions = Arc::new(sessions);
     let rmcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts.clone())
