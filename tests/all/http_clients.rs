@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::http::{HttpServer, new_token};
+use crate::http_server::{HttpServer, new_token};
 use crate::server::{BUILT_IN_TOOLS, Builder, Leftovers, Server, guest_wasm, install_plugin};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 

@@ -75,6 +75,11 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     // One namespace per client: its own session and job tables.
     let mut namespaces = vec![operator.clone()];
     let callers = if clients.is_empty() {
+        tracing::warn!(
+            "no [clients] in the config: any process on this machine that can reach the \
+             port can use your SSH credentials through it; add client tokens \
+             (`mcp-ssh-session token new NAME`) on a shared machine"
+        );
         Callers::One(Caller::operator("local", operator))
     } else {
         let mut map = HashMap::new();
