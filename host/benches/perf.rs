@@ -11,7 +11,9 @@
 //! - idle RSS, and RSS with 50 open sessions;
 //! - per-call instantiate time and the share of a warm call spent in wasm;
 //! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
-//!   ([`files`]).
+//!   ([`files`]);
+//! - a warm call over streamable HTTP vs. stdio, and 64 concurrent HTTP
+//!   clients ([`http`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
 //! does). Needs what `scripts/test` installs (sshd, the test account) and
@@ -31,8 +33,15 @@ mod sshd;
 #[allow(dead_code)]
 mod server;
 
+#[path = "../../tests/all/http_server.rs"]
+#[allow(dead_code)]
+mod http_server;
+
 #[path = "perf/files.rs"]
 mod files;
+
+#[path = "perf/http.rs"]
+mod http;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -663,6 +672,7 @@ async fn main() {
     row([&plugin, "", "", "", "", ""]);
 
     files::measure(quick, &cache).await;
+    http::measure(quick, &cache, &sshd, w.median);
 
     let samples = if quick { 200 } else { 2000 };
     let (parsed, cached) = resolve_cost(home.path(), samples);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::http_server::{HttpServer, Mcp, PROTOCOL, new_token};
+use crate::http_server::{HttpServer, KeepAliveMcp, Mcp, PROTOCOL, new_token};
 use crate::server::{BIN, Leftovers, Server, remote_running};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
@@ -430,4 +430,31 @@ fn operator_key_sessions_are_shared_between_clients_only_when_configured() {
             .map(Vec::len);
         assert_eq!(mine, Some(1), "shared = {shared}");
     }
+}
+
+#[test]
+fn one_keep_alive_connection_carries_a_whole_session_of_calls() {
+    let sshd = Sshd::start();
+    let (token, lines) = new_token("alice");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mut mcp = KeepAliveMcp::open(server.port, Some(&token));
+    mcp.call("execute_command", &with_password(&sshd, "echo one"))
+        .unwrap();
+    let mut bare = target(&sshd);
+    bare["command"] = json!("echo two");
+    let two = mcp.call("execute_command", &bare).unwrap();
+    assert_eq!(
+        two["result"]["structuredContent"]["stdout"], "two\n",
+        "{two}"
+    );
+    let listed = mcp.call("list_sessions", &json!({})).unwrap();
+    assert_eq!(
+        listed["result"]["structuredContent"]["sessions"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
 }

@@ -248,3 +248,121 @@ impl<'a> Mcp<'a> {
             .unwrap_or_else(|| panic!("{tool}: no answer in {reply:?}"))
     }
 }
+
+/// A keep-alive HTTP/1.1 connection, as real clients hold one: requests
+/// one after the other, each response read to its end (by
+/// `Content-Length` or the last chunk). For the benchmark, where a new
+/// TCP connection per call would be measured too.
+pub struct Conn {
+    reader: std::io::BufReader<TcpStream>,
+    port: u16,
+}
+
+impl Conn {
+    pub fn open(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Self {
+            reader: std::io::BufReader::new(stream),
+            port,
+        }
+    }
+
+    pub fn request(&mut self, method: &str, headers: &[(&str, String)], body: &str) -> Reply {
+        use std::io::BufRead;
+        let mut head = format!(
+            "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        self.reader.get_mut().write_all(head.as_bytes()).unwrap();
+        let mut text = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            text.push_str(&line);
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        let mut reply = Reply::parse(&text);
+        let mut body = Vec::new();
+        if let Some(len) = reply.header("content-length") {
+            body.resize(len.parse().unwrap(), 0);
+            self.reader.read_exact(&mut body).unwrap();
+        } else {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).unwrap();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).unwrap();
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        reply.body = String::from_utf8_lossy(&body).into_owned();
+        reply
+    }
+}
+
+/// An MCP session over one [`Conn`].
+pub struct KeepAliveMcp {
+    conn: Conn,
+    headers: Vec<(&'static str, String)>,
+    next: u64,
+}
+
+impl KeepAliveMcp {
+    pub fn open(port: u16, token: Option<&str>) -> Self {
+        let mut headers = vec![
+            ("Content-Type", "application/json".to_string()),
+            ("Accept", "application/json, text/event-stream".to_string()),
+            ("MCP-Protocol-Version", PROTOCOL.to_string()),
+        ];
+        if let Some(t) = token {
+            headers.push(("Authorization", format!("Bearer {t}")));
+        }
+        let mut conn = Conn::open(port);
+        let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":PROTOCOL,"capabilities":{},"clientInfo":{"name":"ka","version":"0"}}});
+        let reply = conn.request("POST", &headers, &init.to_string());
+        assert_eq!(reply.status, 200, "{reply:?}");
+        headers.push(("Mcp-Session-Id", reply.header("mcp-session-id").unwrap()));
+        let done = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        assert_eq!(
+            conn.request("POST", &headers, &done.to_string()).status,
+            202
+        );
+        Self {
+            conn,
+            headers,
+            next: 1,
+        }
+    }
+
+    /// `tools/call`; the answer, or why there is none.
+    pub fn call(&mut self, tool: &str, arguments: &Value) -> Result<Value, String> {
+        let id = self.next;
+        self.next += 1;
+        let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":tool,"arguments":arguments}});
+        let reply = self.conn.request("POST", &self.headers, &call.to_string());
+        let answer = reply.message(id).ok_or_else(|| format!("{reply:?}"))?;
+        if answer["result"]["isError"] == true || answer.get("error").is_some() {
+            return Err(answer.to_string());
+        }
+        Ok(answer)
+    }
+}
