@@ -208,3 +208,31 @@ async fn a_file_operation_is_refused_by_path_and_audited_with_path_and_bytes() {
     assert_eq!(allowed["bytes"], 42);
     assert_eq!(allowed["decision"], "allowed");
 }
+
+#[tokio::test]
+async fn a_clients_restrictions_narrow_even_the_full_grant_and_audit_lines_name_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut state = store(Grant::full(), &log);
+    state.client = "ci".into();
+    state.client_policy = Some(Arc::new(
+        crate::plugins::ClientPolicy::new("ci", Some(vec!["10.0.0.0/8".into()]), None, None)
+            .unwrap(),
+    ));
+    let mut t = target();
+    match state.authorize(Access::Command(&mut t, Command::Line("id"))) {
+        Err(SshError::Denied(m)) => assert!(m.starts_with("client ci: host"), "{m}"),
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
+    let mut elsewhere = core::Target {
+        host: "10.1.2.3".into(),
+        ..target()
+    };
+    let pass = state
+        .authorize(Access::Command(&mut elsewhere, Command::Line("id")))
+        .unwrap();
+    drop(pass);
+    let entries = lines(&log);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(|e| e["client"] == "ci"), "{entries:?}");
+}
