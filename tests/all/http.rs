@@ -53,6 +53,9 @@ fn requests_without_a_valid_token_get_401_and_are_audited_without_the_token() {
     ];
     let none = server.request("POST", "/mcp", &base, &init);
     assert_eq!(none.status, 401, "{none:?}");
+    // rmcp serves MCP on any path below /mcp: none is public.
+    let below = "/mcp/.well-known/oauth-protected-resource";
+    assert_eq!(server.request("POST", below, &base, &init).status, 401);
     let challenge = none.header("www-authenticate").unwrap();
     let metadata = format!(
         "resource_metadata=\"http://127.0.0.1:{}/.well-known/oauth-protected-resource/mcp\"",
@@ -86,9 +89,9 @@ fn requests_without_a_valid_token_get_401_and_are_audited_without_the_token() {
 
     let audit = server.audit();
     let refusals: Vec<&Value> = audit.iter().filter(|l| l["kind"] == "http_auth").collect();
-    assert_eq!(refusals.len(), 2, "{audit:?}");
+    assert_eq!(refusals.len(), 3, "{audit:?}");
     assert_eq!(refusals[0]["decision"], "denied: no bearer token");
-    assert_eq!(refusals[1]["decision"], "denied: unknown bearer token");
+    assert_eq!(refusals[2]["decision"], "denied: unknown bearer token");
     assert!(refusals.iter().all(|l| l["source"] == "127.0.0.1"));
     let everything = format!("{audit:?}{}", server.log());
     assert!(!everything.contains(&token), "a token was logged");

@@ -70,7 +70,11 @@ pub(crate) async fn check(
         tracing::warn!(%peer, "refused: Origin is not allowed");
         return plain(StatusCode::FORBIDDEN, "Forbidden: Origin is not allowed");
     }
-    if request.uri().path().starts_with(METADATA_PATH) || !gate.clients.required() {
+    // Only the metadata's own paths are public: rmcp answers MCP on any
+    // path below /mcp.
+    let path = request.uri().path();
+    let public = path == METADATA_PATH || path.strip_prefix(METADATA_PATH) == Some("/mcp");
+    if public || !gate.clients.required() {
         return next.run(request).await;
     }
     let token = request
