@@ -236,6 +236,13 @@ fn two_clients_cannot_see_reuse_close_or_interrupt_each_others_sessions_and_jobs
     };
     let reply = hijack.post(&json!({"jsonrpc":"2.0","id":100,"method":"tools/list"}));
     assert_eq!(reply.status, 404, "{reply:?}");
+    let audit = server.audit();
+    assert!(
+        audit.iter().any(|l| l["kind"] == "http_auth"
+            && l["client"] == "bob"
+            && l["decision"] == "denied: MCP session of another client, or none"),
+        "{audit:?}"
+    );
 
     let mine = a.call("list_sessions", json!({}));
     assert_eq!(

@@ -93,7 +93,7 @@ pub(crate) async fn check(
             } else {
                 "no bearer token"
             };
-            gate.refused(peer, why);
+            gate.refused(peer, None, why);
             let authority = request
                 .headers()
                 .get(header::HOST)
@@ -110,7 +110,11 @@ pub(crate) async fn check(
     if let Some(id) = &named
         && !gate.bindings.allows(id, &client)
     {
-        tracing::warn!(%peer, client = %client, "refused: MCP session of another client, or none");
+        gate.refused(
+            peer,
+            Some(&client),
+            "MCP session of another client, or none",
+        );
         return plain(StatusCode::NOT_FOUND, "Not Found: Session not found");
     }
     request.extensions_mut().insert(ClientName(client.clone()));
@@ -127,12 +131,14 @@ pub(crate) async fn check(
 }
 
 impl Gate {
-    /// Logs and audits a request refused for its token.
-    fn refused(&self, peer: SocketAddr, why: &str) {
-        tracing::warn!(%peer, "refused: {why}");
+    /// Logs and audits a refused request: its client when known (a
+    /// valid token naming another client's session), never its token.
+    fn refused(&self, peer: SocketAddr, client: Option<&str>, why: &str) {
+        tracing::warn!(%peer, client = client.unwrap_or("-"), "refused: {why}");
         if let Some(log) = &self.audit {
             log.record(&audit::Entry {
                 kind: "http_auth",
+                client,
                 component: "-",
                 source: Some(peer.ip().to_string()),
                 decision: format!("denied: {why}"),
