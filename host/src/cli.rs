@@ -150,6 +150,15 @@ pub struct Cli {
     #[arg(long, default_value_t = 600.0, value_name = "SECS", requires = "http")]
     pub http_session_idle: f64,
 
+    /// Serve HTTPS: the certificate chain (PEM). A reverse proxy that
+    /// terminates TLS is the alternative.
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax); logs go to stderr.
     #[arg(
         long,
@@ -252,6 +261,7 @@ impl Cli {
         Ok(Some(mcp_ssh_session::http::HttpOptions {
             addr,
             session_idle: seconds("http-session-idle", self.http_session_idle)?,
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
         }))
     }
 

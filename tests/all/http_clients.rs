@@ -52,10 +52,56 @@ fn with_third_party(sshd: &Sshd) -> Builder {
 
 #[test]
 fn the_python_sdk_calls_every_tool_over_http_with_a_bearer_token() {
+    python_sdk_calls_every_tool(false);
+}
+
+#[test]
+fn the_python_sdk_calls_every_tool_over_https_with_the_servers_certificate() {
+    python_sdk_calls_every_tool(true);
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: `(cert, key)`.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
+}
+
+fn python_sdk_calls_every_tool(tls: bool) {
     let python = installed("MCP_SSH_CLIENT_PYTHON");
     let sshd = Sshd::start();
     let (token, lines) = new_token("python");
-    let server = HttpServer::start(with_third_party(&sshd), &lines, &[]);
+    let builder = with_third_party(&sshd);
+    let (cert, key) = certificate(builder.home());
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let extra: Vec<&str> = if tls {
+        vec!["--tls-cert", &cert_s, "--tls-key", &key_s]
+    } else {
+        Vec::new()
+    };
+    let server = HttpServer::start(builder, &lines, &extra);
+    let url = if tls {
+        server.url().replace("http://", "https://")
+    } else {
+        server.url()
+    };
     let marker = format!("mcpssh-http-python-{}", sshd.port());
     let remote = std::env::temp_dir().join(format!("mcpssh-http-python-files-{}", sshd.port()));
     let _ = std::fs::remove_dir_all(&remote);
@@ -63,7 +109,8 @@ fn the_python_sdk_calls_every_tool_over_http_with_a_bearer_token() {
     std::fs::write(root.join("up.txt"), format!("up {marker}\n")).unwrap();
     let _sleeper = Leftovers::new(TEST_USER, &format!("sleep 300.{}", sshd.port()));
     let config = json!({
-        "url": server.url(),
+        "url": url,
+        "ca": if tls { Some(&cert_s) } else { None },
         "token": token,
         "port": sshd.port(),
         "username": TEST_USER,

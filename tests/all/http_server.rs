@@ -66,7 +66,11 @@ impl HttpServer {
         let deadline = Instant::now() + Duration::from_secs(180);
         let port = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://127.0.0.1:").nth(1) {
+            if let Some(rest) = text
+                .split("listening on ")
+                .nth(1)
+                .and_then(|r| r.split("://127.0.0.1:").nth(1))
+            {
                 break rest[..rest.find('/').unwrap()].parse().unwrap();
             }
             assert!(

@@ -54,7 +54,19 @@ async def transport(cfg):
         from mcp.shared._httpx_utils import create_mcp_http_client
 
         headers = {"Authorization": f"Bearer {cfg['token']}"} if cfg.get("token") else None
-        async with create_mcp_http_client(headers=headers) as client:
+        client = create_mcp_http_client(headers=headers)
+        if cfg.get("ca"):
+            # HTTPS with the test's own CA: the SDK takes any configured client.
+            import ssl
+
+            import httpx2
+
+            client = httpx2.AsyncClient(
+                headers=headers,
+                verify=ssl.create_default_context(cafile=cfg["ca"]),
+                timeout=httpx2.Timeout(30, read=300),
+            )
+        async with client:
             async with streamable_http_client(cfg["url"], http_client=client) as streams:
                 yield streams[0], streams[1]
     else:

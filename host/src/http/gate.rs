@@ -25,6 +25,8 @@ const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// What the gate checks against.
 pub(crate) struct Gate {
+    /// `http` or `https`, for the URLs the metadata gives.
+    pub(crate) scheme: &'static str,
     /// Allowed `Host` names, lower-case, without ports.
     pub(crate) hosts: Vec<String>,
     /// Allowed `Origin`s (`scheme://host[:port]`, `:*` for any port).
@@ -99,7 +101,7 @@ pub(crate) async fn check(
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(&host);
-            return unauthorized(authority, presented.is_some());
+            return unauthorized(gate.scheme, authority, presented.is_some());
         }
     };
     let named = request
@@ -149,8 +151,8 @@ impl Gate {
 }
 
 /// 401 pointing at the metadata (RFC 9728 section 5.1).
-fn unauthorized(host: &str, presented: bool) -> Response {
-    let metadata = format!("http://{host}{METADATA_PATH}/mcp");
+fn unauthorized(scheme: &str, host: &str, presented: bool) -> Response {
+    let metadata = format!("{scheme}://{host}{METADATA_PATH}/mcp");
     let challenge = if presented {
         format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\"")
     } else {
@@ -175,7 +177,7 @@ pub(crate) async fn metadata(State(gate): State<Arc<Gate>>, headers: HeaderMap) 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let body = serde_json::json!({
-        "resource": format!("http://{host}/mcp"),
+        "resource": format!("{}://{host}/mcp", gate.scheme),
         "authorization_servers": gate.authorization_servers,
         "bearer_methods_supported": ["header"],
         "resource_name": "mcp-ssh-session",

@@ -18,6 +18,7 @@
 mod auth;
 mod gate;
 mod replay;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +49,8 @@ pub struct HttpOptions {
     pub addr: SocketAddr,
     /// An MCP session with no request for this long is dropped.
     pub session_idle: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Serves until SIGINT or SIGTERM, then closes every SSH session.
@@ -101,6 +104,11 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     };
     let server = McpServer::new(Arc::new(plugins), Arc::new(callers));
 
+    let acceptor = match &options.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--http {addr}: cannot bind"))?;
@@ -119,6 +127,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     let service =
         StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), rmcp_config);
     let gate = Arc::new(gate::Gate {
+        scheme,
         hosts,
         origins: config.http.allowed_origins.clone(),
         authorization_servers: config.http.authorization_servers.clone(),
@@ -143,16 +152,26 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         .with_state(gate);
     // Printed whatever the log filter: tests and scripts read it for the
     // port picked.
-    eprintln!("mcp-ssh-session: listening on http://{bound}/mcp");
+    eprintln!("mcp-ssh-session: listening on {scheme}://{bound}/mcp");
 
     tokio::spawn(stop_on_signal(stop.clone()));
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let served = async {
+        match acceptor {
+            Some(acceptor) => {
+                tls::serve(listener, acceptor, router, stop.clone()).await;
+                Ok(())
+            }
+            None => axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .context("HTTP server failed"),
+        }
+    };
     let result = tokio::select! {
-        r = served => r.context("HTTP server failed"),
+        r = served => r,
         () = async {
             stop.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
