@@ -3,7 +3,8 @@
 //!
 //! Dependencies run one way: [`mcp`] serves the tools of [`plugins`], whose
 //! components reach SSH only through the host's [`ssh`] core; [`config`]
-//! builds the settings of both.
+//! builds the settings of both. [`http`] carries [`mcp`] over streamable
+//! HTTP, with a namespace (session and job tables) per client.
 
 pub mod audit;
 pub mod config;
