@@ -140,9 +140,10 @@ pub struct Cli {
     pub guest_memory_limit: usize,
 
     /// Serve MCP over streamable HTTP at http://ADDR:PORT/mcp instead of
-    /// stdio (port 0 picks a free one; the address is printed on stderr).
-    /// A non-loopback address needs [clients.NAME] tokens in the config.
-    #[arg(long, env = "MCP_SSH_HTTP", value_name = "ADDR:PORT")]
+    /// stdio; a bare PORT binds 127.0.0.1 (port 0 picks a free one; the
+    /// address is printed on stderr). A non-loopback address needs
+    /// [clients.NAME] tokens in the config.
+    #[arg(long, env = "MCP_SSH_HTTP", value_name = "[ADDR:]PORT", value_parser = http_addr)]
     pub http: Option<std::net::SocketAddr>,
 
     /// Drop an HTTP MCP session after this many seconds without a request
@@ -243,6 +244,24 @@ impl From<Policy> for HostKeyPolicy {
             Policy::Off => Self::Off,
         }
     }
+}
+
+/// `--http`: `ADDR:PORT`, `localhost:PORT`, or a bare `PORT` on loopback.
+fn http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let loopback = |port: &str| {
+        port.parse::<u16>()
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+    };
+    if let Ok(addr) = loopback(s) {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:")
+        && let Ok(addr) = loopback(port)
+    {
+        return Ok(addr);
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not PORT, ADDR:PORT or [V6ADDR]:PORT"))
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -358,5 +377,18 @@ impl Cli {
             clients: file.clients,
             http: file.http,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_http_port_binds_loopback() {
+        assert_eq!(http_addr("8722").unwrap().to_string(), "127.0.0.1:8722");
+        assert_eq!(http_addr("localhost:1").unwrap().to_string(), "127.0.0.1:1");
+        assert_eq!(http_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(http_addr("bastion:80").is_err());
     }
 }
