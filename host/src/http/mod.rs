@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
+use axum::serve::ListenerExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -162,7 +163,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
                 Ok(())
             }
             None => axum::serve(
-                listener,
+                listener.tap_io(no_delay),
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -182,6 +183,15 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     // The disconnects run in tasks of their own: give them a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     result
+}
+
+/// An SSE answer goes out in several small writes (headers, event, last
+/// chunk): with Nagle on, the last waits for the client's delayed ACK, 40
+/// ms on every call.
+pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
 }
 
 /// Cancels `stop` on the first SIGINT or SIGTERM.

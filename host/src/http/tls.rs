@@ -51,7 +51,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -62,6 +62,7 @@ pub(crate) async fn serve(
             },
             () = stop.cancelled() => return,
         };
+        super::no_delay(&mut tcp);
         let (acceptor, stop) = (acceptor.clone(), stop.clone());
         let service = router
             .clone()
