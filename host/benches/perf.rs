@@ -12,7 +12,9 @@
 //! - per-call instantiate time and the share of a warm call spent in wasm;
 //! - a warm call with session state kept vs. the same on `--stateless`;
 //! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
-//!   ([`files`]).
+//!   ([`files`]);
+//! - a warm call over streamable HTTP vs. stdio, and 64 concurrent HTTP
+//!   clients ([`http`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
 //! does). Needs what `scripts/test` installs (sshd, the test account) and
@@ -32,10 +34,17 @@ mod sshd;
 #[allow(dead_code)]
 mod server;
 
+#[path = "../../tests/all/http_server.rs"]
+#[allow(dead_code)]
+mod http_server;
+
 #[path = "perf/files.rs"]
 mod files;
 #[path = "perf/state.rs"]
 mod state;
+
+#[path = "perf/http.rs"]
+mod http;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -667,6 +676,7 @@ async fn main() {
 
     state::measure(quick, &cache, &sshd).await;
     files::measure(quick, &cache).await;
+    http::measure(quick, &cache, &sshd, w.median);
 
     let samples = if quick { 200 } else { 2000 };
     let (parsed, cached) = resolve_cost(home.path(), samples);

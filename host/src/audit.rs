@@ -29,9 +29,16 @@ pub struct AuditLog {
 #[derive(Debug, Default, Serialize)]
 pub struct Entry<'a> {
     /// `tool_call`, `ssh_command`, `file` (an operation of the `files`
-    /// interface), or `ssh_sessions` (listing or closing sessions, audited
-    /// when refused).
+    /// interface), `ssh_sessions` (listing or closing sessions, audited
+    /// when refused), or `http_auth` (a refused HTTP request: no or a
+    /// wrong bearer token; the token itself is never recorded).
     pub kind: &'a str,
+    /// Who called: the HTTP client's name, or `stdio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'a str>,
+    /// The address a refused HTTP request came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub component: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<&'a str>,

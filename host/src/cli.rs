@@ -12,7 +12,8 @@ use mcp_ssh_session::plugins::grants::{MAX_CPU_SECONDS, MAX_MEMORY_MIB};
 use mcp_ssh_session::plugins::{PluginSettings, default_config_path, default_plugin_dir};
 use mcp_ssh_session::ssh::{HostKeyPolicy, SshSettings};
 
-/// MCP server (stdio) giving AI agents persistent, safe SSH sessions.
+/// MCP server (stdio, or streamable HTTP with --http) giving AI agents
+/// persistent, safe SSH sessions.
 /// Every tool is a sandboxed WebAssembly component.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-ssh-session", version, about)]
@@ -143,6 +144,27 @@ pub struct Cli {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub guest_memory_limit: usize,
 
+    /// Serve MCP over streamable HTTP at http://ADDR:PORT/mcp instead of
+    /// stdio; a bare PORT binds 127.0.0.1 (port 0 picks a free one; the
+    /// address is printed on stderr). A non-loopback address needs
+    /// [clients.NAME] tokens in the config.
+    #[arg(long, env = "MCP_SSH_HTTP", value_name = "[ADDR:]PORT", value_parser = http_addr)]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// Drop an HTTP MCP session after this many seconds without a request
+    /// (its SSH sessions stay: they belong to the client).
+    #[arg(long, default_value_t = 600.0, value_name = "SECS", requires = "http")]
+    pub http_session_idle: f64,
+
+    /// Serve HTTPS: the certificate chain (PEM). A reverse proxy that
+    /// terminates TLS is the alternative.
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax); logs go to stderr.
     #[arg(
         long,
@@ -177,6 +199,22 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Bearer tokens of HTTP clients.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token for client NAME, once, and the
+    /// [clients.NAME] lines to add to the config (which keep only its
+    /// SHA-256).
+    New {
+        /// The client's name, as the audit log will show it.
+        name: String,
     },
 }
 
@@ -213,6 +251,24 @@ impl From<Policy> for HostKeyPolicy {
     }
 }
 
+/// `--http`: `ADDR:PORT`, `localhost:PORT`, or a bare `PORT` on loopback.
+fn http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let loopback = |port: &str| {
+        port.parse::<u16>()
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+    };
+    if let Ok(addr) = loopback(s) {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:")
+        && let Ok(addr) = loopback(port)
+    {
+        return Ok(addr);
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not PORT, ADDR:PORT or [V6ADDR]:PORT"))
+}
+
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     if !v.is_finite() || v <= 0.0 || v > 7.0 * 24.0 * 3600.0 {
         bail!("--{name} must be a positive number of seconds (at most a week), not {v}");
@@ -221,6 +277,18 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 impl Cli {
+    /// The HTTP transport's flags, if `--http` was given.
+    pub fn http_options(&self) -> anyhow::Result<Option<mcp_ssh_session::http::HttpOptions>> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        Ok(Some(mcp_ssh_session::http::HttpOptions {
+            addr,
+            session_idle: seconds("http-session-idle", self.http_session_idle)?,
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }))
+    }
+
     pub fn into_settings(self) -> anyhow::Result<Settings> {
         let config_path = self.config.clone().unwrap_or_else(default_config_path);
         let file = OperatorConfig::load(&config_path, self.config.is_some())?;
@@ -309,6 +377,24 @@ impl Cli {
         } else {
             self.transfer_roots
         };
-        Ok(Settings { ssh, plugins })
+        Ok(Settings {
+            ssh,
+            plugins,
+            clients: file.clients,
+            http: file.http,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_http_port_binds_loopback() {
+        assert_eq!(http_addr("8722").unwrap().to_string(), "127.0.0.1:8722");
+        assert_eq!(http_addr("localhost:1").unwrap().to_string(), "127.0.0.1:1");
+        assert_eq!(http_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(http_addr("bastion:80").is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
+use crate::plugins::grants::GrantError;
 use crate::plugins::{Grants, PluginSettings};
 use crate::ssh::SshSettings;
 
@@ -22,6 +23,55 @@ pub struct OperatorConfig {
     /// replaces them.
     #[serde(default)]
     pub transfer_roots: Vec<PathBuf>,
+    /// Clients of the HTTP transport, by name: their token hashes and what
+    /// each may reach.
+    #[serde(default)]
+    pub clients: std::collections::BTreeMap<String, ClientSpec>,
+    /// The HTTP transport's settings.
+    #[serde(default)]
+    pub http: HttpSpec,
+}
+
+/// One `[clients.NAME]` table: a client of the HTTP transport.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// SHA-256 of the client's bearer token, in hex; the token itself is
+    /// never stored (`mcp-ssh-session token new NAME` makes one).
+    pub token_sha256: String,
+    /// Hosts the client may reach, as in a plugin grant; absent: any.
+    pub hosts: Option<Vec<String>>,
+    /// User names it may log in as (globs); absent: any.
+    pub users: Option<Vec<String>>,
+    /// Argv patterns it may run, as in a plugin grant; absent: any command.
+    /// When set, raw shell lines, background jobs and file writes are
+    /// refused, as for a component granted `commands` without `shell`.
+    pub commands: Option<Vec<Vec<String>>>,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Browser origins allowed to call (`https://app.example:443`, `:*` for
+    /// any port); a request with any other `Origin` gets 403. Requests
+    /// without `Origin` (non-browser clients) are not affected.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Host names clients may use besides the address bound (and the
+    /// loopback names when it is a loopback one): any other `Host` gets
+    /// 421, which stops DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// OAuth authorization servers published in the RFC 9728
+    /// protected-resource metadata; may be empty.
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// Let every client use SSH sessions opened with the operator's own
+    /// agent and keys (calls without credentials that the client has no
+    /// session of its own for). Off: each client connects its own.
+    #[serde(default)]
+    pub shared_operator_sessions: bool,
 }
 
 impl OperatorConfig {
@@ -41,7 +91,33 @@ impl OperatorConfig {
                 bail!("config file {}: [plugins.{name}] {e}", path.display());
             }
         }
+        for (name, client) in &file.clients {
+            if let Err(e) = client.validate(name) {
+                bail!("config file {}: [clients.{name}] {e}", path.display());
+            }
+        }
         Ok(file)
+    }
+}
+
+impl ClientSpec {
+    /// Checks the name, the hash and every pattern, so a bad one stops the
+    /// start naming its key.
+    pub fn validate(&self, name: &str) -> anyhow::Result<()> {
+        crate::http::check_client_name(name)?;
+        crate::http::parse_token_hash(&self.token_sha256)?;
+        self.policy(name)?;
+        Ok(())
+    }
+
+    /// The client's restrictions, checked beside each component's grant.
+    pub fn policy(&self, name: &str) -> Result<crate::plugins::ClientPolicy, GrantError> {
+        crate::plugins::ClientPolicy::new(
+            name,
+            self.hosts.clone(),
+            self.users.clone(),
+            self.commands.clone(),
+        )
     }
 }
 
@@ -51,4 +127,8 @@ impl OperatorConfig {
 pub struct Settings {
     pub ssh: SshSettings,
     pub plugins: PluginSettings,
+    /// The HTTP transport's clients, from the config file.
+    pub clients: std::collections::BTreeMap<String, ClientSpec>,
+    /// The config file's `[http]` table.
+    pub http: HttpSpec,
 }

@@ -3,12 +3,14 @@
 //!
 //! Dependencies run one way: [`mcp`] serves the tools of [`plugins`], whose
 //! components reach SSH only through the host's [`ssh`] core; [`config`]
-//! builds the settings of both.
+//! builds the settings of both. [`http`] carries [`mcp`] over streamable
+//! HTTP, with a namespace (session and job tables) per client.
 
 pub mod audit;
 pub mod config;
 pub mod doctor;
 mod fsutil;
+pub mod http;
 pub mod mcp;
 mod pattern;
 pub mod plugins;
@@ -57,8 +59,8 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The largest JSON-RPC message taken on stdin.
-const MAX_MESSAGE: usize = 32 << 20;
+/// The largest JSON-RPC message taken, on stdin or in an HTTP request.
+pub(crate) const MAX_MESSAGE: usize = 32 << 20;
 
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
 pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
@@ -66,7 +68,8 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let plugins = plugins::PluginHost::load(config.plugins, sessions.clone())
         .await
         .context("loading tool components")?;
-    let server = mcp::McpServer::new(Arc::new(plugins));
+    let callers = mcp::Callers::One(plugins::Caller::operator("stdio", sessions.clone()));
+    let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
     // rmcp drops a message past 16 MiB by default; a call with the largest
     // `stdin_base64` (16 MiB, 22 MiB encoded) must fit.
     let (stdin, stdout) = rmcp::transport::stdio();
@@ -80,4 +83,10 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     tracing::info!(?reason, "client disconnected");
     sessions.close_all();
     Ok(())
+}
+
+/// Loads the tools and serves MCP over streamable HTTP until SIGINT or
+/// SIGTERM; see [`http`].
+pub async fn serve_http(config: Settings, options: http::HttpOptions) -> anyhow::Result<()> {
+    http::serve(config, options).await
 }

@@ -1,4 +1,5 @@
-//! The `mcp-ssh-session` binary: parse flags, log to stderr, serve stdio.
+//! The `mcp-ssh-session` binary: parse flags, log to stderr, serve stdio
+//! (or HTTP with `--http`).
 
 mod cli;
 
@@ -6,7 +7,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, PluginCommand};
+use cli::{Cli, Command, PluginCommand, TokenCommand};
 use mcp_ssh_session::Settings;
 use mcp_ssh_session::plugins::PluginHost;
 use tracing_subscriber::EnvFilter;
@@ -39,21 +40,54 @@ async fn main() -> ExitCode {
     {
         return doctor(cli, host, password_stdin, json).await;
     }
+    if let Some(Command::Token {
+        action: TokenCommand::New { name },
+    }) = command
+    {
+        return new_token(&name);
+    }
+    let http = match cli.http_options() {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match (cli.into_settings(), command) {
         (Err(e), _) => Err(e),
-        (Ok(config), None) => mcp_ssh_session::serve_stdio(config).await,
+        (Ok(config), None) => match http {
+            Some(options) => mcp_ssh_session::serve_http(config, options).await,
+            None => mcp_ssh_session::serve_stdio(config).await,
+        },
         (
             Ok(config),
             Some(Command::Plugin {
                 action: PluginCommand::Check { file },
             }),
         ) => check(config, &file).await,
-        (Ok(_), Some(Command::Doctor { .. })) => Ok(()),
+        (Ok(_), Some(Command::Doctor { .. } | Command::Token { .. })) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `token new`: the token goes to stdout once; only its hash is kept.
+fn new_token(name: &str) -> ExitCode {
+    match mcp_ssh_session::http::new_token(name) {
+        Ok((token, lines)) => {
+            println!(
+                "Token for client {name} (shown once; give it to the client as \
+                 `Authorization: Bearer <token>`):\n\n{token}\n\nAdd to the config file:\n\n{lines}"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -246,8 +246,12 @@ async fn of_concurrent_commands_each_starts_from_the_current_state_and_the_last_
     let sshd = Sshd::start();
     let server = Server::start().await;
     server.exec(&sshd, "cd /var").await;
-    let slow = server.exec(&sshd, "pwd; sleep 1; cd /tmp");
-    let fast = server.exec(&sshd, "pwd; cd /etc");
+    let slow = server.exec(&sshd, "pwd; sleep 2; cd /tmp");
+    // Started while the slow one runs, and done long before it.
+    let fast = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        server.exec(&sshd, "pwd; cd /etc").await
+    };
     let (slow, fast) = tokio::join!(slow, fast);
     assert_eq!(stdout(&slow), "/var\n");
     assert_eq!(stdout(&fast), "/var\n");

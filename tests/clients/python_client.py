@@ -1,4 +1,5 @@
-"""Drives mcp-ssh-session with the official Python MCP SDK over stdio.
+"""Drives mcp-ssh-session with the official Python MCP SDK over stdio, or
+over streamable HTTP when the config names a `url` (and a bearer `token`).
 
 Run by tests/all/clients.rs with the venv scripts/test makes. The test
 passes everything in MCP_SSH_CLIENT_CONFIG (JSON): the server's command,
@@ -12,6 +13,7 @@ only that the script ran to the end: the assertions are the test's.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -43,11 +45,40 @@ def schema_error(schema, instance, is_error=False):
     return None if error is None else error.message
 
 
+@contextlib.asynccontextmanager
+async def transport(cfg):
+    """The SDK's stdio client spawning the server, or its streamable HTTP
+    client on a running one."""
+    if "url" in cfg:
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        headers = {"Authorization": f"Bearer {cfg['token']}"} if cfg.get("token") else None
+        client = create_mcp_http_client(headers=headers)
+        if cfg.get("ca"):
+            # HTTPS with the test's own CA: the SDK takes any configured client.
+            import ssl
+
+            import httpx2
+
+            client = httpx2.AsyncClient(
+                headers=headers,
+                verify=ssl.create_default_context(cafile=cfg["ca"]),
+                timeout=httpx2.Timeout(30, read=300),
+            )
+        async with client:
+            async with streamable_http_client(cfg["url"], http_client=client) as streams:
+                yield streams[0], streams[1]
+    else:
+        params = StdioServerParameters(command=cfg["command"], args=cfg["args"], env=cfg["env"])
+        async with stdio_client(params, errlog=sys.stderr) as (read, write):
+            yield read, write
+
+
 async def run(cfg):
-    params = StdioServerParameters(command=cfg["command"], args=cfg["args"], env=cfg["env"])
     target = {"host": "127.0.0.1", "port": cfg["port"], "username": cfg["username"]}
     marker = cfg["marker"]
-    async with stdio_client(params, errlog=sys.stderr) as (read, write):
+    async with transport(cfg) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             emit({

@@ -11,6 +11,7 @@
 //! the client asked for when it is one rmcp knows and has a handshake
 //! (2024-11-05 to 2025-11-25), else with the newest that has one.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use crate::plugins::{CallError, PluginHost, ProgressSink, ToolOutput, ToolSpec};
+use crate::plugins::{CallError, Caller, PluginHost, ProgressSink, ToolOutput, ToolSpec};
 
 /// At most one progress notification per call per this interval.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -61,19 +62,51 @@ execute_command opens a session on first use (password, key_filename, or the ope
 ssh-agent and default keys) and reuses it afterwards: later calls need only host, username \
 and command. Sessions are keyed by username@host:port; see list_sessions.";
 
+/// Who may call, and how a call finds its caller.
+pub enum Callers {
+    /// stdio, or HTTP with no clients configured (loopback only): one
+    /// caller, the operator.
+    One(Caller),
+    /// HTTP with clients: the one the HTTP layer verified, by name.
+    Clients(HashMap<String, Caller>),
+}
+
+/// The verified client of an HTTP request: the HTTP layer puts it in the
+/// request's extensions after checking its bearer token, and rmcp hands
+/// the request's parts to the handler.
+#[derive(Debug, Clone)]
+pub struct ClientName(pub Arc<str>);
+
+impl Callers {
+    /// The caller of a request; `None` when clients are configured and the
+    /// request carries no verified one (never, behind the HTTP layer).
+    fn of(&self, context: &RequestContext<RoleServer>) -> Option<&Caller> {
+        match self {
+            Self::One(caller) => Some(caller),
+            Self::Clients(clients) => {
+                let parts = context.extensions.get::<axum::http::request::Parts>()?;
+                let ClientName(name) = parts.extensions.get::<ClientName>()?;
+                clients.get(&**name)
+            }
+        }
+    }
+}
+
 /// The MCP server. Cheap to clone: clones share the plugin host.
 #[derive(Clone)]
 pub struct McpServer {
     plugins: Arc<PluginHost>,
     tools: Arc<Vec<Tool>>,
+    callers: Arc<Callers>,
 }
 
 impl McpServer {
-    pub fn new(plugins: Arc<PluginHost>) -> Self {
+    pub fn new(plugins: Arc<PluginHost>, callers: Arc<Callers>) -> Self {
         let tools = plugins.tools().map(to_mcp_tool).collect();
         Self {
             plugins,
             tools: Arc::new(tools),
+            callers,
         }
     }
 }
@@ -152,12 +185,15 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let Some(caller) = self.callers.of(&context) else {
+            return Err(McpError::invalid_request("no verified client", None));
+        };
         let arguments = request.arguments.unwrap_or_default();
         let progress = progress_sink(&context);
         // rmcp cancels this token on the client's notifications/cancelled.
         let outcome = self
             .plugins
-            .call(&request.name, arguments, context.ct, progress)
+            .call(&request.name, arguments, context.ct, progress, caller)
             .await;
         // The reason is not logged: it may quote argument values.
         match &outcome {

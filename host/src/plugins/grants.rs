@@ -20,6 +20,7 @@
 //! them. Every value is checked when the file is read, so a bad one is a
 //! load error, never a surprise at call time.
 
+mod client;
 mod hosts;
 mod paths;
 
@@ -31,6 +32,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use self::client::ClientPolicy;
+pub(crate) use self::client::both as both_peer_checks;
 pub(crate) use self::hosts::Resolved;
 use self::hosts::{HostPattern, Net};
 use crate::pattern::glob_match;

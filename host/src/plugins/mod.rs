@@ -33,7 +33,7 @@ use wasmtime::component::Component;
 
 pub use check::CheckReport;
 pub use discovery::{PluginSettings, default_config_path, default_plugin_dir};
-pub use grants::{Grant, GrantSpec, Grants, Manifest};
+pub use grants::{ClientPolicy, Grant, GrantSpec, Grants, Manifest};
 pub use registry::{Annotations, CallError, ToolSpec};
 
 use crate::audit::{self, AuditLog};
@@ -44,6 +44,34 @@ use runtime::{Loaded, Runtime};
 /// Where a call's progress reports go: `(progress, total, message)`. The
 /// MCP layer turns them into rate-limited `notifications/progress`.
 pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
+
+/// Who is calling, and the namespace their calls run in: the SSH sessions
+/// and jobs they may see. Over stdio the one caller is the operator; over
+/// HTTP each configured client has a namespace of its own.
+#[derive(Clone)]
+pub struct Caller {
+    /// The name audit lines carry: the client's, or `stdio`.
+    pub name: Arc<str>,
+    /// The caller's own session table (and job table).
+    pub sessions: SessionManager,
+    /// The client's restrictions, checked beside each component's grant.
+    pub policy: Option<Arc<ClientPolicy>>,
+    /// The operator's session table, shared for calls without credentials
+    /// (`shared_operator_sessions`).
+    pub shared: Option<SessionManager>,
+}
+
+impl Caller {
+    /// The operator over stdio: the one namespace, no restriction.
+    pub fn operator(name: &str, sessions: SessionManager) -> Self {
+        Self {
+            name: name.into(),
+            sessions,
+            policy: None,
+            shared: None,
+        }
+    }
+}
 
 /// A tool that ran: its result, failed or not.
 #[derive(Debug, Clone)]
@@ -103,6 +131,12 @@ impl PluginHost {
         Ok(host)
     }
 
+    /// The audit log, if there is one: the HTTP transport records refused
+    /// clients in it.
+    pub fn audit_log(&self) -> Option<Arc<AuditLog>> {
+        self.audit.clone()
+    }
+
     /// Every tool, in load order.
     pub fn tools(&self) -> impl Iterator<Item = &ToolSpec> {
         self.registry.specs()
@@ -118,9 +152,12 @@ impl PluginHost {
         arguments: Map<String, Value>,
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
+        caller: &Caller,
     ) -> Result<ToolOutput, CallError> {
         let started = std::time::Instant::now();
-        let outcome = self.call_unaudited(name, arguments, cancel, progress).await;
+        let outcome = self
+            .call_unaudited(name, arguments, cancel, progress, caller)
+            .await;
         if let Some(log) = &self.audit {
             let component = self
                 .registry
@@ -138,6 +175,7 @@ impl PluginHost {
             };
             log.record(&audit::Entry {
                 kind: "tool_call",
+                client: Some(&caller.name),
                 component,
                 // An unknown tool's name is the client's, of any size.
                 tool: Some(&bounded::clip(name, bounded::MAX_FIELD)),
@@ -156,6 +194,7 @@ impl PluginHost {
         arguments: Map<String, Value>,
         cancel: CancellationToken,
         progress: Option<ProgressSink>,
+        caller: &Caller,
     ) -> Result<ToolOutput, CallError> {
         let mut arguments = Value::Object(arguments);
         let tool = self.registry.validate(name, &mut arguments)?;
@@ -164,7 +203,17 @@ impl PluginHost {
         let budget = component.grant.cpu_limit(self.config.cpu_limit);
         let arguments = arguments.to_string();
         self.runtime
-            .call_tool(component, name, &arguments, budget, cancel, progress)
+            .call_tool(
+                component,
+                name,
+                &arguments,
+                budget,
+                runtime::CallEnv {
+                    cancel,
+                    progress,
+                    caller: caller.clone(),
+                },
+            )
             .await
     }
 

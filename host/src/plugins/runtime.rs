@@ -24,7 +24,7 @@ use super::discovery::{PluginSettings, Source};
 use super::grants::Grant;
 use super::registry::CallError;
 use super::state::StoreState;
-use super::{ProgressSink, ToolOutput};
+use super::{Caller, ProgressSink, ToolOutput};
 use super::{bounded, cache, clock, limits, stderr, wasi};
 use crate::audit::AuditLog;
 use crate::ssh::SessionManager;
@@ -42,6 +42,14 @@ const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
 /// After the client cancels, a call gets this long to stop its command
 /// (TERM, grace, KILL, check) and return before its instance is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(8);
+
+/// What a call runs with besides its arguments: the client's cancel, where
+/// progress goes, and who called (their namespace and restrictions).
+pub(crate) struct CallEnv {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) progress: Option<ProgressSink>,
+    pub(crate) caller: Caller,
+}
 
 /// A component ready to instantiate, and what it may do.
 pub(crate) struct Loaded {
@@ -145,13 +153,16 @@ impl Runtime {
         &self,
         component: &Loaded,
     ) -> anyhow::Result<Vec<tool::ToolInfo>> {
-        let never = CancellationToken::new();
+        let env = CallEnv {
+            cancel: CancellationToken::new(),
+            progress: None,
+            caller: Caller::operator("-", self.sessions.clone()),
+        };
         self.with_instance(
             component,
             "list-tools".into(),
             LIST_TOOLS_CPU,
-            never,
-            None,
+            env,
             async |store, instance| instance.call_list_tools(store).await,
         )
         .await
@@ -167,16 +178,14 @@ impl Runtime {
         name: &str,
         arguments: &str,
         budget: Duration,
-        cancel: CancellationToken,
-        progress: Option<ProgressSink>,
+        env: CallEnv,
     ) -> Result<ToolOutput, CallError> {
         let result = self
             .with_instance(
                 component,
                 name.into(),
                 budget,
-                cancel,
-                progress,
+                env,
                 async |store, instance| instance.call_call_tool(store, name, arguments).await,
             )
             .await;
@@ -229,21 +238,28 @@ impl Runtime {
         component: &Loaded,
         tool: Arc<str>,
         budget: Duration,
-        cancel: CancellationToken,
-        progress: Option<ProgressSink>,
+        env: CallEnv,
         f: impl AsyncFnOnce(&mut Store<StoreState>, &tool::Guest) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         // Only the operator's grant may raise the flag's ceiling.
         let memory = component.grant.memory_limit(self.memory_ceiling);
         let stderr = stderr::GuestStderr::default();
         let clock = clock::GuestClock::start(budget);
+        let CallEnv {
+            cancel,
+            progress,
+            caller,
+        } = env;
         let state = StoreState {
             wasi: wasi::context(&stderr, STDERR_CAPACITY),
             table: Default::default(),
             limits: limits::MemoryBudget::new(memory),
             component: component.name.clone(),
             grant: component.grant.clone(),
-            sessions: self.sessions.clone(),
+            sessions: caller.sessions,
+            shared: caller.shared,
+            client: caller.name,
+            client_policy: caller.policy,
             clock: clock.clone(),
             stderr: stderr.clone(),
             log: bounded::LogBudget::default(),

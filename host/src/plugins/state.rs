@@ -19,7 +19,15 @@ pub(crate) struct StoreState {
     pub(crate) limits: super::limits::MemoryBudget,
     pub(crate) component: Arc<str>,
     pub(crate) grant: Arc<Grant>,
+    /// The caller's session table: its namespace.
     pub(crate) sessions: SessionManager,
+    /// The operator's sessions, when `shared_operator_sessions` lets every
+    /// client use them for calls without credentials.
+    pub(crate) shared: Option<SessionManager>,
+    /// Who called, for the audit log.
+    pub(crate) client: Arc<str>,
+    /// The client's restrictions, checked beside the grant.
+    pub(crate) client_policy: Option<Arc<super::ClientPolicy>>,
     /// The call's time budget; host imports that wait on SSH stop it.
     pub(crate) clock: super::clock::GuestClock,
     pub(crate) stderr: super::stderr::GuestStderr,
@@ -44,5 +52,33 @@ impl WasiView for StoreState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl StoreState {
+    /// The session table a call on `target` uses: the caller's own, or
+    /// the operator's shared one for a call without credentials that the
+    /// caller has no session of its own for (sharing on). Jobs always use
+    /// the caller's own: they are listed and stopped by their owner.
+    pub(crate) fn sessions_for(&self, target: &crate::ssh::Target) -> &SessionManager {
+        let Some(shared) = &self.shared else {
+            return &self.sessions;
+        };
+        let bare = target.credentials.as_ref().is_none_or(|c| c.is_empty());
+        let own = self
+            .sessions
+            .resolve(target)
+            .is_ok_and(|dest| self.sessions.list().iter().any(|s| s.key == dest.key));
+        if bare && !own { shared } else { &self.sessions }
+    }
+
+    /// The sessions `list-sessions` shows: the caller's, then the shared
+    /// ones it may use.
+    pub(crate) fn visible_sessions(&self) -> Vec<crate::ssh::SessionInfo> {
+        let mut out = self.sessions.list();
+        if let Some(shared) = &self.shared {
+            out.extend(shared.list());
+        }
+        out
     }
 }

@@ -24,6 +24,10 @@ pub struct CommandOptions {
     /// Written to the command, then end-of-file.
     pub stdin: Option<Vec<u8>>,
     pub sudo: Option<Sudo>,
+    /// Start in the login state and keep nothing: the session is shared
+    /// by several clients, and one's directory and variables are not the
+    /// other's to see.
+    pub fresh: bool,
 }
 
 /// Run the command through `sudo`.
@@ -44,6 +48,7 @@ impl fmt::Debug for CommandOptions {
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
             .field("sudo", &self.sudo)
+            .field("fresh", &self.fresh)
             .finish()
     }
 }

@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::audit::{self, AuditLog};
 use crate::plugins::bounded;
 use crate::plugins::clock::InHost;
-use crate::plugins::grants::{Action, Resolved};
+use crate::plugins::grants::{Action, Resolved, both_peer_checks};
 use crate::plugins::state::StoreState;
 use crate::ssh::{self as core, SshError};
 
@@ -255,6 +255,7 @@ enum Refusal {
 struct Record {
     log: Arc<AuditLog>,
     kind: &'static str,
+    client: Arc<str>,
     component: Arc<str>,
     tool: Arc<str>,
     operation: Option<&'static str>,
@@ -270,6 +271,7 @@ impl Record {
     fn write<T: Audited>(&self, denied: Option<&str>, outcome: Outcome<'_, T>) {
         let mut entry = audit::Entry {
             kind: self.kind,
+            client: Some(&self.client),
             component: &self.component,
             tool: Some(&self.tool),
             operation: self.operation,
@@ -388,10 +390,18 @@ impl StoreState {
     fn check_target(&self, target: &mut core::Target, action: Action<'_>) -> Result<(), Refusal> {
         self.grant.granted().map_err(Refusal::Policy)?;
         let route = self.resolve_route(target).map_err(Refusal::Unresolved)?;
-        target.peer_check = self
+        let grant = self
             .grant
             .authorize(target, &route, action)
             .map_err(Refusal::Policy)?;
+        // The effective policy is the client's and the grant's together.
+        let client = match &self.client_policy {
+            Some(policy) => policy
+                .authorize(target, &route, action)
+                .map_err(Refusal::Policy)?,
+            None => None,
+        };
+        target.peer_check = both_peer_checks(grant, client);
         Ok(())
     }
 
@@ -439,6 +449,7 @@ impl StoreState {
         Some(Record {
             log,
             kind,
+            client: self.client.clone(),
             component: self.component.clone(),
             tool: self.tool.clone(),
             operation,

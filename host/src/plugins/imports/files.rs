@@ -72,7 +72,7 @@ impl files::Host for StoreState {
         check_path(&path)?;
         let mut target = target_from_wit(target);
         let pass = self.authorize(Access::File(&mut target, access(FileOp::Stat, &path)))?;
-        let result = self.sessions.stat(&target, &path).await;
+        let result = self.sessions_for(&target).stat(&target, &path).await;
         pass.finish_with(result).map(stat_to_wit)
     }
 
@@ -88,7 +88,10 @@ impl files::Host for StoreState {
         let mut target = target_from_wit(target);
         let pass = self.authorize(Access::File(&mut target, access(FileOp::Read, &path)))?;
         let max = u64::from(max_bytes.min(MAX_READ));
-        let result = self.sessions.read_file(&target, &path, offset, max).await;
+        let result = self
+            .sessions_for(&target)
+            .read_file(&target, &path, offset, max)
+            .await;
         pass.finish_with(result).map(|c| files::ReadOutput {
             data: c.data,
             offset: c.offset,
@@ -137,7 +140,10 @@ impl files::Host for StoreState {
             create_parents: request.create_parents,
             if_match,
         };
-        let result = self.sessions.write_file(&target, &request).await;
+        let result = self
+            .sessions_for(&target)
+            .write_file(&target, &request)
+            .await;
         pass.finish_with(result).map(|w| files::WriteOutput {
             bytes: w.bytes,
             sha256: w.sha256.to_vec(),
@@ -156,7 +162,10 @@ impl files::Host for StoreState {
         let mut target = target_from_wit(target);
         let pass = self.authorize(Access::File(&mut target, access(FileOp::List, &path)))?;
         let max = max_entries.min(MAX_ENTRIES);
-        let result = self.sessions.list_directory(&target, &path, max).await;
+        let result = self
+            .sessions_for(&target)
+            .list_directory(&target, &path, max)
+            .await;
         pass.finish_with(result).map(|l| files::DirListing {
             entries: l
                 .entries
@@ -191,7 +200,7 @@ impl files::Host for StoreState {
             .lock_for(&self.sessions, &target, &remote_path);
         let _held = lock.lock().await;
         let result = upload_from(
-            &self.sessions,
+            self.sessions_for(&target),
             &self.transfer_roots,
             self.transfer(),
             &target,
@@ -218,7 +227,7 @@ impl files::Host for StoreState {
         };
         let pass = self.authorize(Access::File(&mut target, file))?;
         let result = download_to(
-            &self.sessions,
+            self.sessions_for(&target),
             &self.transfer_roots,
             self.transfer(),
             &target,

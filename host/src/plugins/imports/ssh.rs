@@ -85,7 +85,7 @@ impl ssh::Host for StoreState {
         let Ok(pass) = self.authorize(Access::Sessions(SessionOp::List, None)) else {
             return Ok(Vec::new());
         };
-        let sessions = pass.finish(Ok(self.sessions.list())).unwrap_or_default();
+        let sessions = pass.finish(Ok(self.visible_sessions())).unwrap_or_default();
         Ok(sessions.into_iter().map(session_to_wit).collect())
     }
 
@@ -162,7 +162,7 @@ impl StoreState {
         options.check().map_err(SshError::InvalidArgument)?;
         let access = Access::command(&mut target, Command::from(&command), &options);
         let pass = self.authorize(access)?;
-        let request = core::ExecRequest {
+        let mut request = core::ExecRequest {
             command,
             timeout: timeout_ms.map(Duration::from_millis),
             max_output_bytes: self.grant.clamp_output(max_output_bytes),
@@ -170,7 +170,10 @@ impl StoreState {
             progress: self.progress.clone().map(exec_progress),
             options,
         };
-        let result = self.sessions.exec(&target, &request).await;
+        let table = self.sessions_for(&target);
+        // A session shared between clients keeps no state for any of them.
+        request.options.fresh = self.shared.as_ref().is_some_and(|s| std::ptr::eq(s, table));
+        let result = table.exec(&target, &request).await;
         pass.finish(result)
     }
 }
@@ -186,6 +189,7 @@ pub(super) fn options_from_wit(o: types::CommandOptions) -> core::CommandOptions
             user: s.user,
             password: s.password.map(zeroize::Zeroizing::new),
         }),
+        fresh: false,
     }
 }
 

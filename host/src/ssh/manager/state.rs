@@ -35,7 +35,12 @@ impl SessionManager {
     /// Whether a call with `options` runs in a frame: always while state
     /// is kept, else when it brings its own directory or variables.
     fn wants_frame(&self, options: &CommandOptions) -> bool {
-        !self.inner.config.stateless || options.cwd.is_some() || !options.env.is_empty()
+        !self.stateless(options) || options.cwd.is_some() || !options.env.is_empty()
+    }
+
+    /// Whether a call neither uses nor keeps its session's state.
+    fn stateless(&self, options: &CommandOptions) -> bool {
+        self.inner.config.stateless || options.fresh
     }
 
     /// A frame needs the login shell to be known: on a connection's first
@@ -89,12 +94,12 @@ impl SessionManager {
             ));
             return Ok(framing);
         }
-        if !self.inner.config.stateless {
+        if !self.stateless(options) {
             framing.start = lock(&conn.state).clone();
         }
         // A command under sudo is another user's shell: it uses the state
         // but does not change it.
-        let capture = capture && !self.inner.config.stateless && options.sudo.is_none();
+        let capture = capture && !self.stateless(options) && options.sudo.is_none();
         framing.frame = Some(Frame::new(
             &framing.start,
             (options.cwd.as_deref(), &options.env),

@@ -18,6 +18,9 @@ fn store(grant: Grant, log: &std::path::Path) -> StoreState {
         component: "c.wasm".into(),
         grant: Arc::new(grant),
         sessions: core::SessionManager::new(core::SshSettings::default()),
+        client: "stdio".into(),
+        client_policy: None,
+        shared: None,
         clock: clock::GuestClock::start(Duration::from_secs(60)),
         stderr,
         log: bounded::LogBudget::default(),
@@ -231,4 +234,32 @@ async fn an_argv_with_the_calls_own_cwd_or_env_needs_the_shell_grant() {
     // `env: {"PATH": "/tmp/evil"}` would pick another `systemctl`.
     let refused = state.authorize(Access::Command(&mut t, Command::ArgvIn(&argv)));
     assert!(matches!(refused, Err(SshError::Denied(_))));
+}
+
+#[tokio::test]
+async fn a_clients_restrictions_narrow_even_the_full_grant_and_audit_lines_name_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut state = store(Grant::full(), &log);
+    state.client = "ci".into();
+    state.client_policy = Some(Arc::new(
+        crate::plugins::ClientPolicy::new("ci", Some(vec!["10.0.0.0/8".into()]), None, None)
+            .unwrap(),
+    ));
+    let mut t = target();
+    match state.authorize(Access::Command(&mut t, Command::Line("id"))) {
+        Err(SshError::Denied(m)) => assert!(m.starts_with("client ci: host"), "{m}"),
+        other => panic!("not refused: {:?}", other.map(|_| ())),
+    }
+    let mut elsewhere = core::Target {
+        host: "10.1.2.3".into(),
+        ..target()
+    };
+    let pass = state
+        .authorize(Access::Command(&mut elsewhere, Command::Line("id")))
+        .unwrap();
+    drop(pass);
+    let entries = lines(&log);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(|e| e["client"] == "ci"), "{entries:?}");
 }

@@ -1,0 +1,258 @@
+//! The one check every HTTP request passes before rmcp sees it, in this
+//! order: its `Host` is one of the bound names (else 421: a DNS-rebinding
+//! page reaches us under its own name), its `Origin`, when it has one, is
+//! on the operator's list (else 403), and, when clients are configured, it
+//! carries a client's bearer token (else 401, audited with the source
+//! address, never the token) and names only MCP sessions of that client
+//! (else 404, as for a session that does not exist). Also the RFC 9728
+//! protected-resource metadata, which needs no token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::auth::{Bindings, Clients};
+use crate::audit::{self, AuditLog};
+use crate::mcp::ClientName;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// What the gate checks against.
+pub(crate) struct Gate {
+    /// `http` or `https`, for the URLs the metadata gives.
+    pub(crate) scheme: &'static str,
+    /// Allowed `Host` names, lower-case, without ports.
+    pub(crate) hosts: Vec<String>,
+    /// Allowed `Origin`s (`scheme://host[:port]`, `:*` for any port).
+    pub(crate) origins: Vec<String>,
+    pub(crate) authorization_servers: Vec<String>,
+    pub(crate) clients: Clients,
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    pub(crate) bindings: Bindings,
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response
+}
+
+/// The middleware: see the module header.
+pub(crate) async fn check(
+    State(gate): State<Arc<Gate>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(host) = request_host(request.headers()) else {
+        tracing::warn!(%peer, "refused: no usable Host header");
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected Request: no Host header",
+        );
+    };
+    if !gate.hosts.contains(&host) {
+        tracing::warn!(%peer, host = %host.chars().take(100).collect::<String>(), "refused: Host is not a name of this server (DNS rebinding?)");
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected Request: this server does not answer to that Host",
+        );
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN)
+        && !origin
+            .to_str()
+            .is_ok_and(|o| origin_allowed(o, &gate.origins))
+    {
+        tracing::warn!(%peer, "refused: Origin is not allowed");
+        return plain(StatusCode::FORBIDDEN, "Forbidden: Origin is not allowed");
+    }
+    // Only the metadata's own paths are public: rmcp answers MCP on any
+    // path below /mcp.
+    let path = request.uri().path();
+    let public = path == METADATA_PATH || path.strip_prefix(METADATA_PATH) == Some("/mcp");
+    if public || !gate.clients.required() {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let client = match token.map(|t| gate.clients.verify(t)) {
+        Some(Some(client)) => client,
+        presented => {
+            let why = if presented.is_some() {
+                "unknown bearer token"
+            } else {
+                "no bearer token"
+            };
+            gate.refused(peer, None, why);
+            let authority = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(&host);
+            return unauthorized(gate.scheme, authority, presented.is_some());
+        }
+    };
+    let named = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(id) = &named
+        && !gate.bindings.allows(id, &client)
+    {
+        gate.refused(
+            peer,
+            Some(&client),
+            "MCP session of another client, or none",
+        );
+        return plain(StatusCode::NOT_FOUND, "Not Found: Session not found");
+    }
+    request.extensions_mut().insert(ClientName(client.clone()));
+    let response = next.run(request).await;
+    if named.is_none()
+        && let Some(id) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        gate.bindings.bind(id, client).await;
+    }
+    response
+}
+
+impl Gate {
+    /// Logs and audits a refused request: its client when known (a
+    /// valid token naming another client's session), never its token.
+    fn refused(&self, peer: SocketAddr, client: Option<&str>, why: &str) {
+        tracing::warn!(%peer, client = client.unwrap_or("-"), "refused: {why}");
+        if let Some(log) = &self.audit {
+            log.record(&audit::Entry {
+                kind: "http_auth",
+                client,
+                component: "-",
+                source: Some(peer.ip().to_string()),
+                decision: format!("denied: {why}"),
+                ..audit::Entry::default()
+            });
+        }
+    }
+}
+
+/// 401 pointing at the metadata (RFC 9728 section 5.1).
+fn unauthorized(scheme: &str, host: &str, presented: bool) -> Response {
+    let metadata = format!("{scheme}://{host}{METADATA_PATH}/mcp");
+    let challenge = if presented {
+        format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\"")
+    } else {
+        format!("Bearer resource_metadata=\"{metadata}\"")
+    };
+    let mut response = plain(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized: a bearer token is required",
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// RFC 9728 protected-resource metadata for `/mcp`.
+pub(crate) async fn metadata(State(gate): State<Arc<Gate>>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let body = serde_json::json!({
+        "resource": format!("{}://{host}/mcp", gate.scheme),
+        "authorization_servers": gate.authorization_servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "mcp-ssh-session",
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The request's `Host`, lower-case, without port or brackets.
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = value.parse().ok()?;
+    Some(
+        authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+    )
+}
+
+/// `(scheme, host, port)` of an origin, the port defaulted by scheme.
+fn parse_origin(origin: &str) -> Option<(String, String, Option<u16>)> {
+    let (scheme, rest) = origin.trim().split_once("://")?;
+    let rest = rest.trim_end_matches('/');
+    let (rest, any_port) = match rest.strip_suffix(":*") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let authority: axum::http::uri::Authority = rest.parse().ok()?;
+    let scheme = scheme.to_ascii_lowercase();
+    let port = match (any_port, authority.port_u16(), scheme.as_str()) {
+        (true, _, _) => None,
+        (false, Some(p), _) => Some(p),
+        (false, None, "https") => Some(443),
+        (false, None, _) => Some(80),
+    };
+    Some((scheme, authority.host().to_ascii_lowercase(), port))
+}
+
+/// Whether `origin` is on the list (`"null"` only if listed as such).
+fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    if origin.trim() == "null" {
+        return allowed.iter().any(|a| a == "null");
+    }
+    let Some((scheme, host, Some(port))) = parse_origin(origin) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|a| parse_origin(a))
+        .any(|(s, h, p)| s == scheme && h == host && p.is_none_or(|p| p == port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let allowed = vec![
+            "https://app.example".to_string(),
+            "http://localhost:*".to_string(),
+        ];
+        assert!(origin_allowed("https://app.example", &allowed));
+        assert!(origin_allowed("https://APP.example:443", &allowed));
+        assert!(!origin_allowed("https://app.example:8443", &allowed));
+        assert!(!origin_allowed("http://app.example", &allowed));
+        assert!(origin_allowed("http://localhost:5173", &allowed));
+        assert!(!origin_allowed("http://localhost.evil.example", &allowed));
+        assert!(!origin_allowed("null", &allowed));
+        assert!(!origin_allowed("https://evil.example", &[]));
+    }
+}

@@ -1,0 +1,243 @@
+//! MCP over streamable HTTP (`--http ADDR:PORT`): rmcp's
+//! `StreamableHttpService` at `/mcp` on axum, behind one gate
+//! ([`gate`]) that checks every request's `Host` (421: DNS rebinding),
+//! `Origin` (403) and, when clients are configured, its bearer token (401)
+//! and that the MCP session it names is its own (404).
+//!
+//! Each configured client calls in a namespace of its own: a session
+//! table (and job table) of its own, so another client can neither see,
+//! reuse, close nor interrupt its SSH sessions and jobs. With no client
+//! configured the server answers only on loopback, and every caller is the
+//! operator, as over stdio.
+//!
+//! SSE events carry ids, and a bounded replay buffer ([`replay`]) keeps
+//! each stream's last events, after its call has ended too: a client
+//! whose connection dropped reconnects with `Last-Event-ID` and gets what
+//! it missed. A session idle for `--http-session-idle` is dropped.
+
+mod auth;
+mod gate;
+mod replay;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::serve::ListenerExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{check_client_name, new_token, parse_token_hash};
+
+use crate::Settings;
+use crate::mcp::{Callers, McpServer};
+use crate::plugins::{Caller, PluginHost};
+use crate::ssh::SessionManager;
+
+/// How long open streams get to end after SIGINT or SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The transport's flags.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The address to bind; port 0 picks a free one (the bound address is
+    /// logged).
+    pub addr: SocketAddr,
+    /// An MCP session with no request for this long is dropped.
+    pub session_idle: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Serves until SIGINT or SIGTERM, then closes every SSH session.
+pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()> {
+    let addr = options.addr;
+    if config.clients.is_empty() && !addr.ip().is_loopback() {
+        bail!(
+            "--http {addr}: a non-loopback address needs client tokens, or anyone who reaches \
+             it could run commands as you. Make one with `mcp-ssh-session token new NAME` and \
+             add the [clients.NAME] table it prints to {}, or bind 127.0.0.1",
+            config.plugins.config_path.display()
+        );
+    }
+    let mut clients = HashMap::new();
+    for (name, spec) in &config.clients {
+        let hash = parse_token_hash(&spec.token_sha256)?;
+        let policy = spec.policy(name)?;
+        clients.insert(name.clone(), (hash, policy));
+    }
+    let operator = SessionManager::new(config.ssh.clone());
+    let plugins = PluginHost::load(config.plugins.clone(), operator.clone())
+        .await
+        .context("loading tool components")?;
+    let audit = plugins.audit_log();
+    // One namespace per client: its own session and job tables.
+    let mut namespaces = vec![operator.clone()];
+    let callers = if clients.is_empty() {
+        tracing::warn!(
+            "no [clients] in the config: any process on this machine that can reach the \
+             port can use your SSH credentials through it; add client tokens \
+             (`mcp-ssh-session token new NAME`) on a shared machine"
+        );
+        Callers::One(Caller::operator("local", operator))
+    } else {
+        let mut map = HashMap::new();
+        for (name, (_, policy)) in &clients {
+            let sessions = SessionManager::new(config.ssh.clone());
+            namespaces.push(sessions.clone());
+            let caller = Caller {
+                name: name.as_str().into(),
+                sessions,
+                policy: Some(Arc::new(policy.clone())),
+                shared: config
+                    .http
+                    .shared_operator_sessions
+                    .then(|| operator.clone()),
+            };
+            map.insert(name.clone(), caller);
+        }
+        Callers::Clients(map)
+    };
+    let server = McpServer::new(Arc::new(plugins), Arc::new(callers));
+
+    let acceptor = match &options.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--http {addr}: cannot bind"))?;
+    let bound = listener.local_addr()?;
+    let hosts = allowed_hosts(bound.ip(), &config.http.allowed_hosts);
+    let stop = CancellationToken::new();
+    let mut sessions =
+        LocalSessionManager::default().with_event_store(Arc::new(replay::Replay::default()));
+    sessions.session_config.keep_alive = Some(options.session_idle);
+    let sessions = Arc::new(sessions);
+    let rmcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts.clone())
+        .with_allowed_origins(config.http.allowed_origins.clone())
+        .enforce_origin_validation()
+        // As over stdio: a call with the largest `stdin_base64` must fit.
+        .with_max_request_body_bytes(crate::MAX_MESSAGE)
+        .with_cancellation_token(stop.child_token());
+    let service =
+        StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), rmcp_config);
+    let gate = Arc::new(gate::Gate {
+        scheme,
+        hosts,
+        origins: config.http.allowed_origins.clone(),
+        authorization_servers: config.http.authorization_servers.clone(),
+        clients: auth::Clients::new(clients.into_iter().map(|(n, (h, _))| (n, h)).collect()),
+        audit,
+        bindings: auth::Bindings::new(sessions),
+    });
+    let router = Router::new()
+        .nest_service("/mcp", service)
+        .route(
+            "/.well-known/oauth-protected-resource",
+            axum::routing::get(gate::metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            axum::routing::get(gate::metadata),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            gate::check,
+        ))
+        .with_state(gate);
+    // Printed whatever the log filter: tests and scripts read it for the
+    // port picked.
+    eprintln!("mcp-ssh-session: listening on {scheme}://{bound}/mcp");
+
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let served = async {
+        match acceptor {
+            Some(acceptor) => {
+                tls::serve(listener, acceptor, router, stop.clone()).await;
+                Ok(())
+            }
+            None => axum::serve(
+                listener.tap_io(no_delay),
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .await
+            .context("HTTP server failed"),
+        }
+    };
+    let result = tokio::select! {
+        r = served => r,
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
+    let closed: u32 = namespaces.iter().map(SessionManager::close_all).sum();
+    tracing::info!(closed, "HTTP server stopped; SSH sessions closed");
+    // The disconnects run in tasks of their own: give them a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    result
+}
+
+/// An SSE answer goes out in several small writes (headers, event, last
+/// chunk): with Nagle on, the last waits for the client's delayed ACK, 40
+/// ms on every call.
+pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+}
+
+/// Cancels `stop` on the first SIGINT or SIGTERM.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    stop.cancel();
+}
+
+/// The `Host` names a request may carry: the address bound, the loopback
+/// names when it is a loopback or wildcard address, and the operator's.
+fn allowed_hosts(ip: IpAddr, extra: &[String]) -> Vec<String> {
+    let mut hosts = vec![ip.to_string()];
+    if ip.is_loopback() || ip.is_unspecified() {
+        hosts.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+    }
+    hosts.extend(extra.iter().map(|h| h.to_ascii_lowercase()));
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_binds_allow_the_loopback_names_and_others_only_their_own() {
+        let local = allowed_hosts("127.0.0.1".parse().unwrap(), &[]);
+        assert!(local.contains(&"localhost".to_string()));
+        let public = allowed_hosts("192.0.2.7".parse().unwrap(), &["Bastion.Example".into()]);
+        assert_eq!(public, vec!["192.0.2.7", "bastion.example"]);
+    }
+}
