@@ -59,8 +59,11 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The largest JSON-RPC message taken, on stdin or in an HTTP request.
-pub(crate) const MAX_MESSAGE: usize = 32 << 20;
+/// The largest JSON-RPC message taken, on stdin or in an HTTP request: a
+/// call with the largest `stdin` (16 MiB) must fit however its client
+/// escapes it (up to 6 bytes a byte, `\u0001`), or it would be dropped
+/// unanswered.
+pub(crate) const MAX_MESSAGE: usize = 100 << 20;
 
 /// Loads the tools and serves MCP on stdin/stdout until the client leaves.
 pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
@@ -70,8 +73,7 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
         .context("loading tool components")?;
     let callers = mcp::Callers::One(plugins::Caller::operator("stdio", sessions.clone()));
     let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
-    // rmcp drops a message past 16 MiB by default; a call with the largest
-    // `stdin_base64` (16 MiB, 22 MiB encoded) must fit.
+    // rmcp drops a message past 16 MiB by default.
     let (stdin, stdout) = rmcp::transport::stdio();
     let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
         .with_max_line_length(MAX_MESSAGE);

@@ -249,3 +249,41 @@ async fn a_reset_during_a_command_is_not_undone_when_it_ends() {
         .await;
     assert_eq!(stdout(&res), format!("/home/{TEST_USER}\nunset unset\n"));
 }
+
+#[tokio::test]
+async fn bashs_read_only_variables_exported_do_not_break_later_calls() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    run(
+        &server,
+        &sshd,
+        "mcpssh-bash",
+        "set -o pipefail; export SHELLOPTS UID PPID; export K=1",
+    )
+    .await;
+    let res = run(&server, &sshd, "mcpssh-bash", "echo \"$K\"").await;
+    assert_eq!(stdout(&res), "1\n", "{}", text(&res));
+    assert_eq!(structured(&res)["stderr"], "", "{}", text(&res));
+}
+
+#[tokio::test]
+async fn a_debug_trap_does_not_lose_the_state() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    for user in ["mcpssh-bash", "mcpssh-ksh", "mcpssh-zsh"] {
+        let res = run(
+            &server,
+            &sshd,
+            user,
+            "export KEEP=1; trap 'echo DBG' DEBUG; echo hi",
+        )
+        .await;
+        assert!(
+            !text(&res).contains("mcp-ssh") && !text(&res).contains("could not be read"),
+            "{user}: {}",
+            text(&res)
+        );
+        let res = run(&server, &sshd, user, "echo \"$KEEP\"").await;
+        assert_eq!(stdout(&res), "1\n", "{user}: {}", text(&res));
+    }
+}

@@ -174,3 +174,18 @@ async fn a_background_job_reads_its_stdin() {
         .await;
     assert_eq!(structured(&out)["data"], "SHOUT\n", "{}", text(&out));
 }
+
+#[tokio::test]
+async fn sixteen_mib_of_text_that_json_escapes_to_twice_its_size_is_answered() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let mut args = exec_args(&sshd, "wc -c");
+    args["stdin"] = json!("\n".repeat(16 << 20));
+    let res = server.call("execute_command", args).await;
+    assert_eq!(
+        stdout(&res).trim(),
+        (16u64 << 20).to_string(),
+        "{}",
+        text(&res)
+    );
+}

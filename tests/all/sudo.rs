@@ -430,3 +430,100 @@ async fn a_timed_out_sudo_command_is_stopped_with_its_root_children() {
     );
     assert_eq!(honest_stop(&res), Some(true), "{}", text(&res));
 }
+
+#[tokio::test]
+async fn a_sudo_command_that_ignores_term_is_still_stopped_as_root() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    let a = format!("32.{}", sshd.port());
+    let _cleanup = Leftovers::new("root", &format!("sleep {a}"));
+    let mut args = key_args(&sshd, NOPASSWD_USER, &format!("trap '' TERM; sleep {a}"));
+    args["timeout"] = json!(1);
+    let res = server.call("execute_command", args).await;
+    assert_eq!(structured(&res)["timed_out"], true, "{}", text(&res));
+    assert!(
+        !root_runs(&["sleep", &a]),
+        "root's sleep {a} survived: {}",
+        text(&res)
+    );
+    assert_eq!(honest_stop(&res), Some(true), "{}", text(&res));
+}
+
+#[tokio::test]
+async fn a_sudo_on_the_sessions_path_never_gets_the_password() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    let dir = format!("/tmp/fake-sudo-{}", sshd.port());
+    let captured = format!("{dir}/captured");
+    // A `sudo` earlier on the PATH the session keeps: it prints sudo's
+    // prompt, takes a line, then runs the real sudo.
+    let plant = format!(
+        "mkdir -p {dir} && printf '%s\\n' '#!/bin/sh' 'printf %s \"$3\" >&2; read -r l; printf %s \"$l\" > {captured}; exec /usr/bin/sudo \"$@\"' > {dir}/sudo && chmod +x {dir}/sudo && export PATH={dir}:$PATH"
+    );
+    let mut args = password_args(&sshd, TEST_USER, TEST_PASSWORD, &plant);
+    args["sudo"] = json!(false);
+    succeeded(&server.call("execute_command", args).await);
+    let res = server
+        .call(
+            "execute_command",
+            password_args(&sshd, TEST_USER, TEST_PASSWORD, "id -u"),
+        )
+        .await;
+    let got = std::fs::read_to_string(&captured).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !got.contains(TEST_PASSWORD),
+        "the fake sudo got the password: {}",
+        text(&res)
+    );
+    assert_eq!(stdout(&res), "0\n", "{}", text(&res));
+}
+
+#[tokio::test]
+async fn a_cwd_under_sudo_is_entered_as_the_sudo_user_or_is_a_clear_error() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    let mut args = key_args(&sshd, NOPASSWD_USER, "pwd");
+    args["cwd"] = json!("/root");
+    let res = server.call("execute_command", args.clone()).await;
+    assert_eq!(stdout(&res), "/root\n", "{}", text(&res));
+    args["cwd"] = json!("/nonexistent/dir");
+    let err = tool_error(&server.call("execute_command", args).await);
+    assert!(
+        err.contains("cwd /nonexistent/dir") && err.contains("nothing was run"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_too_large_once_quoted_for_sudo_is_a_clear_error() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    let command = format!("echo ok #{}", "'".repeat(33_000));
+    let err = tool_error(
+        &server
+            .call("execute_command", key_args(&sshd, NOPASSWD_USER, &command))
+            .await,
+    );
+    assert!(err.contains("sudo") && err.contains("bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refusal_by_sudo_does_not_quote_the_sessions_variables() {
+    let sshd = sshd();
+    let server = Server::start().await;
+    // mcpssh-mksh may run /usr/bin/id alone.
+    let user = "mcpssh-mksh";
+    let mut set = password_args(&sshd, user, TEST_PASSWORD, "export TOKEN=session-secret-42");
+    set["sudo"] = json!(false);
+    succeeded(&server.call("execute_command", set).await);
+    let res = server
+        .call(
+            "execute_command",
+            password_args(&sshd, user, TEST_PASSWORD, "id -u"),
+        )
+        .await;
+    let err = tool_error(&res);
+    assert!(err.contains("not allowed"), "{err}");
+    assert!(!err.contains("session-secret-42"), "{err}");
+}

@@ -125,6 +125,9 @@ pub(crate) enum RunError {
     /// sudo did not run the command.
     #[error("{0}")]
     Sudo(SudoError),
+    /// The command, as it must be sent, is too large: nothing was sent.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 pub(crate) fn signal_name(sig: &Sig) -> String {
@@ -357,7 +360,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
                             format!("exec {}", words.join(" "))
                         }
                     };
-                    script = format!("{}{command}", f.variables());
+                    script = format!("{}{command}", f.inner());
                     Payload::Line(&script)
                 }
                 None => payload,
@@ -386,6 +389,18 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         }
         None => (payload, launch::new_nonce(), None),
     };
+    // What the session's state and sudo add (sudo's quoting too) must
+    // still fit in one remote command.
+    launch::check(payload).map_err(|e| {
+        RunError::TooLarge(format!(
+            "{e} (with the session's state{} added to the command)",
+            if input.sudo.is_some() {
+                " and sudo"
+            } else {
+                ""
+            }
+        ))
+    })?;
     let launch = launch::build_with(payload, &server, nonce);
     channel
         .exec(true, launch.line)

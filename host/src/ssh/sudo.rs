@@ -36,18 +36,44 @@ const RS: u8 = 0x1e;
 /// processes, and sudo passes a TERM on to its child alone, so a shell that
 /// forked (`dash -c 'a; b'`) would die and leave its children running. So
 /// the command runs as a child of a root `/bin/sh` that, on TERM or HUP,
-/// sends TERM to the whole process group, then reaps the command and exits
-/// with its status (a signal shows as 128+N). Stdin goes through fd 3: an
+/// sends TERM to the whole process group, and KILL 1.5 s later to what
+/// is left of it (the login user's own KILL, 2 s after its TERM, cannot
+/// reach root's processes), then reaps the command and exits with its
+/// status (a signal shows as 128+N). Stdin goes through fd 3: an
 /// asynchronous command gets `/dev/null` before its own redirections. Being
 /// asynchronous, the command also starts with SIGINT and SIGQUIT ignored
 /// (POSIX, without job control); stops use TERM.
-const FORWARD: &str = "trap 'trap \"\" TERM HUP; kill -TERM 0' TERM HUP; exec 3<&0; ";
+const FORWARD: &str = "trap 'trap \"\" TERM HUP; kill -TERM 0; (sleep 1.5; kill -KILL 0) </dev/null >/dev/null 2>&1 &' TERM HUP; exec 3<&0; ";
 const WAIT: &str = " <&3 3<&- & c=$!; exec 3<&-; while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done";
 /// sudo's messages before the marker, kept to explain a refusal.
 const SAID_MAX: usize = 4096;
 /// How long sudo gets to give up once it was refused the password (its own
 /// delay after a wrong one is about 2 s).
 pub(crate) const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sudo quotes the command it refused (`not allowed to execute '/bin/sh -c
+/// ...'`): that is this module's script with the session's variables in
+/// it, which a message must not carry.
+fn redact(said: &str) -> String {
+    let mut out = String::with_capacity(said.len());
+    let mut rest = said;
+    while let Some(at) = rest.find("execute '") {
+        let (head, tail) = rest.split_at(at + "execute '".len());
+        out.push_str(head);
+        match tail.find("' as ") {
+            Some(end) => {
+                out.push_str("/bin/sh -c …");
+                rest = &tail[end..];
+            }
+            None => {
+                out.push_str("/bin/sh -c …'");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 /// How sudo refused to run the command. Each message names the cause and
 /// what to do; none holds the password.
@@ -291,7 +317,7 @@ impl Watch {
         let said = String::from_utf8_lossy(&self.said);
         let said = said.trim();
         let quoted = || {
-            let s: String = said.chars().take(500).collect();
+            let s: String = redact(said).chars().take(500).collect();
             if s.is_empty() {
                 "sudo said nothing".to_string()
             } else {

@@ -46,6 +46,7 @@ impl SessionManager {
             )),
             RunError::Refused(why) => SshError::Channel(format!("{key}: {why}")),
             RunError::Sudo(e) => e.into_ssh(&key.to_string()),
+            RunError::TooLarge(why) => SshError::InvalidArgument(format!("{key}: {why}")),
             RunError::Lost { bytes } => {
                 self.mark_broken(conn);
                 SshError::ConnectionLost(format!(

@@ -104,7 +104,7 @@ impl SessionManager {
             &framing.start,
             (options.cwd.as_deref(), &options.env),
             capture,
-            shell,
+            (shell, options.sudo.is_some()),
             &launch::new_nonce(),
         ));
         Ok(framing)

@@ -17,9 +17,23 @@ use std::collections::BTreeMap;
 /// directory is kept apart), or they are the frame's own.
 fn ignored(name: &str) -> bool {
     // `_AST_FEATURES`: ksh93 exports it on its own when a builtin needs it.
+    // bash's read-only ones (`export SHELLOPTS` is an idiom for carrying
+    // `set -o` options to child shells): setting them again fails.
     matches!(
         name,
-        "PWD" | "OLDPWD" | "SHLVL" | "_" | "RANDOM" | "LINENO" | "_AST_FEATURES"
+        "PWD"
+            | "OLDPWD"
+            | "SHLVL"
+            | "_"
+            | "RANDOM"
+            | "LINENO"
+            | "_AST_FEATURES"
+            | "SHELLOPTS"
+            | "BASHOPTS"
+            | "UID"
+            | "EUID"
+            | "PPID"
+            | "BASHPID"
     ) || name.starts_with("__mcp_")
 }
 

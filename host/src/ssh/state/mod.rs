@@ -87,9 +87,9 @@ pub(crate) fn sh_quote(word: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Frame {
     prelude: String,
-    /// The session's and the call's variables alone, for a command that
-    /// starts in an environment of its own (`sudo` resets it).
-    variables: String,
+    /// Under sudo: the call's directory and the variables, for the command
+    /// sudo runs; empty otherwise.
+    inner: String,
     /// Whether the command's end state is read back (a command line, not
     /// an argv, and state kept).
     capture: bool,
@@ -106,6 +106,8 @@ pub(crate) struct Frame {
 #[derive(Debug)]
 pub(crate) struct Blocks {
     env: Block,
+    /// The call's own directory could not be entered.
+    nocwd: Block,
     post: Option<Block>,
     /// The `post` block, when a command sent its stdout to stderr.
     post_err: Option<Block>,
@@ -115,6 +117,7 @@ pub(crate) struct Blocks {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct FrameOut {
     env: Option<Vec<u8>>,
+    nocwd: bool,
     post: Option<Vec<u8>>,
     /// A block was past its size cap: found, but not read.
     oversized: bool,
@@ -137,11 +140,14 @@ pub(crate) struct NoCwd(pub(crate) String);
 impl Frame {
     /// The frame for a call starting from `state`, with the call's own
     /// directory and variables; `capture` reads the end state back.
+    /// Under `sudo` (which resets the environment and may run as a user
+    /// who can enter other directories) the call's directory and the
+    /// variables go inside, in [`Self::inner`].
     pub(crate) fn new(
         state: &SessionState,
         call: (Option<&str>, &[(String, String)]),
         capture: bool,
-        shell: &str,
+        (shell, sudo): (&str, bool),
         nonce: &str,
     ) -> Self {
         let (call_cwd, call_env) = call;
@@ -165,21 +171,26 @@ impl Frame {
                 export::one_line_quote(dir)
             ));
         }
-        if let Some(dir) = call_cwd {
-            // `./`: a relative `-` is a directory, not OLDPWD, and CDPATH
-            // is not searched.
-            let dir = if dir.starts_with('/') {
-                dir.to_string()
-            } else {
-                format!("./{dir}")
-            };
-            pieces.push(format!(
-                "cd -- {} 2>/dev/null || {{ printf '{env_tag}nocwd\\036{env_end}'; exit 1; }}",
-                export::one_line_quote(&dir)
-            ));
+        let mut inside: Vec<String> = call_cwd
+            .map(|dir| {
+                // `./`: a relative `-` is a directory, not OLDPWD, and
+                // CDPATH is not searched.
+                let dir = if dir.starts_with('/') {
+                    dir.to_string()
+                } else {
+                    format!("./{dir}")
+                };
+                format!(
+                    "cd -- {} 2>/dev/null || {{ printf '\\036mcp-ssh-nocwd:{nonce}:\\036'; exit 1; }}",
+                    export::one_line_quote(&dir)
+                )
+            })
+            .into_iter()
+            .collect();
+        inside.extend(variable_pieces(state, call_env));
+        if !sudo {
+            pieces.append(&mut inside);
         }
-        let variables = variable_pieces(state, call_env);
-        pieces.extend(variables.iter().cloned());
         // `&&`: a shell where printf is not a builtin and PATH lacks it
         // (mksh) prints no listing without its block.
         let listing = if capture {
@@ -193,7 +204,7 @@ impl Frame {
         ));
         Self {
             prelude: one_line(&pieces),
-            variables: one_line(&variables),
+            inner: one_line(&inside),
             capture,
             nonce: nonce.to_string(),
             eight_bit: if eight_on.is_empty() {
@@ -206,10 +217,10 @@ impl Frame {
         }
     }
 
-    /// The session's and the call's variables as commands for the login
-    /// shell, on one line, each ended by `; `.
-    pub(crate) fn variables(&self) -> &str {
-        &self.variables
+    /// Under sudo: what goes before the command sudo runs (the call's
+    /// directory, the variables), for the login shell, on one line.
+    pub(crate) fn inner(&self) -> &str {
+        &self.inner
     }
 
     /// How many bytes the frame adds to a command line.
@@ -235,9 +246,10 @@ impl Frame {
         let nonce = &self.nonce;
         // The blank line ends a trailing backslash-newline in the command,
         // so the epilogue always starts a command of its own; its trace
-        // under `set -x` goes nowhere.
+        // under `set -x` goes nowhere, and a DEBUG trap the command set
+        // stops before the listing.
         format!(
-            "{}{command}\n\n{{ __mcp_s=$?; set +vx; }} 2>/dev/null; {}\
+            "{}{command}\n\n{{ __mcp_s=$?; trap - DEBUG; set +vx; }} 2>/dev/null; {}\
              printf '\\036mcp-ssh-post:{nonce}:%s\\036' \"$PWD\" && export -p && \
              printf '\\036mcp-ssh-end:{nonce}\\036'; exit \"$__mcp_s\"",
             self.prelude, self.eight_bit
@@ -258,6 +270,7 @@ impl Frame {
         let capture = self.capture && !argv;
         Blocks {
             env: Block::new(tag("env", ':'), tag("env-end", RS)),
+            nocwd: Block::new(tag("nocwd", ':'), RS.to_string().into_bytes()),
             post: capture.then(post),
             post_err: capture.then(post),
         }
@@ -267,6 +280,9 @@ impl Frame {
     /// state the call started from.
     pub(crate) fn finish(&self, start: &SessionState, out: &FrameOut) -> Result<Finished, NoCwd> {
         let mut done = Finished::default();
+        if out.nocwd {
+            return Err(NoCwd(self.call_cwd.clone().unwrap_or_default()));
+        }
         let Some(env) = out.env.as_deref() else {
             if out.oversized {
                 done.notes.push(unreadable());
@@ -277,9 +293,6 @@ impl Frame {
         let flag = parts.next().unwrap_or_default();
         let login_dir = parts.next().unwrap_or_default();
         let before = parts.next().unwrap_or_default();
-        if flag == b"nocwd" {
-            return Err(NoCwd(self.call_cwd.clone().unwrap_or_default()));
-        }
         if flag == b"gone"
             && let Some(dir) = &self.session_cwd
         {
@@ -345,7 +358,10 @@ fn unreadable() -> String {
 impl Blocks {
     /// Returns the part of stdout `data` that is the command's own.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        let out = self.env.feed(data);
+        let out = match self.env.feed(data) {
+            Cow::Borrowed(d) => self.nocwd.feed(d),
+            Cow::Owned(v) => Cow::Owned(self.nocwd.feed(&v).into_owned()),
+        };
         match (&mut self.post, out) {
             (Some(post), Cow::Borrowed(d)) => post.feed(d),
             (Some(post), Cow::Owned(v)) => Cow::Owned(post.feed(&v).into_owned()),
@@ -369,6 +385,7 @@ impl Blocks {
             .find_map(|b| b.content().map(<[u8]>::to_vec));
         FrameOut {
             env: self.env.content().map(<[u8]>::to_vec),
+            nocwd: self.nocwd.content().is_some(),
             post,
             oversized: [Some(&self.env), self.post.as_ref(), self.post_err.as_ref()]
                 .into_iter()
@@ -379,7 +396,9 @@ impl Blocks {
 
     /// What is still held back of stdout when the stream ends.
     pub(crate) fn flush(&mut self) -> Vec<u8> {
-        let out = self.env.flush();
+        let mut out = self.env.flush();
+        out = self.nocwd.feed(&out).into_owned();
+        out.extend(self.nocwd.flush());
         match &mut self.post {
             Some(post) => {
                 let mut out = post.feed(&out).into_owned();

@@ -35,7 +35,7 @@ fn run_in(
     call: (Option<&str>, &[(String, String)]),
 ) -> Ran {
     let nonce = super::super::launch::new_nonce();
-    let frame = Frame::new(state, call, true, shell, &nonce);
+    let frame = Frame::new(state, call, true, (shell, false), &nonce);
     let out = Command::new(shell)
         .arg("-c")
         .arg(frame.wrap_line(command))
