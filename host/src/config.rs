@@ -47,6 +47,10 @@ pub struct ClientSpec {
     /// When set, raw shell lines, background jobs and file writes are
     /// refused, as for a component granted `commands` without `shell`.
     pub commands: Option<Vec<Vec<String>>>,
+    /// May name private key files on the server (`key_filename`): they are
+    /// the operator's files, so off unless the operator says so.
+    #[serde(default)]
+    pub key_files: bool,
 }
 
 /// The `[http]` table.
@@ -118,6 +122,7 @@ impl ClientSpec {
             self.users.clone(),
             self.commands.clone(),
         )
+        .map(|p| p.with_key_files(self.key_files))
     }
 }
 

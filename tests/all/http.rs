@@ -501,3 +501,74 @@ fn a_shared_operator_session_keeps_no_clients_directory_or_variables_for_another
         "{seen}"
     );
 }
+
+#[test]
+fn a_call_longer_than_the_idle_limit_keeps_its_session_and_gets_its_answer() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let server = HttpServer::start(builder, &cfg, &["--http-session-idle", "1"]);
+    let mut mcp = Mcp::open(&server, None);
+    let long = mcp.call(
+        "execute_command",
+        with_password(&sshd, "sleep 3; echo long-done"),
+    );
+    assert_eq!(
+        long["result"]["structuredContent"]["stdout"], "long-done\n",
+        "{long}"
+    );
+    // The session was in use the whole time: it still answers.
+    let list = json!({"jsonrpc":"2.0","id":9,"method":"tools/list"});
+    assert_eq!(mcp.post(&list).status, 200);
+}
+
+#[test]
+fn a_connection_that_never_finishes_its_headers_is_closed() {
+    use std::io::{Read, Write};
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // The server closes it (after its header timeout) rather than waiting.
+    let _ = tcp.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "held for {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_http_client_may_not_name_key_files_on_the_server_unless_allowed() {
+    let sshd = Sshd::start();
+    for allowed in [false, true] {
+        let (token, lines) = new_token("alice");
+        let lines = if allowed {
+            format!("{lines}key_files = true\n")
+        } else {
+            lines
+        };
+        let builder = Server::builder();
+        let cfg = config(builder.home(), &[&lines]);
+        let server = HttpServer::start(builder, &cfg, &[]);
+        let mut mcp = Mcp::open(&server, Some(&token));
+        let mut args = target(&sshd);
+        args["key_filename"] = json!(sshd.client_key());
+        args["command"] = json!("echo via-key");
+        let res = mcp.call("execute_command", args);
+        if allowed {
+            assert_eq!(
+                res["result"]["structuredContent"]["stdout"], "via-key\n",
+                "{res}"
+            );
+        } else {
+            assert!(is_error(&res), "{res}");
+            assert!(res.to_string().contains("key_files = true"), "{res}");
+        }
+    }
+}

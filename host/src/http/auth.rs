@@ -136,7 +136,7 @@ impl Bindings {
     /// Records that `client` opened session `id`, and forgets the sessions
     /// rmcp has dropped since (idle, deleted).
     pub(crate) async fn bind(&self, id: &str, client: Arc<str>) {
-        let live: Vec<String> = self
+        let live: std::collections::HashSet<String> = self
             .sessions
             .sessions
             .read()
@@ -145,8 +145,13 @@ impl Bindings {
             .map(|k| k.to_string())
             .collect();
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        owners.retain(|k, _| live.iter().any(|l| l == k));
+        owners.retain(|k, _| live.contains(k));
         owners.insert(id.to_string(), client);
+    }
+
+    /// How many MCP sessions are open, all clients together.
+    pub(crate) async fn open_sessions(&self) -> usize {
+        self.sessions.sessions.read().await.len()
     }
 }
 

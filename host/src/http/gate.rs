@@ -35,6 +35,8 @@ pub(crate) struct Gate {
     pub(crate) clients: Clients,
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) bindings: Bindings,
+    /// Which MCP sessions are in use, for the idle limit.
+    pub(crate) activity: Arc<super::idle::Activity>,
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -76,8 +78,23 @@ pub(crate) async fn check(
     // path below /mcp.
     let path = request.uri().path();
     let public = path == METADATA_PATH || path.strip_prefix(METADATA_PATH) == Some("/mcp");
-    if public || !gate.clients.required() {
+    if public {
         return next.run(request).await;
+    }
+    let named = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if named.is_none() && gate.bindings.open_sessions().await >= super::idle::MAX_SESSIONS {
+        tracing::warn!(%peer, "refused: too many MCP sessions open");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too many MCP sessions are open; try again later",
+        );
+    }
+    if !gate.clients.required() {
+        return in_use(&gate, named.as_deref(), next.run(request).await);
     }
     let token = request
         .headers()
@@ -104,11 +121,6 @@ pub(crate) async fn check(
             return unauthorized(gate.scheme, authority, presented.is_some());
         }
     };
-    let named = request
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     if let Some(id) = &named
         && !gate.bindings.allows(id, &client)
     {
@@ -129,7 +141,27 @@ pub(crate) async fn check(
     {
         gate.bindings.bind(id, client).await;
     }
-    response
+    in_use(&gate, named.as_deref(), response)
+}
+
+/// The answer to a request of session `named`, keeping the session in use
+/// (for the idle limit) until the answer has been sent or dropped: a long
+/// call's stream is activity. A new session counts from its creation.
+fn in_use(gate: &Arc<Gate>, named: Option<&str>, response: Response) -> Response {
+    let created = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let Some(id) = named.or(created) else {
+        return response;
+    };
+    let guard = gate.activity.begin(id);
+    let (parts, body) = response.into_parts();
+    let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 impl Gate {

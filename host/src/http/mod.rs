@@ -17,7 +17,9 @@
 
 mod auth;
 mod gate;
+mod idle;
 mod replay;
+mod serve;
 mod tls;
 
 use std::collections::HashMap;
@@ -27,7 +29,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::serve::ListenerExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -118,8 +119,17 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     let stop = CancellationToken::new();
     let mut sessions =
         LocalSessionManager::default().with_event_store(Arc::new(replay::Replay::default()));
-    sessions.session_config.keep_alive = Some(options.session_idle);
+    // The idle limit is ours (`idle`): rmcp's counts only messages, and
+    // would cut off a long call that prints nothing.
+    sessions.session_config.keep_alive = None;
     let sessions = Arc::new(sessions);
+    let activity = Arc::new(idle::Activity::default());
+    idle::spawn_reaper(
+        activity.clone(),
+        sessions.clone(),
+        options.session_idle,
+        stop.clone(),
+    );
     let rmcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts.clone())
         .with_allowed_origins(config.http.allowed_origins.clone())
@@ -137,6 +147,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         clients: auth::Clients::new(clients.into_iter().map(|(n, (h, _))| (n, h)).collect()),
         audit,
         bindings: auth::Bindings::new(sessions),
+        activity,
     });
     let router = Router::new()
         .nest_service("/mcp", service)
@@ -159,19 +170,8 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
 
     tokio::spawn(stop_on_signal(stop.clone()));
     let served = async {
-        match acceptor {
-            Some(acceptor) => {
-                tls::serve(listener, acceptor, router, stop.clone()).await;
-                Ok(())
-            }
-            None => axum::serve(
-                listener.tap_io(no_delay),
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed"),
-        }
+        serve::serve(listener, acceptor, router, stop.clone()).await;
+        Ok(())
     };
     let result = tokio::select! {
         r = served => r,

@@ -13,8 +13,10 @@
 //!
 //! Bounded: [`EVENTS_PER_STREAM`] events per stream (the oldest dropped;
 //! a call's answer is its stream's last event, so it stays), at most
-//! [`MAX_STREAMS`] streams, and a stream whose call ended is forgotten
-//! after [`ENDED_TTL`].
+//! [`MAX_STREAMS`] streams and [`MAX_BYTES`] of events, and a stream whose
+//! call ended is forgotten after [`ENDED_TTL`]. Room is made by forgetting
+//! streams whose call has ended, oldest first, before any still running:
+//! another client's many short calls cannot push out a long call.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -31,6 +33,9 @@ use tokio::sync::mpsc;
 const EVENTS_PER_STREAM: usize = 64;
 /// Streams kept at once; the least recently written go first.
 const MAX_STREAMS: usize = 1024;
+/// Bytes of events kept, all streams together (a 16 MiB result is one
+/// event).
+const MAX_BYTES: usize = 128 << 20;
 /// How long a stream is kept after its call answered.
 const ENDED_TTL: Duration = Duration::from_secs(10 * 60);
 /// Events a reconnected reader may fall behind before it is cut off (it
@@ -54,6 +59,8 @@ struct Log {
     /// When its call answered.
     ended: Option<Instant>,
     written: Option<Instant>,
+    /// Bytes of its events, about.
+    bytes: usize,
     /// Reconnected readers waiting for what comes next.
     readers: Vec<mpsc::Sender<ServerSseMessage>>,
 }
@@ -62,6 +69,8 @@ struct Log {
 #[derive(Default)]
 pub(crate) struct Replay {
     streams: Mutex<HashMap<String, Log>>,
+    /// Bytes of every stream's events.
+    bytes: Mutex<usize>,
 }
 
 fn is_answer(event: &ServerSseMessage) -> bool {
@@ -74,19 +83,29 @@ fn is_answer(event: &ServerSseMessage) -> bool {
 impl Replay {
     fn store(&self, stream: &str, event: &ServerSseMessage) -> String {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if !streams.contains_key(stream) {
-            streams.retain(|_, log| log.ended.is_none_or(|at| now - at < ENDED_TTL));
-            if streams.len() >= MAX_STREAMS
-                && let Some(oldest) = streams
-                    .iter()
-                    .min_by_key(|(_, log)| log.written)
-                    .map(|(k, _)| k.clone())
-            {
-                streams.remove(&oldest);
+            streams.retain(|_, log| {
+                let keep = log.ended.is_none_or(|at| now - at < ENDED_TTL);
+                if !keep {
+                    *total = total.saturating_sub(log.bytes);
+                }
+                keep
+            });
+            if streams.len() >= MAX_STREAMS {
+                evict(&mut streams, &mut total, stream, true);
             }
         }
+        let size = event
+            .message
+            .as_deref()
+            .and_then(|m| serde_json::to_string(m).ok())
+            .map_or(64, |m| m.len() + 64);
+        while *total + size > MAX_BYTES && evict(&mut streams, &mut total, stream, false) {}
+        *total += size;
         let log = streams.entry(stream.to_string()).or_default();
+        log.bytes += size;
         let index = log.next;
         log.next += 1;
         log.written = Some(now);
@@ -99,8 +118,16 @@ impl Replay {
             log.ended = Some(now);
             log.readers.clear();
         }
-        if log.events.len() >= EVENTS_PER_STREAM {
-            log.events.pop_front();
+        if log.events.len() >= EVENTS_PER_STREAM
+            && let Some((_, dropped)) = log.events.pop_front()
+        {
+            let dropped = dropped
+                .message
+                .as_deref()
+                .and_then(|m| serde_json::to_string(m).ok())
+                .map_or(64, |m| m.len() + 64);
+            log.bytes = log.bytes.saturating_sub(dropped);
+            *total = total.saturating_sub(dropped);
         }
         log.events.push_back((index, event));
         id
@@ -124,6 +151,40 @@ impl Replay {
         let (tx, rx) = mpsc::channel(READER_BACKLOG);
         log.readers.push(tx);
         Ok(Box::pin(backlog.chain(tokio_stream_from(rx))))
+    }
+}
+
+/// Forgets one stream other than `keep`: the one whose call ended first,
+/// else (when `running_too`) the least recently written. Returns whether
+/// one went.
+fn evict(
+    streams: &mut HashMap<String, Log>,
+    total: &mut usize,
+    keep: &str,
+    running_too: bool,
+) -> bool {
+    let ended = streams
+        .iter()
+        .filter(|(k, log)| k.as_str() != keep && log.ended.is_some())
+        .min_by_key(|(_, log)| log.ended)
+        .map(|(k, _)| k.clone());
+    let victim = ended.or_else(|| {
+        running_too
+            .then(|| {
+                streams
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != keep)
+                    .min_by_key(|(_, log)| log.written)
+                    .map(|(k, _)| k.clone())
+            })
+            .flatten()
+    });
+    match victim.and_then(|k| streams.remove(&k)) {
+        Some(log) => {
+            *total = total.saturating_sub(log.bytes);
+            true
+        }
+        None => false,
     }
 }
 
@@ -191,5 +252,34 @@ mod tests {
         let events: Vec<_> = reader.collect().await;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].event_id.as_deref(), Some("s/1"));
+    }
+
+    #[tokio::test]
+    async fn many_short_calls_do_not_push_out_a_long_one() {
+        let replay = Replay::default();
+        let long = replay.store("long", &ServerSseMessage::default());
+        for i in 0..(MAX_STREAMS as i64 + 100) {
+            let stream = format!("short{i}");
+            replay.store(&stream, &ServerSseMessage::default());
+            replay.store(&stream, &answer(i));
+        }
+        let reader = replay.replay(&long).unwrap();
+        replay.store("long", &answer(-1));
+        let events: Vec<_> = reader.collect().await;
+        assert_eq!(events.len(), 1, "the long call's answer is still delivered");
+    }
+
+    #[test]
+    fn the_bytes_kept_stay_under_the_budget() {
+        let replay = Replay::default();
+        let big = ServerSseMessage::from_message(ServerJsonRpcMessage::Error(JsonRpcError::new(
+            Some(NumberOrString::Number(1)),
+            ErrorData::internal_error("x".repeat(8 << 20), None),
+        )));
+        for i in 0..40 {
+            replay.store(&format!("s{i}"), &big);
+        }
+        let total = *replay.bytes.lock().unwrap();
+        assert!(total <= MAX_BYTES, "{total}");
     }
 }

@@ -22,9 +22,35 @@ pub struct ClientPolicy {
     hosts: Option<(Vec<HostPattern>, Vec<String>)>,
     users: Option<Vec<String>>,
     commands: Option<Vec<Vec<String>>>,
+    /// May name key files on the server.
+    key_files: bool,
 }
 
 impl ClientPolicy {
+    /// Lets the client name private key files on the server.
+    pub fn with_key_files(mut self, allowed: bool) -> Self {
+        self.key_files = allowed;
+        self
+    }
+
+    /// Refuses a key file on the server unless the operator allowed it:
+    /// over the network, `key_filename` would be any file the server can
+    /// read.
+    pub(crate) fn check_key_file(&self, target: &crate::ssh::Target) -> Result<(), String> {
+        let named = target
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.key_file.is_some());
+        if named && !self.key_files {
+            return Err(format!(
+                "client {}: key_filename names a file on the server, which HTTP clients may not \
+                 use unless the operator sets key_files = true in [clients.{}]; send a password",
+                self.name, self.name
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses the host patterns; a bad one is an error naming it.
     pub fn new(
         name: &str,
@@ -50,6 +76,7 @@ impl ClientPolicy {
             hosts,
             users,
             commands,
+            key_files: false,
         })
     }
 

@@ -396,9 +396,12 @@ impl StoreState {
             .map_err(Refusal::Policy)?;
         // The effective policy is the client's and the grant's together.
         let client = match &self.client_policy {
-            Some(policy) => policy
-                .authorize(target, &route, action)
-                .map_err(Refusal::Policy)?,
+            Some(policy) => {
+                policy.check_key_file(target).map_err(Refusal::Policy)?;
+                policy
+                    .authorize(target, &route, action)
+                    .map_err(Refusal::Policy)?
+            }
             None => None,
         };
         target.peer_check = both_peer_checks(grant, client);
