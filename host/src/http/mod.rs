@@ -17,6 +17,7 @@
 
 mod auth;
 mod gate;
+mod jwt;
 mod replay;
 mod tls;
 
@@ -33,6 +34,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{check_client_name, new_token, parse_token_hash};
+pub use jwt::{JwtConfigError, check_config as check_jwt_config};
 
 use crate::Settings;
 use crate::mcp::{Callers, McpServer};
@@ -67,10 +69,18 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     }
     let mut clients = HashMap::new();
     for (name, spec) in &config.clients {
-        let hash = parse_token_hash(&spec.token_sha256)?;
+        let hash = spec
+            .token_sha256
+            .as_deref()
+            .map(parse_token_hash)
+            .transpose()?;
         let policy = spec.policy(name)?;
         clients.insert(name.clone(), (hash, policy));
     }
+    let jwt = match &config.http.jwt {
+        Some(spec) => Some(jwt::JwtVerifier::load(spec, &config.clients)?),
+        None => None,
+    };
     let operator = SessionManager::new(config.ssh.clone());
     let plugins = PluginHost::load(config.plugins.clone(), operator.clone())
         .await
@@ -133,8 +143,14 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         scheme,
         hosts,
         origins: config.http.allowed_origins.clone(),
-        authorization_servers: config.http.authorization_servers.clone(),
-        clients: auth::Clients::new(clients.into_iter().map(|(n, (h, _))| (n, h)).collect()),
+        authorization_servers: authorization_servers(&config.http.authorization_servers, &jwt),
+        clients: auth::Clients::new(
+            clients
+                .into_iter()
+                .filter_map(|(n, (h, _))| Some((n, h?)))
+                .collect(),
+        ),
+        jwt,
         audit,
         bindings: auth::Bindings::new(sessions),
     });
@@ -185,6 +201,18 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     // The disconnects run in tasks of their own: give them a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     result
+}
+
+/// The operator's authorization servers, and the JWT issuer if not among
+/// them: RFC 9728 clients find where to get a token there.
+fn authorization_servers(listed: &[String], jwt: &Option<jwt::JwtVerifier>) -> Vec<String> {
+    let mut servers = listed.to_vec();
+    if let Some(jwt) = jwt
+        && !servers.iter().any(|s| s == jwt.issuer())
+    {
+        servers.push(jwt.issuer().to_string());
+    }
+    servers
 }
 
 /// An SSE answer goes out in several small writes (headers, event, last
