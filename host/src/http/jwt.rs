@@ -24,6 +24,7 @@ use crate::config::{ClientSpec, JwtSpec};
 const LEEWAY_SECS: u64 = 60;
 /// Longer tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
+const MISSING: &str = "a required claim (exp, iss, aud, sub) is missing";
 /// A JWKS larger than this is not a key set.
 const JWKS_CAP: u64 = 1024 * 1024;
 
@@ -91,18 +92,16 @@ pub(crate) struct JwtVerifier {
     subjects: HashMap<String, Arc<str>>,
 }
 
-/// The claims read besides those the library checks; typed, so a
-/// non-numeric `exp`, `nbf` or `iat` is a malformed token, never a
-/// missing (unchecked) one.
+/// The claims read besides those the library checks; typed, so that a
+/// non-numeric `exp`, `nbf` or `iat` or an `iss` array is a malformed
+/// token (the library would take it as absent, so unchecked). Absent ones
+/// are left to the library, which names the missing claim.
 #[derive(serde::Deserialize)]
+#[allow(dead_code)]
 struct Claims {
-    sub: String,
-    /// A string (RFC 7519), not the array the library would accept.
-    #[allow(dead_code)]
-    iss: String,
-    #[allow(dead_code)]
-    exp: u64,
-    #[allow(dead_code)]
+    sub: Option<String>,
+    iss: Option<String>,
+    exp: Option<u64>,
     nbf: Option<u64>,
     iat: Option<u64>,
 }
@@ -167,9 +166,7 @@ impl JwtVerifier {
                     ErrorKind::ImmatureSignature => "token not yet valid (nbf)",
                     ErrorKind::InvalidIssuer => "wrong issuer",
                     ErrorKind::InvalidAudience => "wrong audience",
-                    ErrorKind::MissingRequiredClaim(_) => {
-                        "a required claim (exp, iss, aud, sub) is missing"
-                    }
+                    ErrorKind::MissingRequiredClaim(_) => MISSING,
                     ErrorKind::InvalidAlgorithm => "algorithm does not match the key",
                     _ => "malformed token",
                 }
@@ -182,8 +179,9 @@ impl JwtVerifier {
         {
             return Err("token issued in the future (iat)");
         }
+        let sub = data.claims.sub.ok_or(MISSING)?;
         self.subjects
-            .get(&data.claims.sub)
+            .get(&sub)
             .cloned()
             .ok_or("subject is not mapped to a client (jwt_subject)")
     }
