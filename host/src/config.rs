@@ -91,7 +91,13 @@ pub struct JwtSpec {
     /// The `aud` tokens must carry (or contain).
     pub audience: String,
     /// The issuer's public keys (a JWKS JSON file), read at start.
-    pub jwks_file: PathBuf,
+    pub jwks_file: Option<PathBuf>,
+    /// Or an `https://` URL serving them: fetched at start, and again
+    /// when a token names an unknown `kid` (at most once a minute).
+    pub jwks_url: Option<String>,
+    /// CA certificates (PEM) to trust for `jwks_url` instead of the
+    /// system's bundle.
+    pub jwks_ca_file: Option<PathBuf>,
 }
 
 impl OperatorConfig {

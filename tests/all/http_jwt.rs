@@ -3,7 +3,8 @@
 //! JWKS file, tokens signed here. A valid token is its mapped client, with
 //! that client's restrictions and namespace; every forged, stale or
 //! misaddressed token gets 401 with a reason, and no token reaches the
-//! log (at `--log trace`) or the audit log.
+//! log (at `--log trace`) or the audit log. `http_jwks.rs` fetches the
+//! keys from a URL.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,14 +20,14 @@ use crate::http_server::{HttpServer, Mcp, PROTOCOL};
 use crate::server::Server;
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
-const ISSUER: &str = "https://idp.mcpssh-test.example";
-const AUDIENCE: &str = "mcp-ssh-session-test";
+pub const ISSUER: &str = "https://idp.mcpssh-test.example";
+pub const AUDIENCE: &str = "mcp-ssh-session-test";
 
 /// Signing keys, and the JWKS of their public halves.
-struct Keys {
-    rsa: EncodingKey,
-    ec: EncodingKey,
-    ed: EncodingKey,
+pub struct Keys {
+    pub rsa: EncodingKey,
+    pub ec: EncodingKey,
+    pub ed: EncodingKey,
     /// The P-256 public key's bytes, for the key-confusion attack.
     ec_public: Vec<u8>,
     /// A P-256 key the JWKS does not hold, under the `kid` of one it does.
@@ -55,7 +56,7 @@ fn p256(rng: &SystemRandom) -> (EncodingKey, Vec<u8>) {
 }
 
 /// Makes the keys and writes `dir/jwks.json`.
-fn keys(dir: &Path) -> Keys {
+pub fn keys(dir: &Path) -> Keys {
     let pem = dir.join("rsa.pem");
     let der = dir.join("rsa.der");
     let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
@@ -110,12 +111,12 @@ fn now() -> i64 {
 }
 
 /// Claims valid for the next ten minutes.
-fn claims(sub: &str) -> Value {
+pub fn claims(sub: &str) -> Value {
     json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now(), "nbf": now() - 5,
            "exp": now() + 600})
 }
 
-fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
+pub fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
     let mut header = Header::new(alg);
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, key).unwrap()

@@ -94,7 +94,9 @@ pub(crate) async fn check(
         None => Err(None),
         Some(token) => match (gate.clients.verify(token), &gate.jwt) {
             (Some(client), _) => Ok(client),
-            (None, Some(jwt)) if jwt::looks_like_jwt(token) => jwt.verify(token).map_err(Some),
+            (None, Some(jwt)) if jwt::looks_like_jwt(token) => {
+                jwt.verify(token).await.map_err(Some)
+            }
             (None, _) => Err(Some("unknown bearer token")),
         },
     };

@@ -1,6 +1,8 @@
 //! Bearer JWTs from the operator's authorization server (`[http.jwt]`),
-//! the second way a client authenticates: the keys of a local JWKS file
-//! (read at start), and the check of one token: its signature by the key
+//! the second way a client authenticates: the issuer's keys ([`jwks`]:
+//! a local JWKS file read at start, or an `https://` URL fetched at start
+//! and again when a token names an unknown `kid`, at most once a minute
+//! after the first time), and the check of one token: its signature by the key
 //! its `kid` names, with that key's one algorithm (RS256, ES256 or EdDSA;
 //! never `none` or HMAC, which a public JWKS cannot verify and which key
 //! confusion would forge), then `iss`, `aud`, `exp` (required), `nbf` and
@@ -12,12 +14,13 @@
 //! `error_description` and the audit log, and never carry the token.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 
+use super::jwks::{self, Fetcher, JwksError, Key};
 use crate::config::{ClientSpec, JwtSpec};
 
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
@@ -25,21 +28,21 @@ const LEEWAY_SECS: u64 = 60;
 /// Longer tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 const MISSING: &str = "a required claim (exp, iss, aud, sub) is missing";
-/// A JWKS larger than this is not a key set.
-const JWKS_CAP: u64 = 1024 * 1024;
+/// The least time between two fetches for unknown `kid`s: a stream of
+/// made-up ids must not make us hammer the issuer.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why `[http.jwt]` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtConfigError {
     #[error("[http.jwt] jwks_file {0}: {1}")]
     Read(PathBuf, std::io::Error),
-    #[error("[http.jwt] jwks_file {0}: not a JWKS ({{\"keys\": [...]}}): {1}")]
-    Parse(PathBuf, serde_json::Error),
-    #[error(
-        "[http.jwt] jwks_file {0}: no usable key (RS256, ES256 on P-256 or EdDSA on Ed25519, \
-         each with a \"kid\")"
-    )]
-    NoKeys(PathBuf),
+    #[error("[http.jwt] {0}: {1}")]
+    Keys(String, JwksError),
+    #[error("[http.jwt] needs exactly one of jwks_file and jwks_url")]
+    Source,
+    #[error("[http.jwt] jwks_ca_file goes with jwks_url only")]
+    CaWithoutUrl,
     #[error("[http.jwt] {0} must not be empty")]
     Empty(&'static str),
     #[error("[clients.{0}] and [clients.{1}] have the same jwt_subject")]
@@ -61,6 +64,22 @@ pub fn check_config(
         if spec.audience.trim().is_empty() {
             return Err(JwtConfigError::Empty("audience"));
         }
+        match (&spec.jwks_file, &spec.jwks_url) {
+            (Some(_), None) if spec.jwks_ca_file.is_some() => {
+                return Err(JwtConfigError::CaWithoutUrl);
+            }
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                // Checked again, with the CA file read, when serving.
+                if !url.starts_with("https://") {
+                    return Err(JwtConfigError::Keys(
+                        "jwks_url".into(),
+                        JwksError::Url(url.chars().take(200).collect()),
+                    ));
+                }
+            }
+            _ => return Err(JwtConfigError::Source),
+        }
     }
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (name, client) in clients {
@@ -77,17 +96,15 @@ pub fn check_config(
     Ok(())
 }
 
-/// One key of the set, with the only algorithm it verifies.
-struct Key {
-    key: DecodingKey,
-    alg: Algorithm,
-}
-
 /// The verifier of bearer JWTs.
 pub(crate) struct JwtVerifier {
     issuer: String,
     audience: String,
-    keys: HashMap<String, Key>,
+    keys: RwLock<Arc<HashMap<String, Key>>>,
+    /// Set for `jwks_url`; the time of the last refresh for an unknown
+    /// `kid` (`None`: none yet) is held across the fetch, so concurrent
+    /// requests wait for one fetch rather than start their own.
+    refresh: Option<(Fetcher, tokio::sync::Mutex<Option<Instant>>)>,
     /// `sub` -> client name.
     subjects: HashMap<String, Arc<str>>,
 }
@@ -107,16 +124,32 @@ struct Claims {
 }
 
 impl JwtVerifier {
-    /// Reads the key set and maps the clients' subjects.
-    pub(crate) fn load(
+    /// Reads or fetches the key set and maps the clients' subjects.
+    pub(crate) async fn load(
         spec: &JwtSpec,
         clients: &BTreeMap<String, ClientSpec>,
     ) -> Result<Self, JwtConfigError> {
         check_config(Some(spec), clients)?;
-        let path = &spec.jwks_file;
-        let text = crate::fsutil::read_regular_string(path, JWKS_CAP)
-            .map_err(|e| JwtConfigError::Read(path.clone(), e))?;
-        let keys = parse_jwks(path, &text)?;
+        let (keys, refresh) = match (&spec.jwks_file, &spec.jwks_url) {
+            (Some(path), _) => {
+                let text = crate::fsutil::read_regular_string(path, jwks::JWKS_CAP)
+                    .map_err(|e| JwtConfigError::Read(path.clone(), e))?;
+                let source = format!("jwks_file {}", path.display());
+                let keys = jwks::parse(&source, &text)
+                    .map_err(|e| JwtConfigError::Keys(source.clone(), e))?;
+                (keys, None)
+            }
+            (None, Some(url)) => {
+                let source = format!("jwks_url {url}");
+                let keys_error = |e| JwtConfigError::Keys(source.clone(), e);
+                let fetcher =
+                    Fetcher::new(url, spec.jwks_ca_file.as_deref()).map_err(keys_error)?;
+                let text = fetcher.fetch().await.map_err(keys_error)?;
+                let keys = jwks::parse(&source, &text).map_err(keys_error)?;
+                (keys, Some((fetcher, tokio::sync::Mutex::new(None))))
+            }
+            (None, None) => return Err(JwtConfigError::Source),
+        };
         let subjects = clients
             .iter()
             .filter_map(|(name, c)| Some((c.jwt_subject.clone()?, Arc::from(name.as_str()))))
@@ -124,7 +157,8 @@ impl JwtVerifier {
         Ok(Self {
             issuer: spec.issuer.clone(),
             audience: spec.audience.clone(),
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
+            refresh,
             subjects,
         })
     }
@@ -135,7 +169,7 @@ impl JwtVerifier {
     }
 
     /// The client `token` authenticates, or why it does not.
-    pub(crate) fn verify(&self, token: &str) -> Result<Arc<str>, &'static str> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<str>, &'static str> {
         if token.len() > MAX_TOKEN_LEN {
             return Err("token too long");
         }
@@ -147,7 +181,10 @@ impl JwtVerifier {
             return Err("algorithm not accepted (RS256, ES256 or EdDSA only)");
         }
         let kid = header.kid.as_deref().ok_or("token has no kid")?;
-        let key = self.keys.get(kid).ok_or("unknown key id (kid)")?;
+        let key = match self.key(kid) {
+            Some(key) => key,
+            None => self.refreshed(kid).await.ok_or("unknown key id (kid)")?,
+        };
         if key.alg != header.alg {
             return Err("algorithm does not match the key");
         }
@@ -185,6 +222,38 @@ impl JwtVerifier {
             .cloned()
             .ok_or("subject is not mapped to a client (jwt_subject)")
     }
+
+    fn key(&self, kid: &str) -> Option<Key> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.get(kid).cloned()
+    }
+
+    /// The key `kid` after fetching the set again, if the URL may be
+    /// asked now; a failed fetch keeps the keys we have.
+    async fn refreshed(&self, kid: &str) -> Option<Key> {
+        let (fetcher, last) = self.refresh.as_ref()?;
+        let mut last = last.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(key) = self.key(kid) {
+            return Some(key);
+        }
+        if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        let fetched = match fetcher.fetch().await {
+            Ok(text) => jwks::parse("jwks_url", &text),
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "[http.jwt] key set fetched again");
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+            }
+            Err(e) => tracing::warn!("[http.jwt] fetching the key set again failed: {e}"),
+        }
+        self.key(kid)
+    }
 }
 
 /// Whether `token` has a JWT's shape (three base64url parts): opaque
@@ -199,65 +268,6 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
         })
 }
 
-/// The usable keys of a JWKS, by `kid`; others are skipped with a
-/// warning (a set may hold encryption or HMAC keys we must never use).
-fn parse_jwks(path: &Path, text: &str) -> Result<HashMap<String, Key>, JwtConfigError> {
-    #[derive(serde::Deserialize)]
-    struct Set {
-        keys: Vec<serde_json::Value>,
-    }
-    let set: Set =
-        serde_json::from_str(text).map_err(|e| JwtConfigError::Parse(path.to_path_buf(), e))?;
-    let mut keys = HashMap::new();
-    for (i, value) in set.keys.into_iter().enumerate() {
-        match usable_key(value) {
-            Ok((kid, key)) => {
-                keys.insert(kid, key);
-            }
-            Err(why) => tracing::warn!(
-                "[http.jwt] jwks_file {}: key {i} skipped: {why}",
-                path.display()
-            ),
-        }
-    }
-    if keys.is_empty() {
-        return Err(JwtConfigError::NoKeys(path.to_path_buf()));
-    }
-    Ok(keys)
-}
-
-fn usable_key(value: serde_json::Value) -> Result<(String, Key), String> {
-    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("not a known JWK: {e}"))?;
-    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-        return Err("not a signing key (\"use\")".into());
-    }
-    let kid = jwk.common.key_id.clone().ok_or("no \"kid\"")?;
-    let alg = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-            Algorithm::EdDSA
-        }
-        AlgorithmParameters::OctetKey(_) => {
-            return Err("a symmetric (oct) key: never accepted".into());
-        }
-        _ => return Err("an unsupported key type or curve".into()),
-    };
-    let stated = jwk.common.key_algorithm;
-    let agrees = match stated {
-        None => true,
-        Some(KeyAlgorithm::RS256) => alg == Algorithm::RS256,
-        Some(KeyAlgorithm::ES256) => alg == Algorithm::ES256,
-        Some(KeyAlgorithm::EdDSA) => alg == Algorithm::EdDSA,
-        Some(_) => false,
-    };
-    if !agrees {
-        return Err(format!("its \"alg\" {stated:?} is not accepted for it"));
-    }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable: {e}"))?;
-    Ok((kid, Key { key, alg }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,21 +279,5 @@ mod tests {
         assert!(!looks_like_jwt("mss_abcdef"));
         assert!(!looks_like_jwt("a.b"));
         assert!(!looks_like_jwt("a b.c.d"));
-    }
-
-    #[test]
-    fn symmetric_and_kidless_keys_are_skipped() {
-        let set = r#"{"keys":[
-            {"kty":"oct","kid":"h","k":"c2VjcmV0"},
-            {"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-            {"kty":"OKP","crv":"Ed25519","kid":"e","use":"enc","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
-        ]}"#;
-        assert!(matches!(
-            parse_jwks(Path::new("k.json"), set),
-            Err(JwtConfigError::NoKeys(_))
-        ));
-        let good = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
-        let keys = parse_jwks(Path::new("k.json"), good).unwrap();
-        assert_eq!(keys["e"].alg, Algorithm::EdDSA);
     }
 }

@@ -17,6 +17,7 @@
 
 mod auth;
 mod gate;
+mod jwks;
 mod jwt;
 mod replay;
 mod tls;
@@ -34,6 +35,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{check_client_name, new_token, parse_token_hash};
+pub use jwks::JwksError;
 pub use jwt::{JwtConfigError, check_config as check_jwt_config};
 
 use crate::Settings;
@@ -78,7 +80,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         clients.insert(name.clone(), (hash, policy));
     }
     let jwt = match &config.http.jwt {
-        Some(spec) => Some(jwt::JwtVerifier::load(spec, &config.clients)?),
+        Some(spec) => Some(jwt::JwtVerifier::load(spec, &config.clients).await?),
         None => None,
     };
     let operator = SessionManager::new(config.ssh.clone());
