@@ -98,6 +98,11 @@ pub struct JwtSpec {
     /// CA certificates (PEM) to trust for `jwks_url` instead of the
     /// system's bundle.
     pub jwks_ca_file: Option<PathBuf>,
+    /// Admit a token whose `sub` no `[clients.NAME]` maps, as client
+    /// `jwt:SUB` with a namespace of its own and no restriction beyond the
+    /// grants. Off: such tokens get 401.
+    #[serde(default)]
+    pub allow_unmapped_subjects: bool,
 }
 
 impl OperatorConfig {

@@ -59,7 +59,7 @@ fn p256(rng: &SystemRandom) -> (EncodingKey, Vec<u8>) {
 pub fn keys(dir: &Path) -> Keys {
     let pem = dir.join("rsa.pem");
     let der = dir.join("rsa.der");
-    let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    let ok = |cmd: &mut Command| assert!(cmd.output().unwrap().status.success(), "{cmd:?}");
     ok(Command::new("openssl")
         .args(["genrsa", "-out"])
         .arg(&pem)
@@ -364,4 +364,66 @@ fn forged_stale_and_misaddressed_jwts_get_401_with_a_reason_and_are_never_logged
         );
         assert!(!everything.contains(token.as_str()), "{what}: logged");
     }
+}
+
+#[test]
+fn unmapped_subjects_when_allowed_are_jwt_clients_each_in_a_namespace_of_its_own() {
+    let sshd = Sshd::start();
+    let builder = Server::builder();
+    let keys = keys(builder.home());
+    let mut cfg = config(builder.home(), "");
+    cfg.push_str("allow_unmapped_subjects = true\n");
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let token = |sub: &str| sign(Algorithm::ES256, "ec-1", &claims(sub), &keys.ec);
+
+    let mut a = Mcp::open(&server, Some(&token("robot-a")));
+    let mut b = Mcp::open(&server, Some(&token("robot-b")));
+    let ran = a.call("execute_command", target(&sshd, "echo mcpssh-jwt-a"));
+    assert!(!is_error(&ran), "{ran}");
+    let theirs = b.call("list_sessions", json!({}));
+    assert_eq!(
+        theirs["result"]["structuredContent"]["sessions"],
+        json!([]),
+        "{theirs}"
+    );
+    // A new MCP session of the same subject is the same client.
+    let mut again = Mcp::open(&server, Some(&token("robot-a")));
+    let mine = again.call("list_sessions", json!({}));
+    assert_eq!(
+        mine["result"]["structuredContent"]["sessions"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+    // A subject that cannot be a client name (it reaches audit lines).
+    let bearer = format!("Bearer {}", token("robot a\nforged"));
+    let reply = server.request(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &bearer),
+        ],
+        "{}",
+    );
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("unusable as a client name"),
+        "{challenge}"
+    );
+    let audit = server.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["kind"] == "ssh_command" && l["client"] == "jwt:robot-a"),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["kind"] == "tool_call" && l["client"] == "jwt:robot-b"),
+        "{audit:?}"
+    );
 }

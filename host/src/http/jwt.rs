@@ -8,7 +8,9 @@
 //! confusion would forge), then `iss`, `aud`, `exp` (required), `nbf` and
 //! `iat` with 60 s of leeway. The token's `sub` must be the `jwt_subject`
 //! of a `[clients.NAME]` table: the request is then that client's, with
-//! its restrictions and its namespace; any other subject is refused.
+//! its restrictions and its namespace. Any other subject is refused, or,
+//! with `allow_unmapped_subjects`, is client `jwt:SUB`: a namespace of its
+//! own, no restriction beyond the components' grants.
 //!
 //! Reasons for a refusal are fixed strings: they go into the 401's
 //! `error_description` and the audit log, and never carry the token.
@@ -27,6 +29,8 @@ use crate::config::{ClientSpec, JwtSpec};
 const LEEWAY_SECS: u64 = 60;
 /// Longer tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Unmapped subjects' client names start with this.
+pub(crate) const UNMAPPED_PREFIX: &str = "jwt:";
 const MISSING: &str = "a required claim (exp, iss, aud, sub) is missing";
 /// The least time between two fetches for unknown `kid`s: a stream of
 /// made-up ids must not make us hammer the issuer.
@@ -107,6 +111,7 @@ pub(crate) struct JwtVerifier {
     refresh: Option<(Fetcher, tokio::sync::Mutex<Option<Instant>>)>,
     /// `sub` -> client name.
     subjects: HashMap<String, Arc<str>>,
+    allow_unmapped: bool,
 }
 
 /// The claims read besides those the library checks; typed, so that a
@@ -160,6 +165,7 @@ impl JwtVerifier {
             keys: RwLock::new(Arc::new(keys)),
             refresh,
             subjects,
+            allow_unmapped: spec.allow_unmapped_subjects,
         })
     }
 
@@ -217,10 +223,17 @@ impl JwtVerifier {
             return Err("token issued in the future (iat)");
         }
         let sub = data.claims.sub.ok_or(MISSING)?;
-        self.subjects
-            .get(&sub)
-            .cloned()
-            .ok_or("subject is not mapped to a client (jwt_subject)")
+        if let Some(client) = self.subjects.get(&sub) {
+            return Ok(client.clone());
+        }
+        if !self.allow_unmapped {
+            return Err("subject is not mapped to a client (jwt_subject)");
+        }
+        // The name reaches logs and audit lines; a configured name has no
+        // ':', so `jwt:` names never meet a table's namespace.
+        super::auth::check_client_name(&sub)
+            .map(|()| format!("{UNMAPPED_PREFIX}{sub}").into())
+            .map_err(|_| "subject unusable as a client name (1 to 64 of A-Z a-z 0-9 - _ .)")
     }
 
     fn key(&self, kid: &str) -> Option<Key> {

@@ -24,7 +24,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -39,7 +39,7 @@ pub use jwks::JwksError;
 pub use jwt::{JwtConfigError, check_config as check_jwt_config};
 
 use crate::Settings;
-use crate::mcp::{Callers, McpServer};
+use crate::mcp::{Callers, MakeCaller, McpServer};
 use crate::plugins::{Caller, PluginHost};
 use crate::ssh::SessionManager;
 
@@ -61,7 +61,7 @@ pub struct HttpOptions {
 /// Serves until SIGINT or SIGTERM, then closes every SSH session.
 pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()> {
     let addr = options.addr;
-    if config.clients.is_empty() && !addr.ip().is_loopback() {
+    if config.clients.is_empty() && config.http.jwt.is_none() && !addr.ip().is_loopback() {
         bail!(
             "--http {addr}: a non-loopback address needs client tokens, or anyone who reaches \
              it could run commands as you. Make one with `mcp-ssh-session token new NAME` and \
@@ -90,7 +90,8 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     let audit = plugins.audit_log();
     // One namespace per client: its own session and job tables.
     let mut namespaces = vec![operator.clone()];
-    let callers = if clients.is_empty() {
+    let unmapped: Arc<Mutex<HashMap<String, Caller>>> = Arc::default();
+    let callers = if clients.is_empty() && jwt.is_none() {
         tracing::warn!(
             "no [clients] in the config: any process on this machine that can reach the \
              port can use your SSH credentials through it; add client tokens \
@@ -113,7 +114,13 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
             };
             map.insert(name.clone(), caller);
         }
-        Callers::Clients(map)
+        let others = config
+            .http
+            .jwt
+            .as_ref()
+            .is_some_and(|j| j.allow_unmapped_subjects)
+            .then(|| unmapped_callers(&config, &operator, unmapped.clone()));
+        Callers::Clients(map, others)
     };
     let server = McpServer::new(Arc::new(plugins), Arc::new(callers));
 
@@ -198,11 +205,51 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => Ok(()),
     };
-    let closed: u32 = namespaces.iter().map(SessionManager::close_all).sum();
+    let later: Vec<SessionManager> = lock(&unmapped)
+        .values()
+        .map(|c| c.sessions.clone())
+        .collect();
+    let closed: u32 = namespaces
+        .iter()
+        .chain(&later)
+        .map(SessionManager::close_all)
+        .sum();
     tracing::info!(closed, "HTTP server stopped; SSH sessions closed");
     // The disconnects run in tasks of their own: give them a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     result
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Callers for JWT subjects no `[clients.NAME]` maps (`jwt:SUB`, made by
+/// the gate only when `allow_unmapped_subjects` is on): each gets a
+/// namespace of its own on first use and no restriction but the grants.
+fn unmapped_callers(
+    config: &Settings,
+    operator: &SessionManager,
+    made: Arc<Mutex<HashMap<String, Caller>>>,
+) -> MakeCaller {
+    let ssh = config.ssh.clone();
+    let shared = config
+        .http
+        .shared_operator_sessions
+        .then(|| operator.clone());
+    Arc::new(move |name: &str| {
+        if !name.starts_with(jwt::UNMAPPED_PREFIX) {
+            return None;
+        }
+        let mut made = lock(&made);
+        let caller = made.entry(name.to_string()).or_insert_with(|| Caller {
+            name: name.into(),
+            sessions: SessionManager::new(ssh.clone()),
+            policy: None,
+            shared: shared.clone(),
+        });
+        Some(caller.clone())
+    })
 }
 
 /// The operator's authorization servers, and the JWT issuer if not among
