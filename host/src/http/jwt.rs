@@ -293,4 +293,43 @@ mod tests {
         assert!(!looks_like_jwt("a.b"));
         assert!(!looks_like_jwt("a b.c.d"));
     }
+
+    #[test]
+    fn a_jwt_config_needs_one_key_source_and_distinct_subjects() {
+        let spec = |file: bool, url: Option<&str>, ca: bool| JwtSpec {
+            issuer: "https://idp.example".into(),
+            audience: "mcp".into(),
+            jwks_file: file.then(|| PathBuf::from("k.json")),
+            jwks_url: url.map(String::from),
+            jwks_ca_file: ca.then(|| PathBuf::from("ca.pem")),
+            allow_unmapped_subjects: false,
+        };
+        let none = BTreeMap::new();
+        assert!(check_config(Some(&spec(true, None, false)), &none).is_ok());
+        assert!(check_config(Some(&spec(false, Some("https://i/k"), true)), &none).is_ok());
+        for bad in [
+            spec(false, None, false),
+            spec(true, Some("https://i/k"), false),
+            spec(true, None, true),
+            spec(false, Some("http://i/k"), false),
+        ] {
+            assert!(check_config(Some(&bad), &none).is_err(), "{bad:?}");
+        }
+        let client = |sub: &str| ClientSpec {
+            jwt_subject: Some(sub.into()),
+            ..ClientSpec::default()
+        };
+        let twice = BTreeMap::from([("a".into(), client("s")), ("b".into(), client("s"))]);
+        assert!(matches!(
+            check_config(Some(&spec(true, None, false)), &twice),
+            Err(JwtConfigError::SameSubject(..))
+        ));
+        assert!(ClientSpec::default().validate("a").is_err(), "no way in");
+        assert!(client("s").validate("a").is_ok());
+        let one = BTreeMap::from([("a".into(), client("s"))]);
+        assert!(matches!(
+            check_config(None, &one),
+            Err(JwtConfigError::NoJwt(_))
+        ));
+    }
 }

@@ -1,8 +1,9 @@
 //! MCP over streamable HTTP (`--http ADDR:PORT`): rmcp's
 //! `StreamableHttpService` at `/mcp` on axum, behind one gate
 //! ([`gate`]) that checks every request's `Host` (421: DNS rebinding),
-//! `Origin` (403) and, when clients are configured, its bearer token (401)
-//! and that the MCP session it names is its own (404).
+//! `Origin` (403) and, when clients are configured, its bearer token (401):
+//! a client's opaque token, or a JWT of the operator's issuer ([`jwt`],
+//! keys from [`jwks`]); and that the MCP session it names is its own (404).
 //!
 //! Each configured client calls in a namespace of its own: a session
 //! table (and job table) of its own, so another client can neither see,
