@@ -32,13 +32,17 @@ pub struct OperatorConfig {
     pub http: HttpSpec,
 }
 
-/// One `[clients.NAME]` table: a client of the HTTP transport.
+/// One `[clients.NAME]` table: a client of the HTTP transport. It
+/// authenticates with an opaque token, a JWT, or either.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     /// SHA-256 of the client's bearer token, in hex; the token itself is
     /// never stored (`mcp-ssh-session token new NAME` makes one).
-    pub token_sha256: String,
+    pub token_sha256: Option<String>,
+    /// A bearer JWT (`[http.jwt]`) whose `sub` is this authenticates as
+    /// this client.
+    pub jwt_subject: Option<String>,
     /// Hosts the client may reach, as in a plugin grant; absent: any.
     pub hosts: Option<Vec<String>>,
     /// User names it may log in as (globs); absent: any.
@@ -76,6 +80,33 @@ pub struct HttpSpec {
     /// session of its own for). Off: each client connects its own.
     #[serde(default)]
     pub shared_operator_sessions: bool,
+    /// Bearer JWTs from an authorization server, the second way a client
+    /// authenticates.
+    pub jwt: Option<JwtSpec>,
+}
+
+/// The `[http.jwt]` table: which JWTs authenticate a client.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// The `iss` tokens must carry; also published as the authorization
+    /// server in the RFC 9728 metadata.
+    pub issuer: String,
+    /// The `aud` tokens must carry (or contain).
+    pub audience: String,
+    /// The issuer's public keys (a JWKS JSON file), read at start.
+    pub jwks_file: Option<PathBuf>,
+    /// Or an `https://` URL serving them: fetched at start, and again
+    /// when a token names an unknown `kid` (at most once a minute).
+    pub jwks_url: Option<String>,
+    /// CA certificates (PEM) to trust for `jwks_url` instead of the
+    /// system's bundle.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Admit a token whose `sub` no `[clients.NAME]` maps, as client
+    /// `jwt:SUB` with a namespace of its own and no restriction beyond the
+    /// grants. Off: such tokens get 401.
+    #[serde(default)]
+    pub allow_unmapped_subjects: bool,
 }
 
 impl OperatorConfig {
@@ -100,6 +131,9 @@ impl OperatorConfig {
                 bail!("config file {}: [clients.{name}] {e}", path.display());
             }
         }
+        if let Err(e) = crate::http::check_jwt_config(file.http.jwt.as_ref(), &file.clients) {
+            bail!("config file {}: {e}", path.display());
+        }
         Ok(file)
     }
 }
@@ -109,7 +143,14 @@ impl ClientSpec {
     /// start naming its key.
     pub fn validate(&self, name: &str) -> anyhow::Result<()> {
         crate::http::check_client_name(name)?;
-        crate::http::parse_token_hash(&self.token_sha256)?;
+        match (&self.token_sha256, &self.jwt_subject) {
+            (None, None) => bail!("needs token_sha256, jwt_subject or both"),
+            (_, Some(sub)) if sub.is_empty() => bail!("jwt_subject must not be empty"),
+            (Some(hash), _) => {
+                crate::http::parse_token_hash(hash)?;
+            }
+            (None, Some(_)) => {}
+        }
         self.policy(name)?;
         Ok(())
     }

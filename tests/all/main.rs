@@ -23,6 +23,8 @@ mod host_keys;
 mod hostile_files;
 mod http;
 mod http_clients;
+mod http_jwks;
+mod http_jwt;
 mod http_server;
 mod jobs;
 mod jump;

@@ -2,8 +2,9 @@
 //! order: its `Host` is one of the bound names (else 421: a DNS-rebinding
 //! page reaches us under its own name), its `Origin`, when it has one, is
 //! on the operator's list (else 403), and, when clients are configured, it
-//! carries a client's bearer token (else 401, audited with the source
-//! address, never the token) and names only MCP sessions of that client
+//! carries a client's bearer token or a valid JWT ([`super::jwt`]) naming
+//! a client (else 401, audited with the source address and the reason,
+//! never the token) and names only MCP sessions of that client
 //! (else 404, as for a session that does not exist). Also the RFC 9728
 //! protected-resource metadata, which needs no token.
 
@@ -17,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::{Bindings, Clients};
+use super::jwt::{self, JwtVerifier};
 use crate::audit::{self, AuditLog};
 use crate::mcp::ClientName;
 
@@ -33,6 +35,7 @@ pub(crate) struct Gate {
     pub(crate) origins: Vec<String>,
     pub(crate) authorization_servers: Vec<String>,
     pub(crate) clients: Clients,
+    pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) bindings: Bindings,
     /// Which MCP sessions are in use, for the idle limit.
@@ -93,7 +96,7 @@ pub(crate) async fn check(
             "Service Unavailable: too many MCP sessions are open; try again later",
         );
     }
-    if !gate.clients.required() {
+    if !(gate.clients.required() || gate.jwt.is_some()) {
         return in_use(&gate, named.as_deref(), next.run(request).await);
     }
     let token = request
@@ -104,21 +107,26 @@ pub(crate) async fn check(
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let client = match token.map(|t| gate.clients.verify(t)) {
-        Some(Some(client)) => client,
-        presented => {
-            let why = if presented.is_some() {
-                "unknown bearer token"
-            } else {
-                "no bearer token"
-            };
-            gate.refused(peer, None, why);
+    let verdict = match token {
+        None => Err(None),
+        Some(token) => match (gate.clients.verify(token), &gate.jwt) {
+            (Some(client), _) => Ok(client),
+            (None, Some(jwt)) if jwt::looks_like_jwt(token) => {
+                jwt.verify(token).await.map_err(Some)
+            }
+            (None, _) => Err(Some("unknown bearer token")),
+        },
+    };
+    let client = match verdict {
+        Ok(client) => client,
+        Err(why) => {
+            gate.refused(peer, None, why.unwrap_or("no bearer token"));
             let authority = request
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(&host);
-            return unauthorized(gate.scheme, authority, presented.is_some());
+            return unauthorized(gate.scheme, authority, why);
         }
     };
     if let Some(id) = &named
@@ -182,11 +190,16 @@ impl Gate {
     }
 }
 
-/// 401 pointing at the metadata (RFC 9728 section 5.1).
-fn unauthorized(scheme: &str, host: &str, presented: bool) -> Response {
+/// 401 pointing at the metadata (RFC 9728 section 5.1); `invalid` says
+/// why a presented token was refused (RFC 6750 section 3), in a fixed
+/// string that holds no part of the token.
+fn unauthorized(scheme: &str, host: &str, invalid: Option<&str>) -> Response {
     let metadata = format!("{scheme}://{host}{METADATA_PATH}/mcp");
-    let challenge = if presented {
-        format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\"")
+    let challenge = if let Some(why) = invalid {
+        format!(
+            "Bearer error=\"invalid_token\", error_description=\"{why}\", \
+             resource_metadata=\"{metadata}\""
+        )
     } else {
         format!("Bearer resource_metadata=\"{metadata}\"")
     };

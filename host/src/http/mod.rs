@@ -1,8 +1,9 @@
 //! MCP over streamable HTTP (`--http ADDR:PORT`): rmcp's
 //! `StreamableHttpService` at `/mcp` on axum, behind one gate
 //! ([`gate`]) that checks every request's `Host` (421: DNS rebinding),
-//! `Origin` (403) and, when clients are configured, its bearer token (401)
-//! and that the MCP session it names is its own (404).
+//! `Origin` (403) and, when clients are configured, its bearer token (401):
+//! a client's opaque token, or a JWT of the operator's issuer ([`jwt`],
+//! keys from [`jwks`]); and that the MCP session it names is its own (404).
 //!
 //! Each configured client calls in a namespace of its own: a session
 //! table (and job table) of its own, so another client can neither see,
@@ -18,13 +19,15 @@
 mod auth;
 mod gate;
 mod idle;
+mod jwks;
+mod jwt;
 mod replay;
 mod serve;
 mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -34,9 +37,11 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{check_client_name, new_token, parse_token_hash};
+pub use jwks::JwksError;
+pub use jwt::{JwtConfigError, check_config as check_jwt_config};
 
 use crate::Settings;
-use crate::mcp::{Callers, McpServer};
+use crate::mcp::{Callers, MakeCaller, McpServer};
 use crate::plugins::{Caller, PluginHost};
 use crate::ssh::SessionManager;
 
@@ -58,7 +63,7 @@ pub struct HttpOptions {
 /// Serves until SIGINT or SIGTERM, then closes every SSH session.
 pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()> {
     let addr = options.addr;
-    if config.clients.is_empty() && !addr.ip().is_loopback() {
+    if config.clients.is_empty() && config.http.jwt.is_none() && !addr.ip().is_loopback() {
         bail!(
             "--http {addr}: a non-loopback address needs client tokens, or anyone who reaches \
              it could run commands as you. Make one with `mcp-ssh-session token new NAME` and \
@@ -68,10 +73,18 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     }
     let mut clients = HashMap::new();
     for (name, spec) in &config.clients {
-        let hash = parse_token_hash(&spec.token_sha256)?;
+        let hash = spec
+            .token_sha256
+            .as_deref()
+            .map(parse_token_hash)
+            .transpose()?;
         let policy = spec.policy(name)?;
         clients.insert(name.clone(), (hash, policy));
     }
+    let jwt = match &config.http.jwt {
+        Some(spec) => Some(jwt::JwtVerifier::load(spec, &config.clients).await?),
+        None => None,
+    };
     let operator = SessionManager::new(config.ssh.clone());
     let plugins = PluginHost::load(config.plugins.clone(), operator.clone())
         .await
@@ -79,7 +92,8 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     let audit = plugins.audit_log();
     // One namespace per client: its own session and job tables.
     let mut namespaces = vec![operator.clone()];
-    let callers = if clients.is_empty() {
+    let unmapped: Arc<Mutex<HashMap<String, Caller>>> = Arc::default();
+    let callers = if clients.is_empty() && jwt.is_none() {
         tracing::warn!(
             "no [clients] in the config: any process on this machine that can reach the \
              port can use your SSH credentials through it; add client tokens \
@@ -102,7 +116,13 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
             };
             map.insert(name.clone(), caller);
         }
-        Callers::Clients(map)
+        let others = config
+            .http
+            .jwt
+            .as_ref()
+            .is_some_and(|j| j.allow_unmapped_subjects)
+            .then(|| unmapped_callers(&config, &operator, unmapped.clone()));
+        Callers::Clients(map, others)
     };
     let server = McpServer::new(Arc::new(plugins), Arc::new(callers));
 
@@ -143,8 +163,14 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         scheme,
         hosts,
         origins: config.http.allowed_origins.clone(),
-        authorization_servers: config.http.authorization_servers.clone(),
-        clients: auth::Clients::new(clients.into_iter().map(|(n, (h, _))| (n, h)).collect()),
+        authorization_servers: authorization_servers(&config.http.authorization_servers, &jwt),
+        clients: auth::Clients::new(
+            clients
+                .into_iter()
+                .filter_map(|(n, (h, _))| Some((n, h?)))
+                .collect(),
+        ),
+        jwt,
         audit,
         bindings: auth::Bindings::new(sessions),
         activity,
@@ -180,11 +206,67 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => Ok(()),
     };
-    let closed: u32 = namespaces.iter().map(SessionManager::close_all).sum();
+    let later: Vec<SessionManager> = lock(&unmapped)
+        .values()
+        .map(|c| c.sessions.clone())
+        .collect();
+    let closed: u32 = namespaces
+        .iter()
+        .chain(&later)
+        .map(SessionManager::close_all)
+        .sum();
     tracing::info!(closed, "HTTP server stopped; SSH sessions closed");
     // The disconnects run in tasks of their own: give them a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     result
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Callers for JWT subjects no `[clients.NAME]` maps (`jwt:SUB`, made by
+/// the gate only when `allow_unmapped_subjects` is on): each gets a
+/// namespace of its own on first use and no restriction but the grants.
+fn unmapped_callers(
+    config: &Settings,
+    operator: &SessionManager,
+    made: Arc<Mutex<HashMap<String, Caller>>>,
+) -> MakeCaller {
+    let ssh = config.ssh.clone();
+    let shared = config
+        .http
+        .shared_operator_sessions
+        .then(|| operator.clone());
+    Arc::new(move |name: &str| {
+        if !name.starts_with(jwt::UNMAPPED_PREFIX) {
+            return None;
+        }
+        let mut made = lock(&made);
+        let caller = made.entry(name.to_string()).or_insert_with(|| Caller {
+            name: name.into(),
+            sessions: SessionManager::new(ssh.clone()),
+            // No restriction beyond the grants, but no key files on the
+            // server either: those take the operator's word.
+            policy: crate::plugins::ClientPolicy::new(name, None, None, None)
+                .ok()
+                .map(Arc::new),
+            shared: shared.clone(),
+        });
+        Some(caller.clone())
+    })
+}
+
+/// The operator's authorization servers, and the JWT issuer if not among
+/// them: RFC 9728 clients find where to get a token there.
+fn authorization_servers(listed: &[String], jwt: &Option<jwt::JwtVerifier>) -> Vec<String> {
+    let mut servers = listed.to_vec();
+    if let Some(jwt) = jwt
+        && !servers.iter().any(|s| s == jwt.issuer())
+    {
+        servers.push(jwt.issuer().to_string());
+    }
+    servers
 }
 
 /// An SSE answer goes out in several small writes (headers, event, last

@@ -67,9 +67,14 @@ pub enum Callers {
     /// stdio, or HTTP with no clients configured (loopback only): one
     /// caller, the operator.
     One(Caller),
-    /// HTTP with clients: the one the HTTP layer verified, by name.
-    Clients(HashMap<String, Caller>),
+    /// HTTP with clients: the one the HTTP layer verified, by name; a
+    /// name not configured is asked of the second field (JWT subjects
+    /// without a `[clients.NAME]` table, when the operator allows them).
+    Clients(HashMap<String, Caller>, Option<MakeCaller>),
 }
+
+/// Finds or makes the caller of a verified client name not configured.
+pub type MakeCaller = Arc<dyn Fn(&str) -> Option<Caller> + Send + Sync>;
 
 /// The verified client of an HTTP request: the HTTP layer puts it in the
 /// request's extensions after checking its bearer token, and rmcp hands
@@ -80,13 +85,16 @@ pub struct ClientName(pub Arc<str>);
 impl Callers {
     /// The caller of a request; `None` when clients are configured and the
     /// request carries no verified one (never, behind the HTTP layer).
-    fn of(&self, context: &RequestContext<RoleServer>) -> Option<&Caller> {
+    fn of(&self, context: &RequestContext<RoleServer>) -> Option<Caller> {
         match self {
-            Self::One(caller) => Some(caller),
-            Self::Clients(clients) => {
+            Self::One(caller) => Some(caller.clone()),
+            Self::Clients(clients, others) => {
                 let parts = context.extensions.get::<axum::http::request::Parts>()?;
                 let ClientName(name) = parts.extensions.get::<ClientName>()?;
-                clients.get(&**name)
+                match clients.get(&**name) {
+                    Some(caller) => Some(caller.clone()),
+                    None => others.as_ref()?(name),
+                }
             }
         }
     }
@@ -193,7 +201,7 @@ impl ServerHandler for McpServer {
         // rmcp cancels this token on the client's notifications/cancelled.
         let outcome = self
             .plugins
-            .call(&request.name, arguments, context.ct, progress, caller)
+            .call(&request.name, arguments, context.ct, progress, &caller)
             .await;
         // The reason is not logged: it may quote argument values.
         match &outcome {
