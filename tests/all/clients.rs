@@ -33,9 +33,9 @@ const BUILT_IN: [&str; 16] = BUILT_IN_TOOLS;
 type Args = [(&'static str, String)];
 
 /// The third-party component, installed from the example.
-const THIRD_PARTY: &str = "disk_usage";
+pub(crate) const THIRD_PARTY: &str = "disk_usage";
 
-fn installed(var: &str) -> PathBuf {
+pub(crate) fn installed(var: &str) -> PathBuf {
     match std::env::var_os(var).map(PathBuf::from) {
         Some(path) if path.exists() => path,
         Some(path) => panic!(
@@ -81,7 +81,7 @@ impl Drop for RemoteDir {
 
 /// A server with the disk-usage example installed and granted for `sshd`,
 /// and a transfer root for the file tools.
-fn with_third_party(sshd: &Sshd) -> Builder {
+pub(crate) fn with_third_party(sshd: &Sshd) -> Builder {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../guest-tools/examples/disk-usage/disk_usage.toml"),

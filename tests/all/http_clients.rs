@@ -11,44 +11,10 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::http_server::{HttpServer, new_token};
-use crate::server::{BUILT_IN_TOOLS, Builder, Leftovers, Server, guest_wasm, install_plugin};
+use crate::server::{BUILT_IN_TOOLS, Leftovers, Server};
 use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
 
-const THIRD_PARTY: &str = "disk_usage";
-
-fn installed(var: &str) -> PathBuf {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{var} is not set: run the suite through scripts/test"));
-    assert!(path.exists(), "{var}={} does not exist", path.display());
-    path
-}
-
-/// A server with the example third-party component and a transfer root.
-fn with_third_party(sshd: &Sshd) -> Builder {
-    let manifest = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../guest-tools/examples/disk-usage/disk_usage.toml"),
-    )
-    .unwrap();
-    let grant = format!(
-        "[plugins.disk_usage]\nhosts = [\"127.0.0.1\"]\nusers = [\"{TEST_USER}\"]\n\
-         commands = [[\"df\", \"-P\", \"-k\", \"*\"]]\nports = [{}]\n",
-        sshd.port()
-    );
-    let builder = install_plugin(
-        Server::builder(),
-        &guest_wasm(THIRD_PARTY),
-        THIRD_PARTY,
-        Some(&manifest),
-        &grant,
-    );
-    let root = builder.home().join("transfers");
-    std::fs::create_dir_all(&root).unwrap();
-    builder
-        .arg("--transfer-root")
-        .arg(root.display().to_string())
-}
+use crate::clients::{THIRD_PARTY, installed, with_third_party};
 
 #[test]
 fn the_python_sdk_calls_every_tool_over_http_with_a_bearer_token() {
