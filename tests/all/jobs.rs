@@ -24,7 +24,7 @@ async fn status(server: &Server, id: &str) -> Value {
 }
 
 /// Polls until the job leaves `running`; returns its final status.
-async fn wait_done(server: &Server, id: &str) -> Value {
+pub(crate) async fn wait_done(server: &Server, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = status(server, id).await;

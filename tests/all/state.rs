@@ -267,21 +267,11 @@ async fn a_job_starts_in_the_sessions_directory_and_leaves_the_state_alone() {
     args.as_object_mut().unwrap().remove("key_filename");
     let started = server.call("start_command", args).await;
     let id = structured(&started)["job_id"].as_str().unwrap().to_string();
-    let mut output = String::new();
-    for _ in 0..100 {
-        let res = server
-            .call("get_command_output", json!({"job_id": id}))
-            .await;
-        output = structured(&res)["data"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if structured(&res)["complete"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(output, "/var\njob\n");
+    crate::jobs::wait_done(&server, &id).await;
+    let res = server
+        .call("get_command_output", json!({"job_id": id}))
+        .await;
+    assert_eq!(structured(&res)["data"], "/var\njob\n", "{}", text(&res));
     assert_eq!(out(&server, &sshd, "pwd").await, "/var\n");
 }
 

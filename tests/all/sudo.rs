@@ -236,18 +236,8 @@ async fn a_background_job_runs_through_sudo_with_its_stdin() {
     let res = server.call("start_command", args).await;
     succeeded(&res);
     let id = structured(&res)["job_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = server
-            .call("get_command_status", json!({"job_id": id}))
-            .await;
-        if structured(&s)["state"] != "running" {
-            assert_eq!(structured(&s)["exit_status"], 0, "{}", text(&s));
-            break;
-        }
-        assert!(Instant::now() < deadline, "job still running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let s = crate::jobs::wait_done(&server, &id).await;
+    assert_eq!(s["exit_status"], 0, "{s}");
     let out = server
         .call("get_command_output", json!({"job_id": id}))
         .await;
