@@ -22,7 +22,9 @@ pub(super) fn measure(quick: bool, cache: &Path, sshd: &Sshd, stdio_warm: Durati
         .arg("--cache-dir")
         .arg(cache.display().to_string())
         .env("MCP_SSH_LOG", "warn");
-    let server = HttpServer::start(builder, &lines, &[]);
+    // The session opens with the fixture's key file, which an HTTP client
+    // may name only when its table says so.
+    let server = HttpServer::start(builder, &format!("{lines}key_files = true\n"), &[]);
     let port = sshd.port();
     let mut mcp = KeepAliveMcp::open(server.port, Some(&token));
     mcp.call("execute_command", &key_args(sshd, port, "true"))
