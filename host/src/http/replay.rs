@@ -97,11 +97,7 @@ impl Replay {
                 evict(&mut streams, &mut total, stream, true);
             }
         }
-        let size = event
-            .message
-            .as_deref()
-            .and_then(|m| serde_json::to_string(m).ok())
-            .map_or(64, |m| m.len() + 64);
+        let size = event_size(event);
         while *total + size > MAX_BYTES && evict(&mut streams, &mut total, stream, false) {}
         *total += size;
         let log = streams.entry(stream.to_string()).or_default();
@@ -121,11 +117,7 @@ impl Replay {
         if log.events.len() >= EVENTS_PER_STREAM
             && let Some((_, dropped)) = log.events.pop_front()
         {
-            let dropped = dropped
-                .message
-                .as_deref()
-                .and_then(|m| serde_json::to_string(m).ok())
-                .map_or(64, |m| m.len() + 64);
+            let dropped = event_size(&dropped);
             log.bytes = log.bytes.saturating_sub(dropped);
             *total = total.saturating_sub(dropped);
         }
@@ -152,6 +144,15 @@ impl Replay {
         log.readers.push(tx);
         Ok(Box::pin(backlog.chain(tokio_stream_from(rx))))
     }
+}
+
+/// About how many bytes `event` holds: its message as JSON, and its id.
+fn event_size(event: &ServerSseMessage) -> usize {
+    event
+        .message
+        .as_deref()
+        .and_then(|m| serde_json::to_string(m).ok())
+        .map_or(64, |m| m.len() + 64)
 }
 
 /// Forgets one stream other than `keep`: the one whose call ended first,

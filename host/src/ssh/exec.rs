@@ -20,7 +20,7 @@ use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
 use super::output::Capture;
 pub use super::output::StreamOutput;
-use super::state::{Blocks, Frame, FrameOut, sh_quote};
+use super::state::{Blocks, Frame, FrameOut};
 use super::sudo::{self, SudoError};
 
 /// What to run: a command line for the login shell, or a program and its
@@ -355,10 +355,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
                 Some(f) => {
                     let command = match payload {
                         Payload::Line(c) => c.to_string(),
-                        Payload::Argv(a) => {
-                            let words: Vec<String> = a.iter().map(|w| sh_quote(w)).collect();
-                            format!("exec {}", words.join(" "))
-                        }
+                        Payload::Argv(a) => launch::exec_line(a),
                     };
                     script = format!("{}{command}", f.inner());
                     Payload::Line(&script)

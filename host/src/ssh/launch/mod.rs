@@ -85,8 +85,14 @@ pub(crate) fn is_posix(shell: &str) -> bool {
 }
 
 /// POSIX single quoting: exact in every POSIX shell, newlines included.
-fn sh_quote(word: &str) -> String {
+pub(crate) fn sh_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `exec` of `argv`, POSIX-quoted: the program replaces the shell.
+pub(crate) fn exec_line(argv: &[String]) -> String {
+    let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
+    format!("exec {}", words.join(" "))
 }
 
 /// The line for a login shell known to read POSIX sh: the marker, then
@@ -96,10 +102,7 @@ fn sh_quote(word: &str) -> String {
 fn direct(payload: Payload<'_>, nonce: &str, openssh: bool) -> String {
     let body = match payload {
         Payload::Line(c) => c.to_string(),
-        Payload::Argv(argv) => {
-            let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
-            format!("exec {}", words.join(" "))
-        }
+        Payload::Argv(argv) => exec_line(argv),
     };
     let stat = "g=; read -r x x x x g x </proc/self/stat 2>/dev/null";
     let inner = format!(

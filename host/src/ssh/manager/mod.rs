@@ -556,7 +556,7 @@ fn framed_fits(framing: &state::Framing, command: &exec::Command) -> Result<(), 
     };
     let own = match command {
         exec::Command::Line(c) => c.len(),
-        exec::Command::Argv(a) => a.iter().map(|w| super::state::sh_quote(w).len() + 1).sum(),
+        exec::Command::Argv(a) => a.iter().map(|w| launch::sh_quote(w).len() + 1).sum(),
     };
     let total = own + frame.overhead();
     if total <= launch::MAX_COMMAND_BYTES {

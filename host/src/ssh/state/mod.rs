@@ -78,11 +78,6 @@ impl SessionState {
     }
 }
 
-/// POSIX single quoting: exact in every POSIX shell, newlines included.
-pub(crate) fn sh_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// How one call runs inside its session's state.
 #[derive(Debug)]
 pub(crate) struct Frame {
@@ -259,8 +254,7 @@ impl Frame {
     /// A program and its arguments inside the frame: it cannot change the
     /// state, so nothing is read back.
     pub(crate) fn wrap_argv(&self, argv: &[String]) -> String {
-        let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
-        format!("{}exec {}", self.prelude, words.join(" "))
+        format!("{}{}", self.prelude, super::launch::exec_line(argv))
     }
 
     /// The blocks to lift out of the command's output.

@@ -83,7 +83,10 @@ fn cd_and_export_carry_over_to_the_next_command_in_every_shell() {
         let s = next(
             shell,
             &s,
-            &format!("export FOO={}; unset LOGIN_VAR", sh_quote(value)),
+            &format!(
+                "export FOO={}; unset LOGIN_VAR",
+                super::super::launch::sh_quote(value)
+            ),
         );
         let ran = run(
             shell,
