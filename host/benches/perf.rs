@@ -1,26 +1,33 @@
 //! The performance suite: the real server binary over stdio, driven by
-//! rmcp's MCP client, against baselines measured in the same run on the
-//! same loopback sshd. Prints one table; asserts nothing about time.
+//! rmcp's MCP client, against floors measured in the same run on the same
+//! loopback sshd, in alternating blocks (ours, then the floor's) so drift
+//! on a shared machine hits both. Prints one table; asserts nothing about
+//! time.
 //!
-//! - warm `execute_command true` vs. raw russh exec on one reused
-//!   connection, and vs. OpenSSH `ssh` with ControlMaster;
-//! - the first call on a new session (key, password) vs. a fresh `ssh`;
+//! - warm `execute_command true` vs. raw russh exec on a reused connection
+//!   ([`raw`]), and vs. OpenSSH `ssh` with ControlMaster ([`openssh`]);
+//!   a warm `list_sessions` (no SSH) says what MCP and the component cost;
+//! - the first call on a new session (key, password) vs. raw russh's
+//!   connect + auth + exec, and vs. a fresh `ssh`;
 //! - spawn to `initialize` answered, cold and warm compile cache;
-//! - 64 callers x 20 calls to one host, and 8 hosts x 8 callers;
-//! - 50 MB of stdout: time, the server's peak RSS, bytes returned;
+//! - 64 callers to one host, and 8 hosts x 8 callers, vs. raw russh with
+//!   as many tasks at the server's channel cap;
+//! - 50 MB of stdout, 30 runs, vs. raw russh reading it: p50/p90/max, the
+//!   server's peak RSS, bytes returned;
 //! - idle RSS, and RSS with 50 open sessions;
 //! - per-call instantiate time and the share of a warm call spent in wasm;
-//! - a warm call with session state kept vs. the same on `--stateless`;
+//! - a warm call with session state kept vs. `--stateless` ([`state`]);
 //! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
 //!   ([`files`]);
 //! - a warm call over streamable HTTP vs. stdio, and 64 concurrent HTTP
-//!   clients ([`http`]).
+//!   clients ([`http`]);
+//! - ssh_config resolution ([`resolve`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
-//! does). Needs what `scripts/test` installs (sshd, the test account) and
-//! root, as the tests do. The server, its guests and sshd come from the
-//! integration suite's helpers; what stays here (over 500 lines) is one
-//! measurement per row of one table, and the baselines it compares against.
+//! does; `-- --profile warm|load SECS` for a profiler, see [`profile`]).
+//! Needs what `scripts/test` installs (sshd, the test account) and root,
+//! as the tests do. The server, its guests and sshd come from the
+//! integration suite's helpers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,16 +52,26 @@ mod state;
 
 #[path = "perf/http.rs"]
 mod http;
+#[path = "perf/openssh.rs"]
+mod openssh;
+#[path = "perf/profile.rs"]
+mod profile;
+#[path = "perf/raw.rs"]
+mod raw;
+#[path = "perf/resolve.rs"]
+mod resolve;
+#[path = "perf/table.rs"]
+mod table;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::CallToolResult;
-use russh::client;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use serde_json::{Value, json};
+
+pub(crate) use openssh::timed;
+use raw::{Auth, Raw};
+use table::{Stats, median_rate, ms, note, ratio, row, stats};
 
 use server::{Server, exec_args, guest_wasm, install_plugin, remote_running};
 use sshd::{Sshd, TEST_PASSWORD, TEST_USER};
@@ -65,7 +82,9 @@ struct Sizes {
     first: usize,
     starts: usize,
     calls_each: usize,
+    load_rounds: usize,
     big_output: usize,
+    big_runs: usize,
     cancels: usize,
 }
 
@@ -75,7 +94,9 @@ const FULL: Sizes = Sizes {
     first: 20,
     starts: 10,
     calls_each: 20,
+    load_rounds: 3,
     big_output: 50_000_000,
+    big_runs: 30,
     cancels: 20,
 };
 
@@ -85,148 +106,11 @@ const QUICK: Sizes = Sizes {
     first: 3,
     starts: 3,
     calls_each: 3,
+    load_rounds: 1,
     big_output: 5_000_000,
+    big_runs: 5,
     cancels: 3,
 };
-
-struct Stats {
-    median: Duration,
-    p90: Duration,
-    p99: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Stats {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        median: at(0.5),
-        p90: at(0.9),
-        p99: at(0.99),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-fn ratio(a: Duration, b: Duration) -> String {
-    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
-}
-
-/// A table row: measure, median, p90, p99, baseline, ratio.
-fn row(cells: [&str; 6]) {
-    println!("| {} |", cells.join(" | "));
-}
-
-/// Trusts exactly the fixture's host key.
-struct Pinned(PublicKey);
-
-impl client::Handler for Pinned {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return Ok(false);
-        };
-        Ok(key.key_data() == self.0.key_data())
-    }
-}
-
-async fn raw_russh(sshd: &Sshd, n: usize) -> Vec<Duration> {
-    let host_key = std::fs::read_to_string(sshd.dir().join("host_ed25519.pub")).unwrap();
-    let config = client::Config {
-        nodelay: true,
-        ..client::Config::default()
-    };
-    let mut handle = client::connect(
-        Arc::new(config),
-        ("127.0.0.1", sshd.port()),
-        Pinned(PublicKey::from_openssh(host_key.trim()).unwrap()),
-    )
-    .await
-    .unwrap();
-    let key = russh::keys::load_secret_key(sshd.client_key(), None).unwrap();
-    let auth = handle
-        .authenticate_publickey(TEST_USER, PrivateKeyWithHashAlg::new(Arc::new(key), None))
-        .await
-        .unwrap();
-    assert!(auth.success());
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n + 20 {
-        let started = Instant::now();
-        let mut ch = handle.channel_open_session().await.unwrap();
-        ch.exec(true, "true").await.unwrap();
-        while ch.wait().await.is_some() {}
-        if i >= 20 {
-            times.push(started.elapsed());
-        }
-    }
-    times
-}
-
-fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new("ssh");
-    c.args([
-        "-q",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-    ])
-    .arg("-o")
-    .arg(format!("UserKnownHostsFile={}", dir.join("kh").display()))
-    .arg("-i")
-    .arg(sshd.client_key())
-    .args(["-p", &sshd.port().to_string()])
-    .args(extra)
-    .arg(format!("{TEST_USER}@127.0.0.1"))
-    .arg("true")
-    .stdin(Stdio::null());
-    c
-}
-
-fn timed(mut c: Command) -> Duration {
-    let started = Instant::now();
-    assert!(c.status().unwrap().success());
-    started.elapsed()
-}
-
-fn control_master(sshd: &Sshd, n: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = format!("ControlPath={}", dir.path().join("cm").display());
-    let opts = [
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        &cp,
-        "-o",
-        "ControlPersist=60",
-    ];
-    timed(ssh_cmd(sshd, dir.path(), &opts));
-    let times = (0..n)
-        .map(|_| timed(ssh_cmd(sshd, dir.path(), &opts)))
-        .collect();
-    let _ = Command::new("ssh")
-        .args(["-o", &cp, "-O", "exit", "-p", &sshd.port().to_string()])
-        .arg(format!("{TEST_USER}@127.0.0.1"))
-        .stderr(Stdio::null())
-        .status();
-    times
-}
-
-fn fresh_ssh(sshd: &Sshd, n: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    (0..n)
-        .map(|_| timed(ssh_cmd(sshd, dir.path(), &[])))
-        .collect()
-}
 
 /// `VmRSS` or `VmHWM` of the server process, in MiB.
 fn memory(server: &Server, field: &str) -> f64 {
@@ -387,9 +271,34 @@ fn timing_median(log: &Path, field: &str) -> Duration {
     Duration::from_micros(v[v.len() / 2])
 }
 
+/// Calls in a block of an interleaved comparison: ours, then the
+/// baseline's, then ours again, so drift on a shared machine hits both.
+const BLOCK: usize = 10;
+/// The server's channels per connection (`SshSettings`'s default): the
+/// raw floor of the load rows opens no more at once.
+const CHANNEL_CAP: usize = 8;
+
+/// A row comparing `ours` with `base`, measured in the same run.
+fn compare(measure: &str, ours: &Stats, base_label: &str, base: Duration) {
+    row([
+        measure,
+        &ms(ours.median),
+        &ms(ours.p90),
+        &ms(ours.p99),
+        &format!("{base_label}: {}", ms(base)),
+        &ratio(ours.median, base),
+    ]);
+}
+
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        let what = args.get(at + 1).map_or("warm", String::as_str);
+        let secs = args.get(at + 2).and_then(|s| s.parse().ok()).unwrap_or(30);
+        return profile::run(what, Duration::from_secs(secs)).await;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let n = if quick { QUICK } else { FULL };
     let sshd = Sshd::start_ports(8);
     let port = sshd.port();
@@ -397,7 +306,7 @@ async fn main() {
     let cache = home.path().join("cache");
     let timing_log = "warn,mcp_ssh_session::plugins=debug";
 
-    // 3. Spawn to initialize: an empty cache each time, then a warm one.
+    // Spawn to initialize: an empty cache each time, then a warm one.
     let mut cold = Vec::new();
     for i in 0..n.starts.min(3) {
         let (s, took) = spawn(&home.path().join(format!("cold-{i}")), "warn").await;
@@ -416,51 +325,80 @@ async fn main() {
     let (server, _) = spawn(&cache, timing_log).await;
     let idle_rss = memory(&server, "VmRSS");
 
-    // 2. First call on a new session.
-    let (mut first_key, mut first_pw) = (Vec::new(), Vec::new());
+    // The first call on a new session, and raw russh's connect, key
+    // exchange, authentication and exec, alternating.
+    let (mut first_key, mut first_pw, mut raw_key, mut raw_pw) = (vec![], vec![], vec![], vec![]);
     let pw_args = json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
                          "password": TEST_PASSWORD, "command": "true"});
+    let none = json!({});
+    let close_all = || call(&server, "close_all_sessions", &none);
     for _ in 0..n.first {
-        call(&server, "close_all_sessions", &json!({}))
-            .await
-            .unwrap();
+        close_all().await.unwrap();
         first_key
             .push(timed_call(&server, "execute_command", &key_args(&sshd, port, "true")).await);
-        call(&server, "close_all_sessions", &json!({}))
-            .await
-            .unwrap();
+        raw_key.push(raw::first_exec(&sshd, Auth::Key).await);
+        close_all().await.unwrap();
         first_pw.push(timed_call(&server, "execute_command", &pw_args).await);
+        raw_pw.push(raw::first_exec(&sshd, Auth::Password).await);
     }
 
-    // 1. Warm calls on an open session.
-    call(&server, "close_all_sessions", &json!({}))
-        .await
-        .unwrap();
+    // Warm calls on an open session against raw russh execs on a
+    // connection of its own, in alternating blocks.
+    close_all().await.unwrap();
     call(&server, "execute_command", &key_args(&sshd, port, "true"))
         .await
         .unwrap();
+    let raw = Raw::new(&sshd, port).await;
+    let bare = bare_args_on(port, "true");
     for _ in 0..20 {
-        call(&server, "execute_command", &bare_args_on(port, "true"))
-            .await
-            .unwrap();
+        call(&server, "execute_command", &bare).await.unwrap();
+        raw.exec("true").await;
     }
     let _ = std::fs::write(server.log_path(), "");
-    let mut warm = Vec::with_capacity(n.warm);
-    for _ in 0..n.warm {
-        warm.push(timed_call(&server, "execute_command", &bare_args_on(port, "true")).await);
+    let (mut warm, mut raw_warm) = (vec![], vec![]);
+    for _ in 0..n.warm / BLOCK {
+        for _ in 0..BLOCK {
+            warm.push(timed_call(&server, "execute_command", &bare).await);
+        }
+        for _ in 0..BLOCK {
+            raw_warm.push(raw.exec("true").await);
+        }
     }
     let instantiate = timing_median(server.log_path(), "instantiate_us");
     let guest = timing_median(server.log_path(), "guest_us");
     let host = timing_median(server.log_path(), "host_us");
+    // What a call costs with no SSH in it: MCP, the instance, the guest.
+    let mut no_ssh = Vec::with_capacity(n.warm);
+    for _ in 0..n.warm {
+        no_ssh.push(timed_call(&server, "list_sessions", &json!({})).await);
+    }
 
-    // 4. Concurrency.
+    // Concurrency, against raw russh with as many tasks on as many
+    // connections, at the server's channel cap, in alternating rounds.
     for &p in sshd.ports() {
         call(&server, "execute_command", &key_args(&sshd, p, "true"))
             .await
             .unwrap();
     }
-    let (one_host_rate, one_host_errors, _) = load(&server, &[port], 64, n.calls_each).await;
-    let (many_rate, many_errors, _) = load(&server, sshd.ports(), 8, n.calls_each).await;
+    let mut raws = vec![];
+    for &p in sshd.ports() {
+        raws.push(Raw::new(&sshd, p).await);
+    }
+    let (mut one, mut raw_one, mut many, mut raw_many) = (vec![], vec![], vec![], vec![]);
+    let (mut one_errors, mut many_errors) = (0, 0);
+    for _ in 0..n.load_rounds {
+        let (rate, errors, _) = load(&server, &[port], 64, n.calls_each).await;
+        one.push(rate);
+        one_errors += errors;
+        raw_one.push(raw.load(64, n.calls_each, CHANNEL_CAP).await);
+        let (rate, errors, _) = load(&server, sshd.ports(), 8, n.calls_each).await;
+        many.push(rate);
+        many_errors += errors;
+        raw_many.push(raw::load_many(&raws, 8, n.calls_each, CHANNEL_CAP).await);
+    }
+    for r in raws {
+        r.close().await;
+    }
 
     // Cancel to remote process gone.
     let mut cancels = Vec::new();
@@ -468,23 +406,30 @@ async fn main() {
         cancels.push(cancel_to_gone(&server, port, i).await);
     }
 
-    // 5. Large output.
+    // Large output, against raw russh reading the same command's stdout.
     let big = format!("head -c {} /dev/zero | tr '\\0' a", n.big_output);
-    let started = Instant::now();
-    let res = call(&server, "execute_command", &bare_args_on(port, &big))
-        .await
-        .unwrap();
-    let big_took = started.elapsed();
-    let s = res.structured_content.unwrap();
-    let returned = s["stdout"].as_str().unwrap().len();
-    assert_eq!(
-        s["stdout_bytes"], n.big_output,
-        "the stream was not counted whole"
-    );
+    let (mut big_times, mut raw_big, mut returned) = (vec![], vec![], 0);
+    for _ in 0..n.big_runs {
+        let started = Instant::now();
+        let res = call(&server, "execute_command", &bare_args_on(port, &big))
+            .await
+            .unwrap();
+        big_times.push(started.elapsed());
+        let s = res.structured_content.unwrap();
+        returned = s["stdout"].as_str().unwrap().len();
+        assert_eq!(
+            s["stdout_bytes"], n.big_output,
+            "the stream was not counted whole"
+        );
+        let (bytes, took) = raw.read_all(&big).await;
+        assert_eq!(bytes, n.big_output, "raw russh read short");
+        raw_big.push(took);
+    }
     let big_hwm = memory(&server, "VmHWM");
+    raw.close().await;
     server.client.cancel().await.unwrap();
 
-    // 6. RSS with 50 open sessions: 7 sshd x 8 ports, one session each.
+    // RSS with 50 open sessions: 7 sshd x 8 ports, one session each.
     let (sessions_server, _) = spawn(&cache, "warn").await;
     let mut fixtures = vec![];
     for _ in 0..6 {
@@ -514,7 +459,7 @@ async fn main() {
     let rss_50 = memory(&sessions_server, "VmRSS");
     sessions_server.client.cancel().await.unwrap();
 
-    // Issue 3: the sandbox's cost, and stopping an endless loop.
+    // The sandbox's cost, and stopping an endless loop.
     let sandboxed = sandboxed_server(&cache, sshd.port()).await;
     call(
         &sandboxed,
@@ -539,22 +484,23 @@ async fn main() {
     }
     sandboxed.client.cancel().await.unwrap();
 
-    // Baselines, after the server runs so they do not share the CPU.
-    let raw = raw_russh(&sshd, n.warm).await;
-    let cm = control_master(&sshd, n.ssh);
-    let fresh = fresh_ssh(&sshd, n.first);
+    // OpenSSH, after the server runs so they do not share the CPU.
+    let cm = stats(openssh::control_master(&sshd, n.ssh));
+    let fresh = stats(openssh::fresh_ssh(&sshd, n.first));
 
-    let (w, r, c) = (stats(warm), stats(raw), stats(cm));
-    let (fk, fp, fs) = (stats(first_key), stats(first_pw), stats(fresh));
-    let (sc, sw) = (stats(cold), stats(warm_start));
+    let (w, r) = (stats(warm), stats(raw_warm));
     println!();
     println!(
         "mcp-ssh-session performance on loopback: {} cores, {}, release build, {} run",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        sshd_version(),
+        openssh::version(),
         if quick { "quick" } else { "full" }
     );
     println!("test account {TEST_USER}: /bin/sh, no rc files; ed25519 keys");
+    println!(
+        "ratios against a baseline measured in the same run, in alternating blocks (\
+         ours, then the baseline's)"
+    );
     println!();
     row([
         "measure",
@@ -565,30 +511,46 @@ async fn main() {
         "ratio",
     ]);
     row(["---", "---", "---", "---", "---", "---"]);
-    let warm_label = format!("warm `execute_command true` over MCP, n={}", n.warm);
-    let raw_label = format!("raw russh exec, one connection: {}", ms(r.median));
+    let label = format!("warm `execute_command true` over MCP, n={}", n.warm);
+    compare(&label, &w, "raw russh exec, one connection", r.median);
     row([
-        &warm_label,
-        &ms(w.median),
-        &ms(w.p90),
-        &ms(w.p99),
-        &raw_label,
-        &ratio(w.median, r.median),
+        "(same)",
+        "",
+        "",
+        "",
+        &format!("`ssh` with ControlMaster, n={}: {}", n.ssh, ms(cm.median)),
+        &ratio(w.median, cm.median),
     ]);
-    let cm_label = format!("`ssh` with ControlMaster, n={}: {}", n.ssh, ms(c.median));
-    row(["(same)", "", "", "", &cm_label, &ratio(w.median, c.median)]);
-    let first_label = format!("first call, new session, ed25519 key, n={}", n.first);
-    let fresh_label = format!("fresh `ssh` process: {}", ms(fs.median));
+    let ns = stats(no_ssh);
+    let label = format!(
+        "warm `list_sessions` (MCP and a component, no SSH), n={}",
+        n.warm
+    );
+    compare(&label, &ns, "warm `execute_command true`", w.median);
+    let (fk, fp) = (stats(first_key), stats(first_pw));
+    let label = format!("first call, new session, ed25519 key, n={}", n.first);
+    compare(
+        &label,
+        &fk,
+        "raw russh connect + auth + exec",
+        stats(raw_key).median,
+    );
     row([
-        &first_label,
-        &ms(fk.median),
-        &ms(fk.p90),
-        &ms(fk.p99),
-        &fresh_label,
-        &ratio(fk.median, fs.median),
+        "(same)",
+        "",
+        "",
+        "",
+        &format!("fresh `ssh` process: {}", ms(fresh.median)),
+        &ratio(fk.median, fresh.median),
     ]);
-    let pw_label = format!("first call, new session, password, n={}", n.first);
-    row([&pw_label, &ms(fp.median), &ms(fp.p90), &ms(fp.p99), "", ""]);
+    let label = format!("first call, new session, password, n={}", n.first);
+    compare(
+        &label,
+        &fp,
+        "raw russh connect + auth + exec",
+        stats(raw_pw).median,
+    );
+    let (sc, sw) = (stats(cold), stats(warm_start));
     row([
         "spawn to `initialize`, empty compile cache",
         &ms(sc.median),
@@ -597,40 +559,56 @@ async fn main() {
         "",
         "",
     ]);
-    let start_label = format!("spawn to `initialize`, warm compile cache, n={}", n.starts);
-    row([&start_label, &ms(sw.median), &ms(sw.p90), "", "", ""]);
-    let one = format!(
-        "64 callers x {} calls, one host: {one_host_rate:.0} calls/s, {one_host_errors} errors",
-        n.calls_each
-    );
-    row([&one, "", "", "", "", ""]);
-    let many = format!(
-        "8 hosts x 8 callers x {} calls: {many_rate:.0} calls/s, {many_errors} errors",
-        n.calls_each
-    );
-    row([&many, "", "", "", "", ""]);
-    let big_label = format!(
-        "{} MB on stdout: {returned} bytes returned (default cap), server peak RSS {big_hwm:.1} MiB",
-        n.big_output / 1_000_000
-    );
-    row([&big_label, &ms(big_took), "", "", "", ""]);
+    let label = format!("spawn to `initialize`, warm compile cache, n={}", n.starts);
+    row([&label, &ms(sw.median), &ms(sw.p90), "", "", ""]);
+    for (what, ours, errors, base) in [
+        ("64 callers, one host", one, one_errors, raw_one),
+        ("8 hosts x 8 callers", many, many_errors, raw_many),
+    ] {
+        let (ours, base) = (median_rate(ours), median_rate(base));
+        row([
+            &format!(
+                "{what} x {} calls, median of {} rounds: {ours:.0} calls/s, {errors} errors",
+                n.calls_each, n.load_rounds
+            ),
+            "",
+            "",
+            "",
+            &format!(
+                "raw russh, as many tasks, {CHANNEL_CAP} channels per connection: {base:.0} calls/s"
+            ),
+            &format!("{:.2}x throughput", ours / base),
+        ]);
+    }
+    let (b, rb) = (stats(big_times), stats(raw_big));
+    row([
+        &format!(
+            "{} MB on stdout, n={}: {returned} bytes returned (default cap), server peak RSS {big_hwm:.1} MiB; p90, max",
+            n.big_output / 1_000_000,
+            n.big_runs
+        ),
+        &ms(b.median),
+        &ms(b.p90),
+        &ms(b.max),
+        &format!(
+            "raw russh reading it: {} (p90 {}, max {})",
+            ms(rb.median),
+            ms(rb.p90),
+            ms(rb.max)
+        ),
+        &ratio(b.median, rb.median),
+    ]);
     let (t3, tb, ls) = (stats(third), stats(builtin), stats(loop_stops));
-    let third_label = format!(
+    let label = format!(
         "granted third-party `disk_usage` (df -P -k /), n={}",
         n.warm / 2
     );
-    let builtin_label = format!(
-        "built-in `execute_command` of the same argv: {}",
-        ms(tb.median)
+    compare(
+        &label,
+        &t3,
+        "built-in `execute_command` of the same argv",
+        tb.median,
     );
-    row([
-        &third_label,
-        &ms(t3.median),
-        &ms(t3.p90),
-        &ms(t3.p99),
-        &builtin_label,
-        &ratio(t3.median, tb.median),
-    ]);
     row([
         "endless loop in a guest, CPU limit 1 s: call fails after",
         &ms(ls.median),
@@ -640,120 +618,20 @@ async fn main() {
         "",
     ]);
     let ca = stats(cancels);
-    let cancel_label = format!("cancel to remote process gone (pgrep), n={}", n.cancels);
-    row([
-        &cancel_label,
-        &ms(ca.median),
-        &ms(ca.p90),
-        &ms(ca.p99),
-        "",
-        "",
-    ]);
-    row([
-        &format!("RSS idle after `initialize`: {idle_rss:.1} MiB"),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
-    row([
-        &format!("RSS with {open} open sessions: {rss_50:.1} MiB"),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+    let label = format!("cancel to remote process gone (pgrep), n={}", n.cancels);
+    row([&label, &ms(ca.median), &ms(ca.p90), &ms(ca.p99), "", ""]);
+    note(&format!("RSS idle after `initialize`: {idle_rss:.1} MiB"));
+    note(&format!("RSS with {open} open sessions: {rss_50:.1} MiB"));
     let share = guest.as_secs_f64() / w.median.as_secs_f64() * 100.0;
-    let plugin = format!(
+    note(&format!(
         "plugin overhead per warm call: instantiate {} µs, guest code {} µs ({share:.1}% of the call), SSH import {} µs",
         instantiate.as_micros(),
         guest.as_micros(),
         host.as_micros()
-    );
-    row([&plugin, "", "", "", "", ""]);
+    ));
 
     state::measure(quick, &cache, &sshd).await;
     files::measure(quick, &cache).await;
     http::measure(quick, &cache, &sshd, w.median);
-
-    let samples = if quick { 200 } else { 2000 };
-    let (parsed, cached) = resolve_cost(home.path(), samples);
-    for (what, r) in [("parsed", parsed), ("cached (a stat per file)", cached)] {
-        row([
-            &format!(
-                "ssh_config resolution, 200 Host blocks + the system file, {what}, n={samples}"
-            ),
-            &micros(r.median),
-            &micros(r.p90),
-            &micros(r.p99),
-            &format!("warm call: {}", ms(w.median)),
-            &ratio(r.median, w.median),
-        ]);
-    }
-}
-
-/// In-process cost of resolving a target through ssh_config, which every
-/// call pays: a user file of 200 `Host` blocks (the match is the last) and
-/// this machine's `/etc/ssh/ssh_config` with its `Include`. Parsed every
-/// time, then as calls see it (cached while no file changes).
-fn resolve_cost(dir: &Path, n: usize) -> (Stats, Stats) {
-    use mcp_ssh_session::ssh::ssh_config::{Files, Query};
-    use mcp_ssh_session::ssh::{SessionManager, SshSettings, Target};
-    let path = dir.join("ssh_config_bench");
-    let mut text = String::new();
-    for i in 0..200 {
-        text.push_str(&format!(
-            "Host web-{i} web-{i}.example\n  HostName 10.0.{}.{}\n  User deploy\n  \
-             Port {}\n  IdentityFile ~/.ssh/id_web_{i}\n\n",
-            i / 250,
-            i % 250,
-            2200 + i
-        ));
-    }
-    text.push_str("Host *\n  ServerAliveInterval 30\n  SendEnv LANG\n");
-    std::fs::write(&path, text).unwrap();
-    let files = Files {
-        user: Some(path),
-        system: Some("/etc/ssh/ssh_config".into()),
-    };
-    let query = Query {
-        host: "web-199",
-        user: None,
-        port: None,
-        local_user: "bench",
-    };
-    let mut parsed = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let config = files.resolve(&query).unwrap();
-        parsed.push(started.elapsed());
-        assert_eq!(config.port, Some(2399));
-    }
-    let manager = SessionManager::new(SshSettings {
-        ssh_config: files,
-        ..SshSettings::default()
-    });
-    let target = Target {
-        host: "web-199".into(),
-        ..Target::default()
-    };
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let dest = manager.resolve(&target).unwrap();
-        times.push(started.elapsed());
-        assert_eq!(dest.key.port, 2399);
-    }
-    (stats(parsed), stats(times))
-}
-
-fn sshd_version() -> String {
-    let out = Command::new("ssh").arg("-V").output().unwrap();
-    String::from_utf8_lossy(&out.stderr)
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
+    resolve::measure(quick, home.path(), w.median);
 }

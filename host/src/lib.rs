@@ -15,6 +15,7 @@ pub mod mcp;
 mod pattern;
 pub mod plugins;
 pub mod ssh;
+mod stdio;
 
 use std::sync::Arc;
 
@@ -74,7 +75,7 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let callers = mcp::Callers::One(plugins::Caller::operator("stdio", sessions.clone()));
     let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
     // rmcp drops a message past 16 MiB by default.
-    let (stdin, stdout) = rmcp::transport::stdio();
+    let (stdin, stdout, _restore) = stdio::open();
     let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
         .with_max_line_length(MAX_MESSAGE);
     let running = server

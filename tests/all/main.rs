@@ -42,5 +42,6 @@ mod sshd;
 mod state;
 mod state_hostile;
 mod stdin;
+mod stdio;
 mod stopping;
 mod sudo;

@@ -28,6 +28,13 @@ mod guest_build;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-ssh-session");
 
+/// The server binary spawned: [`BIN`], unless `MCP_SSH_SERVER_BIN` names
+/// another build of it (the benchmark's profiling run uses the
+/// `profiling` profile's, which keeps its symbols).
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("MCP_SSH_SERVER_BIN").map_or_else(|| BIN.into(), PathBuf::from)
+}
+
 /// Every built-in tool, sorted by name.
 pub const BUILT_IN_TOOLS: [&str; 16] = [
     "close_all_sessions",
@@ -167,13 +174,14 @@ impl Builder {
     }
 
     pub fn command(&self) -> tokio::process::Command {
+        let bin = server_bin();
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = tokio::process::Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
+                c.args(["netns", "exec", ns]).arg(&bin);
                 c
             }
-            None => tokio::process::Command::new(BIN),
+            None => tokio::process::Command::new(&bin),
         };
         let (args, env) = self.args_and_env();
         // Removed before the test's own env, which may name an agent.

@@ -19,7 +19,7 @@ pub(crate) mod kill;
 pub mod known_hosts;
 pub(crate) mod launch;
 pub mod manager;
-mod net;
+pub mod net;
 pub mod options;
 mod output;
 mod proxy;

@@ -4,7 +4,8 @@
 //! answers it with a delayed ACK, and with Nagle on the server side the reply
 //! to our first channel-open waits for that ACK: a 40-45 ms stall on the first
 //! command of each connection. Re-arming `TCP_QUICKACK` after every read
-//! (the kernel clears it on its own) makes the ACK immediate.
+//! (the kernel clears it on its own) makes the ACK immediate. Public for
+//! the benchmark, whose raw russh floor runs on the same stream.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,12 +17,12 @@ use tokio::net::TcpStream;
 
 /// A `TcpStream` with `TCP_NODELAY` set and `TCP_QUICKACK` re-armed after
 /// each read.
-pub(crate) struct QuickAckStream {
+pub struct QuickAckStream {
     inner: TcpStream,
 }
 
 impl QuickAckStream {
-    pub(crate) fn new(inner: TcpStream) -> Self {
+    pub fn new(inner: TcpStream) -> Self {
         // Best effort: both are latency tweaks, not correctness.
         let _ = inner.set_nodelay(true);
         let s = Self { inner };

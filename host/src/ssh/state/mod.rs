@@ -305,33 +305,38 @@ impl Frame {
             return Ok(done);
         };
         let (pwd, after) = (&post[..at], &post[at + 1..]);
-        let (Some(before), Some(after), Ok(pwd)) = (
-            export::parse(before),
-            export::parse(after),
-            String::from_utf8(pwd.to_vec()),
-        ) else {
-            // A listing this reader cannot take whole, or a directory name
-            // that is not text (or holds the separator): keep what was.
+        let Ok(pwd) = String::from_utf8(pwd.to_vec()) else {
+            // A directory name that is not text (or holds the separator):
+            // keep what was.
             done.notes.push(unreadable());
             return Ok(done);
         };
-        if after.is_empty() && !before.is_empty() {
-            // Not the shell's listing (`export` aliased to `true`): taken at
-            // its word it would unset everything.
-            done.notes.push(unreadable());
-            return Ok(done);
-        }
         let mut next = start.clone();
         if self.call_cwd.is_none() {
             next.cwd = (pwd.as_bytes() != login_dir).then(|| pwd.clone());
         }
-        for name in before.keys().chain(after.keys()) {
-            let (b, a) = (
-                before.get(name).cloned().flatten(),
-                after.get(name).cloned().flatten(),
-            );
-            if b != a {
-                next.vars.insert(name.clone(), a);
+        // Most commands change no variable: the two listings are the same
+        // bytes, and there is nothing to read.
+        if before != after {
+            let (Some(before), Some(after)) = (export::parse(before), export::parse(after)) else {
+                // A listing this reader cannot take whole: keep what was.
+                done.notes.push(unreadable());
+                return Ok(done);
+            };
+            if after.is_empty() && !before.is_empty() {
+                // Not the shell's listing (`export` aliased to `true`): taken
+                // at its word it would unset everything.
+                done.notes.push(unreadable());
+                return Ok(done);
+            }
+            for name in before.keys().chain(after.keys()) {
+                let (b, a) = (
+                    before.get(name).cloned().flatten(),
+                    after.get(name).cloned().flatten(),
+                );
+                if b != a {
+                    next.vars.insert(name.clone(), a);
+                }
             }
         }
         if let Some(note) = bound(&mut next, start) {
