@@ -15,21 +15,8 @@ use super::{call, memory, ms, ratio, row, spawn_from, stats, timed, timed_call};
 
 /// OpenSSH's `scp` or `sftp` to `sshd` with the fixture's key.
 fn openssh(program: &str, sshd: &Sshd, dir: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.args([
-        "-q",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-    ])
-    .arg("-o")
-    .arg(format!("UserKnownHostsFile={}", dir.join("kh").display()))
-    .arg("-i")
-    .arg(sshd.client_key())
-    .args(["-P", &sshd.port().to_string()])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+    let mut c = super::openssh::client(program, sshd, dir, "-P");
+    c.stdout(Stdio::null());
     c
 }
 

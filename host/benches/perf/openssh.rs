@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::sshd::{Sshd, TEST_USER};
 
-fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new("ssh");
+/// OpenSSH's `program` (`ssh`, `scp`, `sftp`) to `sshd` with the
+/// fixture's key, no prompts and a throwaway known_hosts in `dir`;
+/// `port_flag` is `-p` for ssh and `-P` for scp and sftp.
+pub fn client(program: &str, sshd: &Sshd, dir: &Path, port_flag: &str) -> Command {
+    let mut c = Command::new(program);
     c.args([
         "-q",
         "-o",
@@ -20,11 +23,16 @@ fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
     .arg(format!("UserKnownHostsFile={}", dir.join("kh").display()))
     .arg("-i")
     .arg(sshd.client_key())
-    .args(["-p", &sshd.port().to_string()])
-    .args(extra)
-    .arg(format!("{TEST_USER}@127.0.0.1"))
-    .arg("true")
+    .args([port_flag, &sshd.port().to_string()])
     .stdin(Stdio::null());
+    c
+}
+
+fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
+    let mut c = client("ssh", sshd, dir, "-p");
+    c.args(extra)
+        .arg(format!("{TEST_USER}@127.0.0.1"))
+        .arg("true");
     c
 }
 
