@@ -76,17 +76,33 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
     let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
     // rmcp drops a message past 16 MiB by default.
     let (stdin, stdout, _restore) = stdio::open();
+    let ended = stdin.ended();
     let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
         .with_max_line_length(MAX_MESSAGE);
     let running = server
         .serve(transport)
         .await
         .context("MCP initialization failed")?;
-    let reason = running.waiting().await?;
-    tracing::info!(?reason, "client disconnected");
+    // rmcp drains answers for 5 s after stdin ends, then waits to close
+    // stdout, for ever if the client reads no more: leave after a margin.
+    let left = async {
+        ended.notified().await;
+        tokio::time::sleep(STDIN_ENDED_GRACE).await;
+    };
+    tokio::select! {
+        reason = running.waiting() => tracing::info!(reason = ?reason?, "client disconnected"),
+        () = left => tracing::warn!(
+            "stdin ended {} s ago and the client reads no more answers: exiting",
+            STDIN_ENDED_GRACE.as_secs()
+        ),
+    }
     sessions.close_all();
     Ok(())
 }
+
+/// How long after stdin ends the server leaves, answered or not: rmcp's
+/// own drain of in-flight answers (5 s), and a margin.
+const STDIN_ENDED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Loads the tools and serves MCP over streamable HTTP until SIGINT or
 /// SIGTERM; see [`http`].

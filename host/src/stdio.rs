@@ -10,22 +10,42 @@
 //! terminal would leak to the shell that shares it.
 //!
 //! Non-blocking mode belongs to the open file, which a parent process may
-//! share; [`Restore`]'s drop puts the flags back.
+//! share; [`Restore`]'s drop puts the flags back on a normal exit (a
+//! signal that kills the server leaves them as they are).
+//!
+//! [`Input::ended`] tells when stdin ended, so the server can leave even
+//! when a client that closed stdin reads no more answers (rmcp's shutdown
+//! would otherwise wait on that write for ever).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
+use tokio::sync::Notify;
 
-/// What the server reads its messages from.
-pub enum Input {
+/// What the server reads its messages from, and a signal for when it
+/// ended.
+pub struct Input {
+    source: Source,
+    ended: Arc<Notify>,
+}
+
+enum Source {
     Pipe(pipe::Receiver),
     Socket(UnixStream),
     Other(tokio::io::Stdin),
+}
+
+impl Input {
+    /// Notified once stdin has ended (read returned nothing).
+    pub fn ended(&self) -> Arc<Notify> {
+        self.ended.clone()
+    }
 }
 
 /// What the server writes its messages to.
@@ -79,13 +99,17 @@ pub fn open() -> (Input, Output, Restore) {
         let input = match kind(stdin.as_fd()) {
             Kind::Pipe => own(stdin.as_fd())
                 .and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok())
-                .map(Input::Pipe),
+                .map(Source::Pipe),
             Kind::Socket => own(stdin.as_fd())
                 .and_then(|fd| socket(fd).ok())
-                .map(Input::Socket),
+                .map(Source::Socket),
             Kind::Other => None,
         }
-        .unwrap_or_else(|| Input::Other(tokio::io::stdin()));
+        .unwrap_or_else(|| Source::Other(tokio::io::stdin()));
+        let input = Input {
+            source: input,
+            ended: Arc::default(),
+        };
         let stdout = io::stdout();
         let output = match kind(stdout.as_fd()) {
             Kind::Pipe => own(stdout.as_fd())
@@ -124,11 +148,17 @@ impl AsyncRead for Input {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Pipe(p) => Pin::new(p).poll_read(cx, buf),
-            Self::Socket(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Other(o) => Pin::new(o).poll_read(cx, buf),
+        let this = self.get_mut();
+        let (room, before) = (buf.remaining(), buf.filled().len());
+        let res = match &mut this.source {
+            Source::Pipe(p) => Pin::new(p).poll_read(cx, buf),
+            Source::Socket(s) => Pin::new(s).poll_read(cx, buf),
+            Source::Other(o) => Pin::new(o).poll_read(cx, buf),
+        };
+        if room > 0 && buf.filled().len() == before && matches!(res, Poll::Ready(Ok(()))) {
+            this.ended.notify_one();
         }
+        res
     }
 }
 

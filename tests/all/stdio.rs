@@ -124,3 +124,34 @@ fn a_pipe_is_left_blocking_after_the_server_exits() {
         "the server left the shared pipe in non-blocking mode"
     );
 }
+
+/// A client that stops reading answers and closes stdin: the server must
+/// still leave (rmcp's own shutdown waits on the blocked write for ever).
+#[test]
+fn a_client_that_reads_nothing_and_closes_stdin_does_not_keep_the_server() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = server(home.path(), Stdio::piped(), Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    // Far more answers than a pipe holds (64 KiB), none of them read.
+    let mut requests = format!("{INIT}\n{INITIALIZED}\n");
+    for id in 10..400 {
+        requests.push_str(&format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/list\"}}\n"
+        ));
+    }
+    stdin.write_all(requests.as_bytes()).unwrap();
+    drop(stdin);
+    let _stdout = child.stdout.take().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the server was still running 60 s after its stdin ended");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
