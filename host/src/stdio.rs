@@ -87,42 +87,40 @@ fn flags(fd: &OwnedFd) -> Option<libc::c_int> {
 /// stdin and stdout, polled by the reactor where they can be. Must be
 /// called within the runtime.
 pub fn open() -> (Input, Output, Restore) {
-    {
-        let mut restore = Vec::new();
-        let mut own = |fd: BorrowedFd<'_>| -> Option<OwnedFd> {
-            let owned = fd.try_clone_to_owned().ok()?;
-            let saved = flags(&owned)?;
-            restore.push((owned.try_clone().ok()?, saved));
-            Some(owned)
-        };
-        let stdin = io::stdin();
-        let input = match kind(stdin.as_fd()) {
-            Kind::Pipe => own(stdin.as_fd())
-                .and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok())
-                .map(Source::Pipe),
-            Kind::Socket => own(stdin.as_fd())
-                .and_then(|fd| socket(fd).ok())
-                .map(Source::Socket),
-            Kind::Other => None,
-        }
-        .unwrap_or_else(|| Source::Other(tokio::io::stdin()));
-        let input = Input {
-            source: input,
-            ended: Arc::default(),
-        };
-        let stdout = io::stdout();
-        let output = match kind(stdout.as_fd()) {
-            Kind::Pipe => own(stdout.as_fd())
-                .and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
-                .map(Output::Pipe),
-            Kind::Socket => own(stdout.as_fd())
-                .and_then(|fd| socket(fd).ok())
-                .map(Output::Socket),
-            Kind::Other => None,
-        }
-        .unwrap_or_else(|| Output::Other(tokio::io::stdout()));
-        (input, output, Restore(restore))
+    let mut restore = Vec::new();
+    let mut own = |fd: BorrowedFd<'_>| -> Option<OwnedFd> {
+        let owned = fd.try_clone_to_owned().ok()?;
+        let saved = flags(&owned)?;
+        restore.push((owned.try_clone().ok()?, saved));
+        Some(owned)
+    };
+    let stdin = io::stdin();
+    let input = match kind(stdin.as_fd()) {
+        Kind::Pipe => own(stdin.as_fd())
+            .and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok())
+            .map(Source::Pipe),
+        Kind::Socket => own(stdin.as_fd())
+            .and_then(|fd| socket(fd).ok())
+            .map(Source::Socket),
+        Kind::Other => None,
     }
+    .unwrap_or_else(|| Source::Other(tokio::io::stdin()));
+    let input = Input {
+        source: input,
+        ended: Arc::default(),
+    };
+    let stdout = io::stdout();
+    let output = match kind(stdout.as_fd()) {
+        Kind::Pipe => own(stdout.as_fd())
+            .and_then(|fd| pipe::Sender::from_owned_fd(fd).ok())
+            .map(Output::Pipe),
+        Kind::Socket => own(stdout.as_fd())
+            .and_then(|fd| socket(fd).ok())
+            .map(Output::Socket),
+        Kind::Other => None,
+    }
+    .unwrap_or_else(|| Output::Other(tokio::io::stdout()));
+    (input, output, Restore(restore))
 }
 
 fn socket(fd: OwnedFd) -> io::Result<UnixStream> {
