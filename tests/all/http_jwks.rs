@@ -218,16 +218,7 @@ fn keys_at_a_jwks_url_are_fetched_again_for_an_unknown_kid_at_most_once_a_minute
     std::fs::write(&served, only(&home, &["ec-1", "rsa-1", "ed-1"])).unwrap();
     for kid in ["ed-1", "made-up-1", "made-up-2"] {
         let token = sign(Algorithm::EdDSA, kid, &claims("robot-ci"), &keys.ed);
-        let bearer = format!("Bearer {token}");
-        let reply = server.request(
-            "POST",
-            "/mcp",
-            &[
-                ("Content-Type", "application/json"),
-                ("Authorization", &bearer),
-            ],
-            "{}",
-        );
+        let reply = server.post_with_bearer(&token, "{}");
         assert_eq!(reply.status, 401, "{kid}: {reply:?}");
         let challenge = reply.header("www-authenticate").unwrap_or_default();
         assert!(challenge.contains("unknown key id"), "{kid}: {challenge}");

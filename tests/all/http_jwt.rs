@@ -322,13 +322,7 @@ fn forged_stale_and_misaddressed_jwts_get_401_with_a_reason_and_are_never_logged
         "protocolVersion":PROTOCOL,"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}})
     .to_string();
     for (what, token, reason) in &cases {
-        let bearer = format!("Bearer {token}");
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("Authorization", bearer.as_str()),
-        ];
-        let reply = server.request("POST", "/mcp", &headers, &init);
+        let reply = server.post_with_bearer(token, &init);
         assert_eq!(reply.status, 401, "{what}: {reply:?}");
         let challenge = reply.header("www-authenticate").unwrap_or_default();
         assert!(
@@ -397,16 +391,7 @@ fn unmapped_subjects_when_allowed_are_jwt_clients_each_in_a_namespace_of_its_own
         "{mine}"
     );
     // A subject that cannot be a client name (it reaches audit lines).
-    let bearer = format!("Bearer {}", token("robot a\nforged"));
-    let reply = server.request(
-        "POST",
-        "/mcp",
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &bearer),
-        ],
-        "{}",
-    );
+    let reply = server.post_with_bearer(&token("robot a\nforged"), "{}");
     assert_eq!(reply.status, 401, "{reply:?}");
     let challenge = reply.header("www-authenticate").unwrap_or_default();
     assert!(

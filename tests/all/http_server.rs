@@ -139,6 +139,18 @@ impl HttpServer {
         stream.read_to_end(&mut raw).unwrap();
         Reply::parse(&String::from_utf8_lossy(&raw))
     }
+
+    /// `body` POSTed to `/mcp` as an MCP client sends it, with `token` as
+    /// the bearer.
+    pub fn post_with_bearer(&self, token: &str, body: &str) -> Reply {
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Authorization", bearer.as_str()),
+        ];
+        self.request("POST", "/mcp", &headers, body)
+    }
 }
 
 impl Drop for HttpServer {

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"p
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 
-fn server(home: &std::path::Path, stdin: Stdio, stdout: Stdio) -> std::process::Child {
+fn server(home: &std::path::Path, stdin: Stdio, stdout: Stdio) -> Child {
     Command::new(BIN)
         .args(["--no-plugins", "--cache-dir"])
         .arg(shared_cache())
@@ -49,6 +49,21 @@ fn nonblocking(fd: &impl AsRawFd) -> bool {
     flags & libc::O_NONBLOCK != 0
 }
 
+/// The server's end, shared with `kept`, is non-blocking while it runs;
+/// once `close` ends its input and it exits, blocking again.
+fn exits_leaving_blocking(mut child: Child, kept: &impl AsRawFd, close: impl FnOnce()) {
+    assert!(
+        nonblocking(kept),
+        "the server polls its end in non-blocking mode"
+    );
+    close();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        !nonblocking(kept),
+        "the server left the shared open file in non-blocking mode"
+    );
+}
+
 #[test]
 fn a_socket_pair_as_stdin_and_stdout_is_served_and_left_blocking() {
     let home = tempfile::tempdir().unwrap();
@@ -56,7 +71,7 @@ fn a_socket_pair_as_stdin_and_stdout_is_served_and_left_blocking() {
     // A parent that keeps the server's end open too, as a wrapper would.
     let kept = theirs.try_clone().unwrap();
     let out = OwnedFd::from(theirs.try_clone().unwrap());
-    let mut child = server(
+    let child = server(
         home.path(),
         Stdio::from(OwnedFd::from(theirs)),
         Stdio::from(out),
@@ -78,17 +93,10 @@ fn a_socket_pair_as_stdin_and_stdout_is_served_and_left_blocking() {
         }
     }
     assert_eq!(ids, [1, 2]);
-    assert!(
-        nonblocking(&kept),
-        "the server polls its end in non-blocking mode"
-    );
     // The client leaves: the server sees the end of its input and exits.
-    writer.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(child.wait().unwrap().success());
-    assert!(
-        !nonblocking(&kept),
-        "the server left the shared socket in non-blocking mode"
-    );
+    exits_leaving_blocking(child, &kept, || {
+        writer.shutdown(std::net::Shutdown::Write).unwrap()
+    });
 }
 
 #[test]
@@ -113,16 +121,7 @@ fn a_pipe_is_left_blocking_after_the_server_exits() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let second = lines.nth(1).unwrap().unwrap();
     assert_eq!(serde_json::from_str::<Value>(&second).unwrap()["id"], 2);
-    assert!(
-        nonblocking(&kept),
-        "the server polls its end in non-blocking mode"
-    );
-    drop(writer);
-    assert!(child.wait().unwrap().success());
-    assert!(
-        !nonblocking(&kept),
-        "the server left the shared pipe in non-blocking mode"
-    );
+    exits_leaving_blocking(child, &kept, || drop(writer));
 }
 
 /// A client that stops reading answers and closes stdin: the server must
