@@ -18,13 +18,14 @@
 //! - per-call instantiate time and the share of a warm call spent in wasm;
 //! - a warm call with session state kept vs. `--stateless` ([`state`]);
 //! - uploads and downloads vs. `scp` and `sftp`, and warm small-file calls
-//!   ([`files`]);
+//!   ([`files`]); the same transfers over a 1 Gbit/s link ([`link`]);
 //! - a warm call over streamable HTTP vs. stdio, and 64 concurrent HTTP
 //!   clients ([`http`]);
 //! - ssh_config resolution ([`resolve`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
-//! does; `-- --profile warm|load SECS` for a profiler, see [`profile`]).
+//! does; `-- --profile warm|load SECS` for a profiler, see [`profile`];
+//! `-- --files` for the file rows alone).
 //! Needs what `scripts/test` installs (sshd, the test account) and root,
 //! as the tests do. The server, its guests and sshd come from the
 //! integration suite's helpers.
@@ -47,6 +48,8 @@ mod http_server;
 
 #[path = "perf/files.rs"]
 mod files;
+#[path = "perf/link.rs"]
+mod link;
 #[path = "perf/state.rs"]
 mod state;
 
@@ -299,6 +302,15 @@ async fn main() {
         return profile::run(what, Duration::from_secs(secs)).await;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--files") {
+        // A warm compile cache, as in a full run: idle RSS is then the
+        // server's, not the compiler's.
+        let home = tempfile::tempdir().unwrap();
+        let cache = home.path().join("cache");
+        spawn(&cache, "warn").await.0.client.cancel().await.unwrap();
+        files::measure(quick, &cache).await;
+        return link::measure(quick, &cache).await;
+    }
     let n = if quick { QUICK } else { FULL };
     let sshd = Sshd::start_ports(8);
     let port = sshd.port();
@@ -632,6 +644,7 @@ async fn main() {
 
     state::measure(quick, &cache, &sshd).await;
     files::measure(quick, &cache).await;
+    link::measure(quick, &cache).await;
     http::measure(quick, &cache, &sshd, w.median);
     resolve::measure(quick, home.path(), w.median);
 }

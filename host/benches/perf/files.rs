@@ -1,6 +1,7 @@
 //! The file rows of the performance suite: uploads and downloads through
 //! the server against OpenSSH `scp` and `sftp` of the same file on the same
-//! sshd, in interleaved rounds so drift on a shared machine hits both; the
+//! sshd, both on a connection already open (our session, their
+//! ControlMaster), in interleaved rounds so drift hits both; the
 //! server's RSS during the transfers; and warm `read_file` / `edit_file`
 //! against a warm `execute_command true` on the same session.
 
@@ -10,31 +11,33 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::openssh::Master;
 use super::sshd::{Options, Sshd, TEST_USER};
 use super::{call, memory, ms, ratio, row, spawn_from, stats, timed, timed_call};
 
-/// OpenSSH's `scp` or `sftp` to `sshd` with the fixture's key.
-fn openssh(program: &str, sshd: &Sshd, dir: &Path) -> Command {
+/// OpenSSH's `scp` or `sftp` to `sshd` with the fixture's key, over the
+/// master's connection: the transfer is timed, not a key exchange.
+fn openssh(program: &str, sshd: &Sshd, master: &Master, dir: &Path) -> Command {
     let mut c = super::openssh::client(program, sshd, dir, "-P");
-    c.stdout(Stdio::null());
+    c.args(master.opts()).stdout(Stdio::null());
     c
 }
 
-fn scp(sshd: &Sshd, dir: &Path, from: &str, to: &str) -> Duration {
-    let mut c = openssh("scp", sshd, dir);
+pub(super) fn scp(sshd: &Sshd, master: &Master, dir: &Path, from: &str, to: &str) -> Duration {
+    let mut c = openssh("scp", sshd, master, dir);
     c.args([from, to]);
     timed(c)
 }
 
-fn sftp(sshd: &Sshd, dir: &Path, batch: &str) -> Duration {
+pub(super) fn sftp(sshd: &Sshd, master: &Master, dir: &Path, batch: &str) -> Duration {
     let file = dir.join("batch");
     std::fs::write(&file, batch).unwrap();
-    let mut c = openssh("sftp", sshd, dir);
+    let mut c = openssh("sftp", sshd, master, dir);
     c.arg("-b").arg(&file).arg(format!("{TEST_USER}@127.0.0.1"));
     timed(c)
 }
 
-fn uid_of(user: &str) -> u32 {
+pub(super) fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
@@ -81,6 +84,7 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
     .await
     .unwrap();
     let idle = memory(&server, "VmRSS");
+    let master = Master::start(&sshd);
     let remote_spec = |name: &str| format!("{TEST_USER}@127.0.0.1:{}", on_host(name));
 
     let (mut ours_up, mut scp_up, mut sftp_up) = (Vec::new(), Vec::new(), Vec::new());
@@ -95,9 +99,16 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
             )
             .await,
         );
-        scp_up.push(scp(&sshd, local.path(), &at(&src), &remote_spec("scp.bin")));
+        scp_up.push(scp(
+            &sshd,
+            &master,
+            local.path(),
+            &at(&src),
+            &remote_spec("scp.bin"),
+        ));
         sftp_up.push(sftp(
             &sshd,
+            &master,
             local.path(),
             &format!("put {} {}\n", at(&src), on_host("sftp.bin")),
         ));
@@ -113,12 +124,14 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
         assert_eq!(std::fs::metadata(&down).unwrap().len(), size as u64);
         scp_down.push(scp(
             &sshd,
+            &master,
             local.path(),
             &remote_spec(&up),
             &at(&local.path().join("scp.bin")),
         ));
         sftp_down.push(sftp(
             &sshd,
+            &master,
             local.path(),
             &format!(
                 "get {} {}\n",
@@ -187,7 +200,11 @@ pub(super) async fn measure(quick: bool, cache: &Path) {
             &ms(o.median),
             &ms(o.p90),
             "",
-            &format!("scp {} / sftp {}", ms(s.median), ms(f.median)),
+            &format!(
+                "scp {} / sftp {} (ControlMaster)",
+                ms(s.median),
+                ms(f.median)
+            ),
             &format!(
                 "{} / {}",
                 ratio(o.median, s.median),

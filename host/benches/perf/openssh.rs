@@ -28,12 +28,24 @@ pub fn client(program: &str, sshd: &Sshd, dir: &Path, port_flag: &str) -> Comman
     c
 }
 
-fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[&str]) -> Command {
+fn ssh_cmd(sshd: &Sshd, dir: &Path, extra: &[String]) -> Command {
     let mut c = client("ssh", sshd, dir, "-p");
     c.args(extra)
         .arg(format!("{TEST_USER}@127.0.0.1"))
         .arg("true");
     c
+}
+
+/// `c`, run in network namespace `netns` when one is given.
+pub fn in_netns(c: Command, netns: Option<&str>) -> Command {
+    let Some(ns) = netns else { return c };
+    let mut wrapped = Command::new("ip");
+    wrapped
+        .args(["netns", "exec", ns])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .stdin(Stdio::null());
+    wrapped
 }
 
 /// How long `c` took; it must succeed.
@@ -43,27 +55,70 @@ pub fn timed(mut c: Command) -> Duration {
     started.elapsed()
 }
 
+/// An OpenSSH ControlMaster connection to `sshd`, closed on drop. Clients
+/// given [`Master::opts`] (`ssh`, `scp`, `sftp`) reuse it, so what they are
+/// timed on is the command or the transfer, as a warm session of ours is,
+/// not a process start and a key exchange.
+pub struct Master {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Master {
+    pub fn start(sshd: &Sshd) -> Self {
+        Self::start_in(sshd, None)
+    }
+
+    /// A master connecting from network namespace `netns`. Its clients
+    /// may run anywhere: the control socket is a file.
+    pub fn start_in(sshd: &Sshd, netns: Option<&str>) -> Self {
+        let master = Master {
+            dir: tempfile::tempdir().unwrap(),
+            port: sshd.port(),
+        };
+        timed(in_netns(
+            ssh_cmd(sshd, master.dir.path(), &master.opts()),
+            netns,
+        ));
+        master
+    }
+
+    fn control_path(&self) -> String {
+        format!("ControlPath={}", self.dir.path().join("cm").display())
+    }
+
+    /// The options that make a client use this connection.
+    pub fn opts(&self) -> Vec<String> {
+        let cp = self.control_path();
+        [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            &cp,
+            "-o",
+            "ControlPersist=120",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = Command::new("ssh")
+            .args(["-o", &self.control_path(), "-O", "exit", "-p"])
+            .arg(self.port.to_string())
+            .arg(format!("{TEST_USER}@127.0.0.1"))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 pub fn control_master(sshd: &Sshd, n: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = format!("ControlPath={}", dir.path().join("cm").display());
-    let opts = [
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        &cp,
-        "-o",
-        "ControlPersist=60",
-    ];
-    timed(ssh_cmd(sshd, dir.path(), &opts));
-    let times = (0..n)
-        .map(|_| timed(ssh_cmd(sshd, dir.path(), &opts)))
-        .collect();
-    let _ = Command::new("ssh")
-        .args(["-o", &cp, "-O", "exit", "-p", &sshd.port().to_string()])
-        .arg(format!("{TEST_USER}@127.0.0.1"))
-        .stderr(Stdio::null())
-        .status();
-    times
+    let master = Master::start(sshd);
+    (0..n)
+        .map(|_| timed(ssh_cmd(sshd, master.dir.path(), &master.opts())))
+        .collect()
 }
 
 pub fn fresh_ssh(sshd: &Sshd, n: usize) -> Vec<Duration> {

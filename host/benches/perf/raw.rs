@@ -54,12 +54,13 @@ pub struct Raw {
 
 async fn connect(sshd: &Sshd, port: u16, auth: Auth) -> Handle<Pinned> {
     let host_key = std::fs::read_to_string(sshd.dir().join("host_ed25519.pub")).unwrap();
-    // The server's own settings: a 16 MiB receive window.
-    let config = client::Config {
+    // The server's own settings: a 16 MiB receive window, its ciphers.
+    let mut config = client::Config {
         nodelay: true,
         window_size: 16 << 20,
         ..client::Config::default()
     };
+    config.preferred.cipher = mcp_ssh_session::ssh::cipher::preferred().into();
     // The server's own stream (TCP_QUICKACK re-armed after each read):
     // without it, a delayed ACK stalls the first exec by 40 ms.
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))

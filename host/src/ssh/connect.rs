@@ -224,7 +224,8 @@ pub(crate) async fn open_session<H: client::Handler>(
 const WINDOW: u32 = 16 << 20;
 
 /// russh's settings for one connection: keepalive from
-/// `ServerAliveInterval`, host-key algorithms of known keys first, and host
+/// `ServerAliveInterval`, AES-GCM first where the CPU has AES
+/// ([`super::cipher`]), host-key algorithms of known keys first, and host
 /// certificates asked for only when an `@cert-authority` line could vouch
 /// for one (as OpenSSH does).
 fn russh_config(dest: &Destination) -> client::Config {
@@ -240,6 +241,7 @@ fn russh_config(dest: &Destination) -> client::Config {
         window_size: WINDOW,
         ..client::Config::default()
     };
+    config.preferred.cipher = super::cipher::preferred().into();
     let (files, host, port) = (&dest.known_hosts, &dest.key.host, dest.key.port);
     config.preferred.key =
         known_hosts::preferred_algorithms(files, host, port, &config.preferred.key).into();

@@ -9,6 +9,7 @@
 //! host calls [`SessionManager`] on behalf of tool components.
 
 pub mod auth;
+pub mod cipher;
 pub(crate) mod connect;
 pub mod destination;
 pub mod exec;

@@ -20,11 +20,13 @@ mod scripts;
 mod sftp;
 mod shell;
 mod stream;
+mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
@@ -304,7 +306,7 @@ impl SessionManager {
         let (bytes, sha256, created) = match backend {
             Backend::Sftp(s) => {
                 let staged = s
-                    .stage(path, &mut feed, request.create_parents, &ctl)
+                    .stage(path, &mut feed, request.create_parents, &ctl, None)
                     .await?;
                 let committed = ctl
                     .guard(
@@ -359,7 +361,7 @@ impl SessionManager {
     ) -> Result<bool, FileError> {
         if staged.remote_sha256.is_some_and(|h| h != staged.sha256) {
             sh.abort(&staged.temp).await;
-            return Err(mismatch(sh.session, path));
+            return Err(verify::mismatch(sh.session, path));
         }
         sh.commit(staged, path, mode, if_match, ctl).await
     }
@@ -426,11 +428,19 @@ impl SessionManager {
         let sh = self.shell(target, &session);
         let outcome = match backend {
             Backend::Sftp(s) => {
-                let staged = s.stage(remote, &mut feed, false, &ctl).await?;
+                // The remote hash follows the write instead of starting
+                // after it: on a fast link it is most of the time left.
+                let (tx, written) = watch::channel(None);
+                let (staged, followed) = tokio::join!(
+                    s.stage(remote, &mut feed, false, &ctl, Some(tx)),
+                    verify::follow(&sh, written, &ctl)
+                );
+                let staged = staged?;
                 let checked = async {
-                    let theirs = remote_hash(&sh, &staged.temp, &ctl).await?;
+                    let theirs =
+                        verify::confirm(&sh, &staged.temp, staged.sha256, followed, &ctl).await?;
                     if theirs.is_some_and(|h| h != staged.sha256) {
-                        return Err(mismatch(&session, remote));
+                        return Err(verify::mismatch(&session, remote));
                     }
                     let created = ctl
                         .guard(
@@ -492,7 +502,7 @@ impl SessionManager {
             Backend::Sftp(s) => {
                 let (got, theirs) = tokio::join!(
                     s.download(remote, local, &mut sum, &ctl),
-                    remote_hash(&sh, remote, &ctl)
+                    verify::remote_hash(&sh, remote, &ctl)
                 );
                 let got = got?;
                 hashed = Some(theirs?);
@@ -512,10 +522,10 @@ impl SessionManager {
         let sha256 = sum.sha256();
         let theirs = match hashed {
             Some(theirs) => theirs,
-            None => remote_hash(&sh, remote, &ctl).await?,
+            None => verify::remote_hash(&sh, remote, &ctl).await?,
         };
         if theirs.is_some_and(|h| h != sha256) {
-            return Err(mismatch(&session, remote));
+            return Err(verify::mismatch(&session, remote));
         }
         sum.report.finish(bytes);
         Ok(TransferOutcome {
@@ -530,26 +540,5 @@ fn transfer_ctl(transfer: &Transfer) -> Ctl {
     Ctl {
         deadline: Deadline::now() + transfer.timeout,
         cancel: transfer.cancel.clone(),
-    }
-}
-
-fn mismatch(session: &str, path: &str) -> FileError {
-    FileError::Ssh(SshError::Other(format!(
-        "{session}: {path}: the sha256 computed on the remote side differs from the bytes sent \
-         or received: the transfer is corrupt and was not kept"
-    )))
-}
-
-/// The remote side's sha256 of `path`, through exec; `None` when it has no
-/// hasher or runs no commands (an SFTP-only account): then only the size
-/// is verified. A cancel or the deadline still ends the call.
-async fn remote_hash(sh: &Shell<'_>, path: &str, ctl: &Ctl) -> Result<Option<[u8; 32]>, FileError> {
-    match sh.sha256(path, ctl).await {
-        Ok(h) => Ok(h),
-        Err(e @ FileError::Ssh(SshError::Cancelled(_) | SshError::Timeout(_))) => Err(e),
-        Err(e) => {
-            tracing::info!(session = %sh.session, "no remote sha256, size verified only: {e}");
-            Ok(None)
-        }
     }
 }
