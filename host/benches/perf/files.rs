@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::Server;
 use super::openssh::Master;
 use super::sshd::{Options, Sshd, TEST_USER};
 use super::{call, memory, ms, ratio, row, spawn_from, stats, timed, timed_call};
@@ -23,13 +24,13 @@ fn openssh(program: &str, sshd: &Sshd, master: &Master, dir: &Path) -> Command {
     c
 }
 
-pub(super) fn scp(sshd: &Sshd, master: &Master, dir: &Path, from: &str, to: &str) -> Duration {
+fn scp(sshd: &Sshd, master: &Master, dir: &Path, from: &str, to: &str) -> Duration {
     let mut c = openssh("scp", sshd, master, dir);
     c.args([from, to]);
     timed(c)
 }
 
-pub(super) fn sftp(sshd: &Sshd, master: &Master, dir: &Path, batch: &str) -> Duration {
+fn sftp(sshd: &Sshd, master: &Master, dir: &Path, batch: &str) -> Duration {
     let file = dir.join("batch");
     std::fs::write(&file, batch).unwrap();
     let mut c = openssh("sftp", sshd, master, dir);
@@ -37,181 +38,186 @@ pub(super) fn sftp(sshd: &Sshd, master: &Master, dir: &Path, batch: &str) -> Dur
     timed(c)
 }
 
-pub(super) fn uid_of(user: &str) -> u32 {
+fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn at(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Ours, `scp`'s and `sftp`'s times for one direction.
+#[derive(Default)]
+pub(super) struct Sides {
+    ours: Vec<Duration>,
+    scp: Vec<Duration>,
+    sftp: Vec<Duration>,
+}
+
+/// Transfers side by side: an sshd with SFTP, a file of `size` bytes in
+/// the server's transfer root, a remote directory the test account owns,
+/// the server holding a session there, and a ControlMaster for OpenSSH's
+/// clients; all in network namespace `netns` when one is given.
+pub(super) struct Transfers {
+    pub(super) server: Server,
+    sshd: Sshd,
+    master: Master,
+    local: tempfile::TempDir,
+    remote: tempfile::TempDir,
+    size: usize,
+}
+
+impl Transfers {
+    pub(super) async fn start(size: usize, cache: &Path, netns: Option<&str>) -> Self {
+        let sshd = Sshd::start_opts(Options {
+            sftp: true,
+            netns: netns.map(|ns| (ns.to_string(), "127.0.0.1".to_string())),
+            ..Options::default()
+        });
+        let local = tempfile::tempdir().unwrap();
+        let remote = tempfile::Builder::new()
+            .prefix("mcpssh-bench-files-")
+            .tempdir()
+            .unwrap();
+        std::os::unix::fs::chown(remote.path(), Some(uid_of(TEST_USER)), None).unwrap();
+        let data: Vec<u8> = (0..size as u64)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(local.path().join("src.bin"), &data).unwrap();
+        drop(data);
+        let mut builder = super::server::Server::builder()
+            .arg("--transfer-root")
+            .arg(at(local.path()));
+        if let Some(ns) = netns {
+            builder = builder.netns(ns);
+        }
+        let (server, _) = spawn_from(builder, cache, "warn").await;
+        // Opens the session with the key; later calls reuse it.
+        let open = super::server::exec_args(&sshd, "true");
+        call(&server, "execute_command", &open).await.unwrap();
+        let master = Master::start_in(&sshd, netns);
+        Self {
+            server,
+            sshd,
+            master,
+            local,
+            remote,
+            size,
+        }
+    }
+
+    /// A call's arguments on the session, with `more`.
+    pub(super) fn target(&self, more: Value) -> Value {
+        let mut args =
+            json!({"host": "127.0.0.1", "port": self.sshd.port(), "username": TEST_USER});
+        for (k, v) in more.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        args
+    }
+
+    /// `name` in the remote directory.
+    pub(super) fn on_host(&self, name: &str) -> String {
+        at(&self.remote.path().join(name))
+    }
+
+    /// `rounds` rounds of an upload, then a download, each by us, `scp`
+    /// and `sftp` in turn, so drift hits all three.
+    pub(super) async fn rounds(&self, rounds: usize) -> (Sides, Sides) {
+        let (mut up, mut down) = (Sides::default(), Sides::default());
+        let dir = self.local.path();
+        let (sshd, master) = (&self.sshd, &self.master);
+        let src = at(&dir.join("src.bin"));
+        let spec = |name: &str| format!("{TEST_USER}@127.0.0.1:{}", self.on_host(name));
+        for round in 0..rounds {
+            let name = format!("up-{round}.bin");
+            let args = self.target(json!({"local_path": src, "remote_path": self.on_host(&name)}));
+            up.ours
+                .push(timed_call(&self.server, "upload_file", &args).await);
+            up.scp.push(scp(sshd, master, dir, &src, &spec("scp.bin")));
+            let put = format!("put {src} {}\n", self.on_host("sftp.bin"));
+            up.sftp.push(sftp(sshd, master, dir, &put));
+            let got = dir.join(format!("down-{round}.bin"));
+            let args =
+                self.target(json!({"remote_path": self.on_host(&name), "local_path": at(&got)}));
+            down.ours
+                .push(timed_call(&self.server, "download_file", &args).await);
+            assert_eq!(std::fs::metadata(&got).unwrap().len(), self.size as u64);
+            let theirs = at(&dir.join("theirs.bin"));
+            down.scp.push(scp(sshd, master, dir, &spec(&name), &theirs));
+            let get = format!("get {} {theirs}\n", self.on_host(&name));
+            down.sftp.push(sftp(sshd, master, dir, &get));
+            for f in [got, dir.join("theirs.bin"), self.remote.path().join(&name)] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        (up, down)
+    }
+
+    /// One row per direction; `label` names it, given the tool and our
+    /// median.
+    pub(super) fn rows(label: impl Fn(&str, Duration) -> String, (up, down): (Sides, Sides)) {
+        for (what, sides) in [("upload_file", up), ("download_file", down)] {
+            let (o, s, f) = (stats(sides.ours), stats(sides.scp), stats(sides.sftp));
+            row([
+                &label(what, o.median),
+                &ms(o.median),
+                &ms(o.p90),
+                "",
+                &format!(
+                    "scp {} / sftp {} (ControlMaster)",
+                    ms(s.median),
+                    ms(f.median)
+                ),
+                &format!(
+                    "{} / {}",
+                    ratio(o.median, s.median),
+                    ratio(o.median, f.median)
+                ),
+            ]);
+        }
+    }
 }
 
 /// Measures and prints the file rows.
 pub(super) async fn measure(quick: bool, cache: &Path) {
     let size: usize = if quick { 16 << 20 } else { 100 << 20 };
-    let rounds = if quick { 2 } else { 5 };
+    let rounds = if quick { 3 } else { 5 };
     let warm_n = if quick { 30 } else { 200 };
-    let sshd = Sshd::start_opts(Options {
-        sftp: true,
-        ..Options::default()
-    });
-    let local = tempfile::tempdir().unwrap();
-    let remote = tempfile::Builder::new()
-        .prefix("mcpssh-bench-files-")
-        .tempdir()
-        .unwrap();
-    std::os::unix::fs::chown(remote.path(), Some(uid_of(TEST_USER)), None).unwrap();
-    let src = local.path().join("src.bin");
-    let data: Vec<u8> = (0..size as u64)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&src, &data).unwrap();
-    drop(data);
-    let at = |p: &Path| p.display().to_string();
-    let on_host = |name: &str| at(&remote.path().join(name));
-    let builder = super::server::Server::builder()
-        .arg("--transfer-root")
-        .arg(at(local.path()));
-    let (server, _) = spawn_from(builder, cache, "warn").await;
-    let target = |more: Value| {
-        let mut args = json!({"host": "127.0.0.1", "port": sshd.port(), "username": TEST_USER});
-        for (k, v) in more.as_object().unwrap() {
-            args[k] = v.clone();
-        }
-        args
-    };
-    call(
-        &server,
-        "execute_command",
-        &super::server::exec_args(&sshd, "true"),
-    )
-    .await
-    .unwrap();
-    let idle = memory(&server, "VmRSS");
-    let master = Master::start(&sshd);
-    let remote_spec = |name: &str| format!("{TEST_USER}@127.0.0.1:{}", on_host(name));
-
-    let (mut ours_up, mut scp_up, mut sftp_up) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ours_down, mut scp_down, mut sftp_down) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let up = format!("up-{round}.bin");
-        ours_up.push(
-            timed_call(
-                &server,
-                "upload_file",
-                &target(json!({"local_path": at(&src), "remote_path": on_host(&up)})),
-            )
-            .await,
-        );
-        scp_up.push(scp(
-            &sshd,
-            &master,
-            local.path(),
-            &at(&src),
-            &remote_spec("scp.bin"),
-        ));
-        sftp_up.push(sftp(
-            &sshd,
-            &master,
-            local.path(),
-            &format!("put {} {}\n", at(&src), on_host("sftp.bin")),
-        ));
-        let down = local.path().join(format!("down-{round}.bin"));
-        ours_down.push(
-            timed_call(
-                &server,
-                "download_file",
-                &target(json!({"remote_path": on_host(&up), "local_path": at(&down)})),
-            )
-            .await,
-        );
-        assert_eq!(std::fs::metadata(&down).unwrap().len(), size as u64);
-        scp_down.push(scp(
-            &sshd,
-            &master,
-            local.path(),
-            &remote_spec(&up),
-            &at(&local.path().join("scp.bin")),
-        ));
-        sftp_down.push(sftp(
-            &sshd,
-            &master,
-            local.path(),
-            &format!(
-                "get {} {}\n",
-                on_host(&up),
-                at(&local.path().join("sftp.bin"))
-            ),
-        ));
-        for f in [
-            down,
-            local.path().join("scp.bin"),
-            local.path().join("sftp.bin"),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
-        let _ = std::fs::remove_file(remote.path().join(&up));
-    }
-    let growth = memory(&server, "VmHWM") - idle;
+    let t = Transfers::start(size, cache, None).await;
+    let server = &t.server;
+    let idle = memory(server, "VmRSS");
+    let timed_rounds = t.rounds(rounds).await;
+    let growth = memory(server, "VmHWM") - idle;
 
     // Warm small-file calls, interleaved with the command they compare to.
-    let small = on_host("small.txt");
+    let small = t.on_host("small.txt");
     let filler = "-".repeat(4096 - 10);
-    std::fs::write(
-        remote.path().join("small.txt"),
-        format!("value = 0\n{filler}"),
-    )
-    .unwrap();
-    std::os::unix::fs::chown(
-        remote.path().join("small.txt"),
-        Some(uid_of(TEST_USER)),
-        None,
-    )
-    .unwrap();
-    let true_args = target(json!({"command": "true"}));
+    std::fs::write(&small, format!("value = 0\n{filler}")).unwrap();
+    std::os::unix::fs::chown(&small, Some(uid_of(TEST_USER)), None).unwrap();
+    let true_args = t.target(json!({"command": "true"}));
+    let read_args = t.target(json!({"path": small}));
     let (mut reads, mut edits, mut trues) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..warm_n {
-        trues.push(timed_call(&server, "execute_command", &true_args).await);
-        reads.push(timed_call(&server, "read_file", &target(json!({"path": small}))).await);
+        trues.push(timed_call(server, "execute_command", &true_args).await);
+        reads.push(timed_call(server, "read_file", &read_args).await);
         let (old, new) = if i % 2 == 0 {
             ("value = 0", "value = 1")
         } else {
             ("value = 1", "value = 0")
         };
-        edits.push(
-            timed_call(
-                &server,
-                "edit_file",
-                &target(json!({"path": small, "old_text": old, "new_text": new})),
-            )
-            .await,
-        );
+        let edit = t.target(json!({"path": small, "old_text": old, "new_text": new}));
+        edits.push(timed_call(server, "edit_file", &edit).await);
     }
-    server.client.cancel().await.unwrap();
+    t.server.client.cancel().await.unwrap();
 
     let mib = size >> 20;
-    let rate = |d: Duration| format!("{:.0} MiB/s", mib as f64 / d.as_secs_f64());
-    for (what, ours, scp, sftp) in [
-        ("upload_file", ours_up, scp_up, sftp_up),
-        ("download_file", ours_down, scp_down, sftp_down),
-    ] {
-        let (o, s, f) = (stats(ours), stats(scp), stats(sftp));
-        row([
-            &format!(
-                "`{what}` {mib} MiB (SFTP), median of {rounds}: {}",
-                rate(o.median)
-            ),
-            &ms(o.median),
-            &ms(o.p90),
-            "",
-            &format!(
-                "scp {} / sftp {} (ControlMaster)",
-                ms(s.median),
-                ms(f.median)
-            ),
-            &format!(
-                "{} / {}",
-                ratio(o.median, s.median),
-                ratio(o.median, f.median)
-            ),
-        ]);
-    }
+    let label = |what: &str, median: Duration| {
+        let rate = mib as f64 / median.as_secs_f64();
+        format!("`{what}` {mib} MiB (SFTP), median of {rounds}: {rate:.0} MiB/s")
+    };
+    Transfers::rows(label, timed_rounds);
     row([
         &format!("RSS growth during the transfers: {growth:.1} MiB over {idle:.1} MiB idle"),
         "",
