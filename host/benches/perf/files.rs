@@ -1,9 +1,10 @@
 //! The file rows of the performance suite: uploads and downloads through
 //! the server against OpenSSH `scp` and `sftp` of the same file on the same
-//! sshd, both on a connection already open (our session, their
-//! ControlMaster), in interleaved rounds so drift hits both; the
-//! server's RSS during the transfers; and warm `read_file` / `edit_file`
-//! against a warm `execute_command true` on the same session.
+//! sshd (theirs as a user runs them, each on a new connection, and through
+//! a ControlMaster, the transfer alone), in interleaved rounds so drift
+//! hits all alike; the server's RSS during the transfers; and warm
+//! `read_file` / `edit_file` against a warm `execute_command true` on the
+//! same session.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,24 +17,39 @@ use super::openssh::Master;
 use super::sshd::{Options, Sshd, TEST_USER};
 use super::{call, memory, ms, ratio, row, spawn_from, stats, timed, timed_call};
 
-/// OpenSSH's `scp` or `sftp` to `sshd` with the fixture's key, over the
-/// master's connection: the transfer is timed, not a key exchange.
-fn openssh(program: &str, sshd: &Sshd, master: &Master, dir: &Path) -> Command {
+/// How OpenSSH's clients connect: each its own connection (what a user
+/// types: a process, a key exchange, then the transfer), or through a
+/// ControlMaster's (the transfer alone, as on a warm session of ours).
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    Fresh(Option<&'a str>),
+    Master(&'a Master),
+}
+
+/// OpenSSH's `scp` or `sftp` to `sshd` with the fixture's key.
+fn openssh(program: &str, sshd: &Sshd, via: Via<'_>, dir: &Path) -> Command {
     let mut c = super::openssh::client(program, sshd, dir, "-P");
-    c.args(master.opts()).stdout(Stdio::null());
+    let mut c = match via {
+        Via::Fresh(netns) => super::openssh::in_netns(c, netns),
+        Via::Master(m) => {
+            c.args(m.opts());
+            c
+        }
+    };
+    c.stdout(Stdio::null());
     c
 }
 
-fn scp(sshd: &Sshd, master: &Master, dir: &Path, from: &str, to: &str) -> Duration {
-    let mut c = openssh("scp", sshd, master, dir);
+fn scp(sshd: &Sshd, via: Via<'_>, dir: &Path, from: &str, to: &str) -> Duration {
+    let mut c = openssh("scp", sshd, via, dir);
     c.args([from, to]);
     timed(c)
 }
 
-fn sftp(sshd: &Sshd, master: &Master, dir: &Path, batch: &str) -> Duration {
+fn sftp(sshd: &Sshd, via: Via<'_>, dir: &Path, batch: &str) -> Duration {
     let file = dir.join("batch");
     std::fs::write(&file, batch).unwrap();
-    let mut c = openssh("sftp", sshd, master, dir);
+    let mut c = openssh("sftp", sshd, via, dir);
     c.arg("-b").arg(&file).arg(format!("{TEST_USER}@127.0.0.1"));
     timed(c)
 }
@@ -47,12 +63,12 @@ fn at(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Ours, `scp`'s and `sftp`'s times for one direction.
+/// Ours, `scp`'s and `sftp`'s times for one direction: theirs each on a
+/// new connection, then through the ControlMaster.
 #[derive(Default)]
 pub(super) struct Sides {
     ours: Vec<Duration>,
-    scp: Vec<Duration>,
-    sftp: Vec<Duration>,
+    theirs: [Vec<Duration>; 4],
 }
 
 /// Transfers side by side: an sshd with SFTP, a file of `size` bytes in
@@ -63,6 +79,7 @@ pub(super) struct Transfers {
     pub(super) server: Server,
     sshd: Sshd,
     master: Master,
+    netns: Option<String>,
     local: tempfile::TempDir,
     remote: tempfile::TempDir,
     size: usize,
@@ -101,6 +118,7 @@ impl Transfers {
             server,
             sshd,
             master,
+            netns: netns.map(str::to_string),
             local,
             remote,
             size,
@@ -122,12 +140,14 @@ impl Transfers {
         at(&self.remote.path().join(name))
     }
 
-    /// `rounds` rounds of an upload, then a download, each by us, `scp`
-    /// and `sftp` in turn, so drift hits all three.
+    /// `rounds` rounds of an upload, then a download, each by us, then
+    /// `scp` and `sftp` on new connections and through the ControlMaster,
+    /// so drift hits all alike.
     pub(super) async fn rounds(&self, rounds: usize) -> (Sides, Sides) {
         let (mut up, mut down) = (Sides::default(), Sides::default());
         let dir = self.local.path();
-        let (sshd, master) = (&self.sshd, &self.master);
+        let sshd = &self.sshd;
+        let vias = [Via::Fresh(self.netns.as_deref()), Via::Master(&self.master)];
         let src = at(&dir.join("src.bin"));
         let spec = |name: &str| format!("{TEST_USER}@127.0.0.1:{}", self.on_host(name));
         for round in 0..rounds {
@@ -135,9 +155,11 @@ impl Transfers {
             let args = self.target(json!({"local_path": src, "remote_path": self.on_host(&name)}));
             up.ours
                 .push(timed_call(&self.server, "upload_file", &args).await);
-            up.scp.push(scp(sshd, master, dir, &src, &spec("scp.bin")));
-            let put = format!("put {src} {}\n", self.on_host("sftp.bin"));
-            up.sftp.push(sftp(sshd, master, dir, &put));
+            for (i, via) in vias.iter().enumerate() {
+                up.theirs[2 * i].push(scp(sshd, *via, dir, &src, &spec("scp.bin")));
+                let put = format!("put {src} {}\n", self.on_host("sftp.bin"));
+                up.theirs[2 * i + 1].push(sftp(sshd, *via, dir, &put));
+            }
             let got = dir.join(format!("down-{round}.bin"));
             let args =
                 self.target(json!({"remote_path": self.on_host(&name), "local_path": at(&got)}));
@@ -145,9 +167,11 @@ impl Transfers {
                 .push(timed_call(&self.server, "download_file", &args).await);
             assert_eq!(std::fs::metadata(&got).unwrap().len(), self.size as u64);
             let theirs = at(&dir.join("theirs.bin"));
-            down.scp.push(scp(sshd, master, dir, &spec(&name), &theirs));
-            let get = format!("get {} {theirs}\n", self.on_host(&name));
-            down.sftp.push(sftp(sshd, master, dir, &get));
+            for (i, via) in vias.iter().enumerate() {
+                down.theirs[2 * i].push(scp(sshd, *via, dir, &spec(&name), &theirs));
+                let get = format!("get {} {theirs}\n", self.on_host(&name));
+                down.theirs[2 * i + 1].push(sftp(sshd, *via, dir, &get));
+            }
             for f in [got, dir.join("theirs.bin"), self.remote.path().join(&name)] {
                 let _ = std::fs::remove_file(f);
             }
@@ -155,27 +179,31 @@ impl Transfers {
         (up, down)
     }
 
-    /// One row per direction; `label` names it, given the tool and our
-    /// median.
+    /// Two rows per direction (theirs on new connections, then through a
+    /// ControlMaster); `label` names them, given the tool and our median.
     pub(super) fn rows(label: impl Fn(&str, Duration) -> String, (up, down): (Sides, Sides)) {
         for (what, sides) in [("upload_file", up), ("download_file", down)] {
-            let (o, s, f) = (stats(sides.ours), stats(sides.scp), stats(sides.sftp));
-            row([
-                &label(what, o.median),
-                &ms(o.median),
-                &ms(o.p90),
-                "",
-                &format!(
-                    "scp {} / sftp {} (ControlMaster)",
-                    ms(s.median),
-                    ms(f.median)
-                ),
-                &format!(
-                    "{} / {}",
-                    ratio(o.median, s.median),
-                    ratio(o.median, f.median)
-                ),
-            ]);
+            let o = stats(sides.ours);
+            let [scp, sftp, scp_cm, sftp_cm] = sides.theirs.map(|t| stats(t).median);
+            let both = [
+                (scp, sftp, "each a new connection"),
+                (scp_cm, sftp_cm, "through a ControlMaster"),
+            ];
+            for (i, (s, f, how)) in both.into_iter().enumerate() {
+                let (name, median, p90) = if i == 0 {
+                    (label(what, o.median), ms(o.median), ms(o.p90))
+                } else {
+                    ("(same)".to_string(), String::new(), String::new())
+                };
+                row([
+                    &name,
+                    &median,
+                    &p90,
+                    "",
+                    &format!("scp {} / sftp {} ({how})", ms(s), ms(f)),
+                    &format!("{} / {}", ratio(o.median, s), ratio(o.median, f)),
+                ]);
+            }
         }
     }
 }

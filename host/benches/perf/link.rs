@@ -2,8 +2,8 @@
 //! on the loopback of a network namespace made for the run, sshd and the
 //! server inside it), where the remote side has CPU to spare, as on a real
 //! network. Our upload hashes the remote file while it is written and the
-//! download beside it; `scp` and `sftp` (over a ControlMaster, so a
-//! transfer and not a key exchange is timed) hash nothing.
+//! download beside it; `scp` and `sftp` hash nothing. The rows are
+//! [`Transfers`]' as on loopback.
 
 use std::path::Path;
 use std::process::Command;
