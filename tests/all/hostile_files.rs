@@ -1,13 +1,14 @@
 //! Paths a tool call or a config names that are not what they claim: a
 //! key file that is a device, the JSON-RPC pipe, a FIFO, a directory or a
-//! huge file, and a compile cache others could have written to.
+//! huge file, and a compile cache others could have written to; and a
+//! login shell that prints before every command.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::{Server, tool_error};
-use crate::sshd::{Sshd, TEST_USER};
+use crate::server::{Server, structured, succeeded, tool_error};
+use crate::sshd::{BASHRC_USER, Sshd, TEST_PASSWORD, TEST_USER};
 
 /// How far the server's peak resident memory may grow while refusing the
 /// files: far below the 100 MiB file it must not read.
@@ -168,4 +169,81 @@ async fn cache_entries_that_are_symlinks_or_owned_by_another_user_are_not_loaded
     assert!(!log.contains("loaded from compile cache"), "{log}");
     assert!(log.contains("symbolic link"), "{log}");
     assert!(log.contains("owned by uid 65534"), "{log}");
+}
+
+/// A login shell whose rc file prints (a `~/.bashrc` banner) breaks SFTP,
+/// whose protocol is sftp-server's stdout, and its banner comes before
+/// every exec script's own output: the file tools still work over exec,
+/// read exactly the file, and leave no temporary file behind.
+#[tokio::test]
+async fn a_login_shell_that_prints_a_banner_does_not_break_the_file_tools() {
+    let (user, _) = BASHRC_USER;
+    let local = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(local.path().join("up.bin"), &data).unwrap();
+    for sshd in [Sshd::start(), crate::files::sftp_sshd()] {
+        let remote = tempfile::Builder::new()
+            .prefix("mcpssh-banner-")
+            .tempdir()
+            .unwrap();
+        let owned = std::process::Command::new("chown")
+            .args([user])
+            .arg(remote.path())
+            .status()
+            .unwrap();
+        assert!(owned.success());
+        let server = crate::files::server_with_root(local.path()).await;
+        let on = |name: &str| remote.path().join(name).display().to_string();
+        let call = |tool: &'static str, extra: serde_json::Value| {
+            let mut args = json!({
+                "host": "127.0.0.1", "port": sshd.port(), "username": user,
+                "password": TEST_PASSWORD,
+            });
+            args.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let server = &server;
+            async move {
+                let res = server.call(tool, args).await;
+                succeeded(&res);
+                structured(&res).clone()
+            }
+        };
+        let path = on("a.txt");
+        call("write_file", json!({"path": path, "content": "hello\n"})).await;
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello\n");
+        let read = call("read_file", json!({"path": path})).await;
+        assert_eq!(read["content"], "hello\n", "{read}");
+        call(
+            "edit_file",
+            json!({"path": path, "old_text": "hello", "new_text": "bye"}),
+        )
+        .await;
+        assert_eq!(std::fs::read(&path).unwrap(), b"bye\n");
+        let listed = call("list_directory", json!({"path": on("")})).await;
+        assert!(listed.to_string().contains("a.txt"), "{listed}");
+        let local_up = local.path().join("up.bin").display().to_string();
+        let up = call(
+            "upload_file",
+            json!({"local_path": local_up, "remote_path": on("up.bin")}),
+        )
+        .await;
+        assert_eq!(up["remote_verified"], true, "{up}");
+        assert!(std::fs::read(on("up.bin")).unwrap() == data);
+        let back = local.path().join("back.bin").display().to_string();
+        let down = call(
+            "download_file",
+            json!({"remote_path": on("up.bin"), "local_path": back}),
+        )
+        .await;
+        assert_eq!(down["remote_verified"], true, "{down}");
+        assert!(std::fs::read(&back).unwrap() == data);
+        std::fs::remove_file(&back).unwrap();
+        let left: Vec<String> = std::fs::read_dir(remote.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".mcp-ssh.tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 }

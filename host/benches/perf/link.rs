@@ -1,9 +1,9 @@
 //! Transfers over a link slower than loopback: 1 Gbit/s (a token bucket
 //! on the loopback of a network namespace made for the run, sshd and the
-//! server inside it), where the remote side has CPU to spare, as on a real
-//! network. Our upload hashes the remote file while it is written and the
-//! download beside it; `scp` and `sftp` hash nothing. The rows are
-//! [`Transfers`]' as on loopback.
+//! server inside it), as on a real network, where the link and not the
+//! CPU sets the pace. Our transfers hash the whole remote file (after an
+//! upload, beside a download); `scp` and `sftp` hash nothing. The rows
+//! are [`Transfers`]' as on loopback.
 
 use std::path::Path;
 use std::process::Command;

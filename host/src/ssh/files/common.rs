@@ -101,9 +101,6 @@ pub(crate) struct Feed<R> {
     hasher: Sha256,
     pub(crate) done: u64,
     pub(crate) report: Reporter,
-    /// Chunks are full unless at the end (file data); else each is what
-    /// one read gave (lines a script waits for).
-    fill: bool,
 }
 
 impl<R: AsyncRead + Unpin> Feed<R> {
@@ -113,24 +110,15 @@ impl<R: AsyncRead + Unpin> Feed<R> {
             hasher: Sha256::new(),
             done: 0,
             report,
-            fill: true,
         }
     }
 
-    /// A feed that passes on each read as it comes.
-    pub(crate) fn prompt(reader: R) -> Self {
-        Self {
-            fill: false,
-            ..Self::new(reader, Reporter::new(None, None))
-        }
-    }
-
-    /// The next chunk of at most `max` bytes (full unless at the end, for
-    /// a filling feed), or `None` at the end.
+    /// The next chunk of at most `max` bytes (full unless at the end), or
+    /// `None` at the end.
     pub(crate) async fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>, FileError> {
         let mut buf = vec![0u8; max];
         let mut n = 0;
-        while n < max && (self.fill || n == 0) {
+        while n < max {
             let k = self
                 .reader
                 .read(&mut buf[n..])

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
@@ -306,7 +305,7 @@ impl SessionManager {
         let (bytes, sha256, created) = match backend {
             Backend::Sftp(s) => {
                 let staged = s
-                    .stage(path, &mut feed, request.create_parents, &ctl, None)
+                    .stage(path, &mut feed, request.create_parents, &ctl)
                     .await?;
                 let committed = ctl
                     .guard(
@@ -428,17 +427,10 @@ impl SessionManager {
         let sh = self.shell(target, &session);
         let outcome = match backend {
             Backend::Sftp(s) => {
-                // The remote hash follows the write instead of starting
-                // after it: on a fast link it is most of the time left.
-                let (tx, written) = watch::channel(None);
-                let (staged, followed) = tokio::join!(
-                    s.stage(remote, &mut feed, false, &ctl, Some(tx)),
-                    verify::follow(&sh, written, &ctl)
-                );
-                let staged = staged?;
+                let staged = s.stage(remote, &mut feed, false, &ctl).await?;
                 let checked = async {
                     let theirs =
-                        verify::confirm(&sh, &staged.temp, staged.sha256, followed, &ctl).await?;
+                        verify::remote_hash(&sh, &staged.temp, Some(staged.bytes), &ctl).await?;
                     if theirs.is_some_and(|h| h != staged.sha256) {
                         return Err(verify::mismatch(&session, remote));
                     }
@@ -502,7 +494,7 @@ impl SessionManager {
             Backend::Sftp(s) => {
                 let (got, theirs) = tokio::join!(
                     s.download(remote, local, &mut sum, &ctl),
-                    verify::remote_hash(&sh, remote, &ctl)
+                    verify::remote_hash(&sh, remote, None, &ctl)
                 );
                 let got = got?;
                 hashed = Some(theirs?);
@@ -522,7 +514,7 @@ impl SessionManager {
         let sha256 = sum.sha256();
         let theirs = match hashed {
             Some(theirs) => theirs,
-            None => verify::remote_hash(&sh, remote, &ctl).await?,
+            None => verify::remote_hash(&sh, remote, Some(bytes), &ctl).await?,
         };
         if theirs.is_some_and(|h| h != sha256) {
             return Err(verify::mismatch(&session, remote));

@@ -5,8 +5,8 @@
 //! words (never spliced into a line), run with `LC_ALL=C` so tool errors
 //! can be read. It needs `stat -c` (GNU or BusyBox) or GNU `find -printf`,
 //! `cat`, `head -c` and `tail -c` (reads), `mktemp`, `mv`, `chmod`, `wc`
-//! and `mkdir -p` (writes), and for hashes `openssl`, `sha256sum` or
-//! `shasum`; a missing one is reported by name. Exit codes 10 to 18 are
+//! and `mkdir -p` (writes), and for hashes `sha256sum`, `shasum` or
+//! `openssl`; a missing one is reported by name. Exit codes 10 to 18 are
 //! the scripts' own verdicts; anything else is read from stderr.
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -360,47 +360,22 @@ impl Shell<'_> {
         }
     }
 
-    /// The remote sha256 of `path`; `None` when the host has no hasher.
+    /// The remote sha256 of `path` (of `size` bytes, when known: it picks
+    /// the tool); `None` when the host has no hasher.
     pub(crate) async fn sha256(
         &self,
         path: &str,
+        size: Option<u64>,
         ctl: &Ctl,
     ) -> Result<Option<[u8; 32]>, FileError> {
-        let (out, ended) = self.collect("hash", SHA, &[path], SMALL, ctl).await?;
-        self.hash_answer(path, &out, &ended)
-    }
-
-    /// The remote sha256 of the file `path` is being written to, taken as
-    /// it grows: each line of `written` says how many bytes from its start
-    /// are in place (see [`FOLLOW`]); end-of-file, that the last line was
-    /// the whole. `None` when the host has no hasher.
-    pub(crate) async fn sha256_following<R: AsyncRead + Unpin>(
-        &self,
-        path: &str,
-        written: R,
-        ctl: &Ctl,
-    ) -> Result<Option<[u8; 32]>, FileError> {
-        let mut sink = Collect {
-            out: Vec::new(),
-            limit: SMALL,
-        };
-        let mut lines = Feed::prompt(written);
-        let ended = self
-            .run("hash", FOLLOW, &[path], Some(&mut lines), &mut sink, ctl)
+        let size = size.map(|n| n.to_string()).unwrap_or_default();
+        let (out, ended) = self
+            .collect("hash", SHA, &[path, &size], SMALL, ctl)
             .await?;
-        self.hash_answer(path, &sink.out, &ended)
-    }
-
-    fn hash_answer(
-        &self,
-        path: &str,
-        out: &[u8],
-        ended: &Ended,
-    ) -> Result<Option<[u8; 32]>, FileError> {
         if ended.status != Some(0) {
-            return Err(self.failed(path, "hash", ended, out));
+            return Err(self.failed(path, "hash", &ended, &out));
         }
-        let text = String::from_utf8_lossy(out);
+        let text = String::from_utf8_lossy(&out);
         if text.trim() == "-" {
             return Ok(None);
         }
@@ -492,16 +467,6 @@ mod tests {
 
     /// Runs a script here under `/bin/sh` with only `tools` on `PATH`.
     fn run(body: &str, args: &[&str], tools: &[&str]) -> (Option<i32>, Vec<u8>, String) {
-        run_fed(body, args, tools, b"")
-    }
-
-    /// [`run`], with `stdin` as the script's standard input.
-    fn run_fed(
-        body: &str,
-        args: &[&str],
-        tools: &[&str],
-        stdin: &[u8],
-    ) -> (Option<i32>, Vec<u8>, String) {
         let bin = tempfile::tempdir().unwrap();
         for t in tools {
             let real = ["/usr/bin", "/bin"]
@@ -511,23 +476,15 @@ mod tests {
                 .unwrap();
             std::os::unix::fs::symlink(real, bin.path().join(t)).unwrap();
         }
-        let mut child = std::process::Command::new("/bin/sh")
+        let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(script(body))
             .arg("mcp-ssh-files")
             .args(args)
             .env_clear()
             .env("PATH", bin.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        // A script may stop reading early; what it left is not an error.
-        let _ = std::io::Write::write_all(&mut input, stdin);
-        drop(input);
-        let out = child.wait_with_output().unwrap();
         (
             out.status.code(),
             out.stdout,
@@ -597,72 +554,63 @@ mod tests {
     }
 
     #[test]
-    fn every_hasher_gives_the_same_sha256_and_a_broken_openssl_falls_back() {
+    fn every_hasher_gives_the_same_sha256_and_openssl_is_asked_first_only_for_big_files() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("-data");
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(&file, &data).unwrap();
-        let want = format!(
-            "{}\n",
-            common::hex(&<sha2::Sha256 as sha2::Digest>::digest(&data).into())
-        );
-        let f = file.to_str().unwrap();
-        for tools in [&["openssl"][..], &["sha256sum"], &["shasum", "perl"]] {
-            let (code, out, err) = run(SHA, &[f], tools);
-            assert_eq!(code, Some(0), "{tools:?}: {err}");
-            assert_eq!(String::from_utf8(out).unwrap(), want, "{tools:?}");
-        }
-        let (code, out, _) = run(SHA, &[f], &[]);
-        assert_eq!((code, out.as_slice()), (Some(0), &b"-\n"[..]), "no hasher");
-        // An `openssl` that prints something else, or fails, is not
-        // believed: the next tool answers, or none does.
-        for fake in ["echo 'SHA2-256(stdin)= not-a-hash'", "exit 3"] {
-            let (_bin, script) = sha_with_fake_openssl(fake);
-            let (code, out, err) = run(&script, &[f], &["sha256sum"]);
-            let got = (code, String::from_utf8(out).unwrap());
-            assert_eq!(got, (Some(0), want.clone()), "{fake}: {err}");
-            let (code, _, _) = run(&script, &[f], &[]);
-            assert_eq!(code, Some(1), "{fake}: a hasher that failed is not `none`");
-        }
-        // `openssl` is asked first (the fast one): a well-formed answer
-        // from it is the answer even where `sha256sum` exists.
-        let zeros = "0".repeat(64);
-        let (_bin, script) = sha_with_fake_openssl(&format!("echo 'SHA2-256(stdin)= {zeros}'"));
-        let (_, out, _) = run(&script, &[f], &["sha256sum"]);
-        assert_eq!(String::from_utf8(out).unwrap(), format!("{zeros}\n"));
-    }
-
-    #[test]
-    fn the_following_hash_reads_each_written_part_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("-growing");
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 253) as u8).collect();
-        std::fs::write(&file, &data).unwrap();
-        let f = file.to_str().unwrap();
-        let sha = |n: usize| {
-            let h = <sha2::Sha256 as sha2::Digest>::digest(&data[..n]).into();
+        let (small, big) = (dir.path().join("-small"), dir.path().join("big file"));
+        let data: Vec<u8> = (0..5u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&small, &data[..100_000]).unwrap();
+        std::fs::write(&big, &data).unwrap();
+        let hex = |d: &[u8]| {
+            let h = <sha2::Sha256 as sha2::Digest>::digest(d).into();
             format!("{}\n", common::hex(&h))
         };
-        let base = ["tail", "head"];
-        for hasher in [&["openssl"][..], &["sha256sum"], &["shasum", "perl"]] {
-            let tools: Vec<&str> = base.iter().chain(hasher).copied().collect();
-            // Repeated, stale and malformed lines change nothing; the
-            // last line is how far the hash reaches.
-            let lines = b"70000\n70000\n5\nx1\n\n200000\n300000\n";
-            let (code, out, err) = run_fed(FOLLOW, &[f], &tools, lines);
-            assert_eq!(code, Some(0), "{hasher:?}: {err}");
-            assert_eq!(String::from_utf8(out).unwrap(), sha(300_000), "{hasher:?}");
-            let (_, out, _) = run_fed(FOLLOW, &[f], &tools, b"1\n123457\n");
-            assert_eq!(String::from_utf8(out).unwrap(), sha(123_457), "{hasher:?}");
-            // No line: the hash of nothing, never a hash of the file.
-            let (_, out, _) = run_fed(FOLLOW, &[f], &tools, b"");
-            assert_eq!(String::from_utf8(out).unwrap(), sha(0), "{hasher:?}");
+        let cases = [
+            (small.to_str().unwrap(), hex(&data[..100_000]), "100000"),
+            (big.to_str().unwrap(), hex(&data), "5242880"),
+        ];
+        for (f, want, size) in &cases {
+            for tools in [&["openssl"][..], &["sha256sum"], &["shasum", "perl"]] {
+                // The size given, or found by `ls`.
+                for args in [&[*f, *size][..], &[*f, ""], &[*f]] {
+                    let tools: Vec<&str> = tools.iter().chain(&["ls"]).copied().collect();
+                    let (code, out, err) = run(SHA, args, &tools);
+                    assert_eq!(code, Some(0), "{tools:?} {args:?}: {err}");
+                    assert_eq!(&String::from_utf8(out).unwrap(), want, "{tools:?} {args:?}");
+                }
+            }
+            let (code, out, _) = run(SHA, &[f], &["ls"]);
+            assert_eq!((code, out.as_slice()), (Some(0), &b"-\n"[..]), "no hasher");
         }
-        let (code, out, _) = run_fed(FOLLOW, &[f], &base, b"300000\n");
-        assert_eq!((code, out.as_slice()), (Some(0), &b"-\n"[..]), "no hasher");
-        let (code, _, err) = run_fed(FOLLOW, &[f], &["tail", "openssl"], b"300000\n");
-        assert_eq!(code, Some(17));
-        assert!(err.contains("missing: head"), "{err}");
+        // An `openssl` that gets `abc` right but answers zeros otherwise:
+        // asked first for the big file only.
+        let zeros = format!("{}\n", "0".repeat(64));
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let (_bin, script) = sha_with_fake_openssl(&format!(
+            "if [ \"$(cat)\" = abc ]; then echo 'SHA2-256(stdin)= {abc}'; \
+             else echo 'SHA2-256(stdin)= {}'; fi",
+            "0".repeat(64)
+        ));
+        let tools = ["sha256sum", "ls", "cat"];
+        let (_, out, _) = run(&script, &[cases[1].0], &tools);
+        assert_eq!(String::from_utf8(out).unwrap(), zeros, "big: openssl first");
+        let (_, out, _) = run(&script, &[cases[0].0], &tools);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            cases[0].1,
+            "small: sha256sum"
+        );
+        // One that gets `abc` wrong is not asked; one that fails is no
+        // hasher's answer, and not `none` either.
+        let (_bin, script) = sha_with_fake_openssl(&format!("echo '{}'", "0".repeat(64)));
+        let (_, out, _) = run(&script, &[cases[1].0, "5242880"], &["sha256sum"]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            cases[1].1,
+            "openssl refused"
+        );
+        let (_bin, script) = sha_with_fake_openssl("exit 3");
+        let (code, _, _) = run(&script, &[cases[1].0, "5242880"], &[]);
+        assert_eq!(code, Some(1), "a hasher that failed");
     }
 
     #[test]

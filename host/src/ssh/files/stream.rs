@@ -117,7 +117,9 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
     };
     tokio::pin!(feeder);
     let mut feeding = true;
-    let mut marker = Marker::new(&launch.nonce);
+    // What the login shell's start-up files print comes before the
+    // marker: not the script's answer.
+    let mut marker = Marker::after(&launch.nonce);
     let mut status = None;
     let mut signal = None;
     let mut stderr: Vec<u8> = Vec::new();

@@ -332,6 +332,8 @@ pub(crate) struct Marker {
     scanned: usize,
     done: bool,
     started: Option<Started>,
+    /// Output before the marker is dropped, not passed on.
+    after_only: bool,
 }
 
 impl Marker {
@@ -346,6 +348,17 @@ impl Marker {
             scanned: 0,
             done: false,
             started: None,
+            after_only: false,
+        }
+    }
+
+    /// A marker whose stream passes on only what comes after it: the
+    /// output of a script of ours, without what the login shell's start-up
+    /// files printed first (a banner would read as the script's answer).
+    pub(crate) fn after(nonce: &str) -> Self {
+        Self {
+            after_only: true,
+            ..Self::new(nonce)
         }
     }
 
@@ -356,14 +369,22 @@ impl Marker {
     /// Returns the part of `data` that is the command's own output.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
         if self.done {
-            return data.into();
+            return if self.after_only && self.started.is_none() {
+                Cow::Borrowed(&[])
+            } else {
+                data.into()
+            };
         }
         if self.held.is_empty() && !data.contains(&RS) {
             self.scanned += data.len();
             if self.scanned > SCAN_LIMIT {
                 self.done = true;
             }
-            return data.into();
+            return if self.after_only {
+                Cow::Borrowed(&[])
+            } else {
+                data.into()
+            };
         }
         self.held.extend_from_slice(data);
         let buf = std::mem::take(&mut self.held);
@@ -379,6 +400,9 @@ impl Marker {
             let rest = &buf[i + at..];
             match self.parse(rest) {
                 Parse::Found(len) => {
+                    if self.after_only {
+                        out.clear();
+                    }
                     out.extend_from_slice(&rest[len..]);
                     self.done = true;
                     return out.into();
@@ -399,6 +423,9 @@ impl Marker {
         if self.scanned > SCAN_LIMIT {
             self.done = true;
             out.append(&mut self.held);
+        }
+        if self.after_only {
+            out.clear();
         }
         out.into()
     }
@@ -441,7 +468,8 @@ impl Marker {
     /// What is still held back when the stream ends.
     pub(crate) fn flush(&mut self) -> Vec<u8> {
         self.done = true;
-        std::mem::take(&mut self.held)
+        let held = std::mem::take(&mut self.held);
+        if self.after_only { Vec::new() } else { held }
     }
 }
 

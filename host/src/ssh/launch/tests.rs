@@ -29,6 +29,28 @@ fn the_marker_is_found_across_chunks_and_after_a_banner() {
 }
 
 #[test]
+fn a_script_stream_passes_only_what_follows_the_marker() {
+    let run = |chunks: &[&[u8]]| {
+        let mut m = Marker::after("ab12");
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&m.feed(c));
+        }
+        out.extend(m.flush());
+        (out, m.started().is_some())
+    };
+    let banner: &[u8] = b"Welcome!\n\x1emcp-ssh:ffff:1:G:/bin/sh\x1e";
+    let (out, found) = run(&[banner, b"\x1emcp-ssh:ab", b"12:7:G:/bin/sh\x1eS 81a4 5 1\n"]);
+    assert_eq!((out.as_slice(), found), (&b"S 81a4 5 1\n"[..], true));
+    let (out, found) = run(&[b"banner\x1emcp-ssh:ab12:7:G:/bin/sh\x1e/tmp/x\0", b"H -\n"]);
+    assert_eq!((out.as_slice(), found), (&b"/tmp/x\0H -\n"[..], true));
+    // No marker (a ForceCommand): nothing is the script's.
+    let big = vec![b'x'; SCAN_LIMIT + 10];
+    let (out, found) = run(&[b"forced \x1e output", &big, b"more"]);
+    assert_eq!((out.len(), found), (0, false));
+}
+
+#[test]
 fn a_marker_with_another_nonce_is_output() {
     let forged = b"\x1emcp-ssh:ffff:1:G:/bin/sh\x1e";
     let (out, s) = sniff("ab12", &[forged, b"\x1emcp-ssh:ab12:7:N:/bin/sh\x1e"]);

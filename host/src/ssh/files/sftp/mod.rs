@@ -59,13 +59,6 @@ pub(crate) struct Staged {
     pub(crate) sha256: [u8; 32],
 }
 
-/// Where a staging write stands: its temporary file, and how many bytes
-/// from the start are in place (each write up to there acknowledged).
-pub(crate) struct Written {
-    pub(crate) temp: String,
-    pub(crate) bytes: u64,
-}
-
 /// How long closing a refused SFTP channel may take.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 

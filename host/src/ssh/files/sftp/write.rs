@@ -1,17 +1,14 @@
 //! Writes over SFTP: the temporary file, pipelined writes, the checks
 //! before the rename, and the rename itself.
 
-use std::collections::BTreeSet;
-
 use futures::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::AsyncRead;
-use tokio::sync::watch;
 
 use super::super::common::{self, Ctl, Feed, Sum};
 use super::super::{FileError, FileKind};
-use super::{CLEANUP, IN_FLIGHT, Sftp, Staged, Written};
+use super::{CLEANUP, IN_FLIGHT, Sftp, Staged};
 use crate::ssh::SshError;
 
 impl Sftp {
@@ -45,16 +42,13 @@ impl Sftp {
     }
 
     /// Checks where `path` goes and writes `feed` to a temporary file
-    /// beside it. The temporary file is removed on any failure. `written`
-    /// hears the temporary file's name, then how much of it is in place as
-    /// that grows; it is dropped when staging ends.
+    /// beside it. The temporary file is removed on any failure.
     pub(crate) async fn stage<R: AsyncRead + Unpin>(
         &self,
         path: &str,
         feed: &mut Feed<R>,
         create_parents: bool,
         ctl: &Ctl,
-        written: Option<watch::Sender<Option<Written>>>,
     ) -> Result<Staged, FileError> {
         let s = &self.session;
         let (dir, _) = common::split_path(s, path)?;
@@ -84,18 +78,8 @@ impl Sftp {
             .await
             .map_err(|e| self.err(path, "create a temporary file for", e))?
             .handle;
-        if let Some(w) = &written {
-            w.send_replace(Some(Written {
-                temp: temp.clone(),
-                bytes: 0,
-            }));
-        }
         let written = ctl
-            .guard(
-                s,
-                "write",
-                self.write_pipelined(&handle, path, feed, written.as_ref()),
-            )
+            .guard(s, "write", self.write_pipelined(&handle, path, feed))
             .await;
         // A close can report what the writes could not (a full disk on
         // NFS).
@@ -129,17 +113,14 @@ impl Sftp {
     }
 
     /// Writes all of `feed` at increasing offsets, [`IN_FLIGHT`] requests
-    /// outstanding; `written` hears how far from the start every write is
-    /// acknowledged (answers may come out of order).
+    /// outstanding.
     async fn write_pipelined<R: AsyncRead + Unpin>(
         &self,
         handle: &str,
         path: &str,
         feed: &mut Feed<R>,
-        written: Option<&watch::Sender<Option<Written>>>,
     ) -> Result<u64, FileError> {
         let mut pending = FuturesUnordered::new();
-        let mut in_flight = BTreeSet::new();
         let mut offset = 0u64;
         let mut more = true;
         loop {
@@ -148,26 +129,14 @@ impl Sftp {
                     Some(chunk) => {
                         let at = offset;
                         offset += chunk.len() as u64;
-                        in_flight.insert(at);
-                        let write = self.raw.write(handle, at, chunk);
-                        pending.push(async move { (at, write.await) });
+                        pending.push(self.raw.write(handle, at, chunk));
                     }
                     None => more = false,
                 }
             }
             match pending.next().await {
-                Some((at, Ok(_))) => {
-                    in_flight.remove(&at);
-                    if let Some(w) = written {
-                        let done = in_flight.first().copied().unwrap_or(offset);
-                        w.send_modify(|w| {
-                            if let Some(w) = w {
-                                w.bytes = done;
-                            }
-                        });
-                    }
-                }
-                Some((_, Err(e))) => return Err(self.err(path, "write", e)),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(self.err(path, "write", e)),
                 None if !more => return Ok(offset),
                 None => {}
             }
