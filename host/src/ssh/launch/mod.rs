@@ -375,7 +375,7 @@ impl Marker {
                 data.into()
             };
         }
-        if self.held.is_empty() && !data.contains(&RS) {
+        if self.held.is_empty() && memchr::memchr(RS, data).is_none() {
             self.scanned += data.len();
             if self.scanned > SCAN_LIMIT {
                 self.done = true;

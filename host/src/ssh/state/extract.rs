@@ -50,9 +50,15 @@ impl Block {
         self.oversized
     }
 
+    /// Whether nothing of a block is held or open: data without an RS
+    /// byte then passes untouched.
+    pub(crate) fn idle(&self) -> bool {
+        self.done || (self.held.is_empty() && !self.inside)
+    }
+
     /// Returns the part of `data` that is output, not block.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.done || (self.held.is_empty() && !self.inside && !data.contains(&0x1e)) {
+        if self.idle() && memchr::memchr(0x1e, data).is_none() {
             return data.into();
         }
         self.held.extend_from_slice(data);

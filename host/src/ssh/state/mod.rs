@@ -357,6 +357,12 @@ fn unreadable() -> String {
 impl Blocks {
     /// Returns the part of stdout `data` that is the command's own.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        // One scan of the bulk of a large output, not one per block.
+        let blocks = [Some(&self.env), Some(&self.nocwd), self.post.as_ref()];
+        if blocks.into_iter().flatten().all(Block::idle) && memchr::memchr(RS as u8, data).is_none()
+        {
+            return data.into();
+        }
         let out = match self.env.feed(data) {
             Cow::Borrowed(d) => self.nocwd.feed(d),
             Cow::Owned(v) => Cow::Owned(self.nocwd.feed(&v).into_owned()),
