@@ -15,7 +15,7 @@ use crate::plugins::{guest_wasm, install_plugin};
 use crate::server::{
     Leftovers, Server, honest_stop, remote_running_as, stdout, structured, succeeded, text,
 };
-use crate::sshd::{BASHRC_BANNER, BASHRC_USER, SHELL_USERS, Sshd, TEST_PASSWORD};
+use crate::sshd::{BASHRC_BANNER, BASHRC_USER, BASHRC_WARNING, SHELL_USERS, Sshd, TEST_PASSWORD};
 
 /// Arguments that reach the program unchanged or make the call refused.
 /// Each attacks one shell's quoting: csh/tcsh history (`!`) and newlines,
@@ -336,7 +336,8 @@ async fn the_pid_marker_is_found_after_an_rc_files_banner_and_never_leaks() {
         "{}",
         text(&res)
     );
-    assert_eq!(structured(&res)["stderr"], "", "{}", text(&res));
+    let warning = format!("{BASHRC_WARNING}\n");
+    assert_eq!(structured(&res)["stderr"], warning, "{}", text(&res));
     let sleeper = format!("sleep 4715.{}", sshd.port());
     let _cleanup = Leftovers::new(user, &sleeper);
     let mut args = password_args(&sshd, user, &sleeper);

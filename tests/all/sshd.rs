@@ -40,10 +40,13 @@ pub const SHELL_USERS: &[(&str, &str)] = &[
     BASHRC_USER,
 ];
 
-/// A bash account whose `~/.bashrc` prints [`BASHRC_BANNER`] before every
+/// A bash account whose `~/.bashrc` prints [`BASHRC_BANNER`] (and
+/// [`BASHRC_WARNING`] on stderr) before every
 /// command, as a chatty rc file does.
 pub const BASHRC_USER: (&str, &str) = ("mcpssh-bashrc", "/bin/bash");
 pub const BASHRC_BANNER: &str = "mcpssh-bashrc banner";
+/// What the same `~/.bashrc` prints on stderr.
+pub const BASHRC_WARNING: &str = "mcpssh-bashrc warning";
 
 const SSHD: &str = "/usr/sbin/sshd";
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";

@@ -431,14 +431,20 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = None;
+    // Made once, not per message: each would register with the token and
+    // the timer wheel and leave again, thousands of times for a large
+    // output (a 4 KiB packet each, as `tr` writes them).
+    let cancelled = cancel.cancelled();
+    let expired = tokio::time::sleep_until(deadline);
+    tokio::pin!(cancelled, expired);
     loop {
         let msg = tokio::select! {
             biased;
-            () = cancel.cancelled() => {
+            () = &mut cancelled => {
                 d.ending.cancelled = true;
                 None
             }
-            () = tokio::time::sleep_until(deadline) => {
+            () = &mut expired => {
                 d.ending.timed_out = true;
                 None
             }

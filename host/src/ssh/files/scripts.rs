@@ -1,7 +1,9 @@
 //! The exec fallback's scripts, for `/bin/sh -c SCRIPT mcp-ssh-files ARGS`:
 //! paths arrive as positional parameters, never inside the script text.
 //! Every script starts with [`PRELUDE`]: `LC_ALL=C` (tool errors are read
-//! by their English text), `st` (one `stat -c` or GNU `find -printf`
+//! by their English text), a mark on stderr (what the login shell's
+//! start-up files wrote there comes before it, and is not the script's),
+//! `st` (one `stat -c` or GNU `find -printf`
 //! record), `rl` (a link target) and `h256` (sha256 by whichever tool
 //! exists; status 2 when none does; its size as `$2` when the caller knows
 //! it). For 4 MiB and more `h256` asks `openssl` first, once it hashes
@@ -14,6 +16,7 @@
 //! file, 17 a tool is missing (stderr names it), 18 a short write.
 
 pub(super) const PRELUDE: &str = r#"export LC_ALL=C
+printf '\036mcp-ssh-stderr\036' >&2
 die() { c=$1; shift; printf '%s\n' "$*" >&2; exit "$c"; }
 st() {
   if command -v stat >/dev/null 2>&1; then

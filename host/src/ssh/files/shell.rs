@@ -156,6 +156,13 @@ impl Shell<'_> {
             return Err(self.failed(path, "read", &ended, &out));
         }
         let (stat, data) = self.head(&out, path, "read")?;
+        // What the stat describes, no more: bytes past it are a file that
+        // grew meanwhile (read on from the offset), or output of something
+        // else in the session (a login shell's background job).
+        let described = stat.size.saturating_sub(offset).min(max);
+        let data = &data[..data
+            .len()
+            .min(usize::try_from(described).unwrap_or(usize::MAX))];
         let got = data.len() as u64;
         let eof = got < max || offset + got >= stat.size;
         Ok((data.to_vec(), stat, eof))
@@ -488,7 +495,7 @@ mod tests {
         (
             out.status.code(),
             out.stdout,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(super::stream::scripts_stderr(&out.stderr)).into_owned(),
         )
     }
 

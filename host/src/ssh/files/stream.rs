@@ -53,6 +53,18 @@ pub(crate) struct Ended {
     pub(crate) stderr: String,
 }
 
+/// What the script wrote to stderr: after its mark (see
+/// [`super::scripts::PRELUDE`]), not what the login shell's start-up files
+/// wrote before it. All of it when the mark is not there (the script's own
+/// output pushed it out of what is kept, or it never started).
+pub(super) fn scripts_stderr(stderr: &[u8]) -> &[u8] {
+    const MARK: &[u8] = b"\x1emcp-ssh-stderr\x1e";
+    match memchr::memmem::rfind(stderr, MARK) {
+        Some(at) => &stderr[at + MARK.len()..],
+        None => stderr,
+    }
+}
+
 /// A script for `/bin/sh -c` and its arguments, as one argv.
 pub(crate) fn argv(script: &str, args: &[&str]) -> Vec<String> {
     let mut v = vec![
@@ -201,7 +213,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
     }
     let held = marker.flush();
     sink.data(&held).await?;
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let stderr = String::from_utf8_lossy(scripts_stderr(&stderr)).into_owned();
     if status.is_none() {
         if let Some(sig) = signal {
             return Err(SshError::Other(format!(

@@ -355,6 +355,8 @@ impl Marker {
     /// A marker whose stream passes on only what comes after it: the
     /// output of a script of ours, without what the login shell's start-up
     /// files printed first (a banner would read as the script's answer).
+    /// It is looked for however long the banner (nothing is held but a
+    /// marker's first bytes).
     pub(crate) fn after(nonce: &str) -> Self {
         Self {
             after_only: true,
@@ -377,7 +379,7 @@ impl Marker {
         }
         if self.held.is_empty() && memchr::memchr(RS, data).is_none() {
             self.scanned += data.len();
-            if self.scanned > SCAN_LIMIT {
+            if self.scanned > SCAN_LIMIT && !self.after_only {
                 self.done = true;
             }
             return if self.after_only {
@@ -420,7 +422,7 @@ impl Marker {
         }
         debug_assert!(i >= buf.len());
         self.scanned += out.len();
-        if self.scanned > SCAN_LIMIT {
+        if self.scanned > SCAN_LIMIT && !self.after_only {
             self.done = true;
             out.append(&mut self.held);
         }

@@ -48,6 +48,9 @@ fn a_script_stream_passes_only_what_follows_the_marker() {
     let big = vec![b'x'; SCAN_LIMIT + 10];
     let (out, found) = run(&[b"forced \x1e output", &big, b"more"]);
     assert_eq!((out.len(), found), (0, false));
+    // A banner longer than a command's scan still ends at the marker.
+    let (out, found) = run(&[&big, &big, b"\x1emcp-ssh:ab12:7:G:/bin/sh\x1e/tmp/t\0"]);
+    assert_eq!((out.as_slice(), found), (&b"/tmp/t\0"[..], true));
 }
 
 #[test]

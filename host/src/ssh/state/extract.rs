@@ -58,7 +58,9 @@ impl Block {
 
     /// Returns the part of `data` that is output, not block.
     pub(crate) fn feed<'a>(&mut self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.idle() && memchr::memchr(0x1e, data).is_none() {
+        // A block found is done for good: later bytes, RS or not, are the
+        // command's.
+        if self.done || (self.idle() && memchr::memchr(0x1e, data).is_none()) {
             return data.into();
         }
         self.held.extend_from_slice(data);
@@ -199,6 +201,16 @@ mod tests {
         out.extend(b.flush());
         assert_eq!(out, b"beforeafter");
         assert!(b.oversized() && b.content().is_none());
+    }
+
+    #[test]
+    fn after_its_block_output_passes_in_order_wherever_an_rs_falls() {
+        let chunks: &[&[u8]] = &[b"\x1estart:n1:one\x1eend:n1\x1e", b"A\x1e", b"B\n", b"\x1e"];
+        for cut in 1..chunks.len() {
+            let (out, content) = run(&chunks[..=cut]);
+            assert_eq!(out, chunks[1..=cut].concat(), "{cut}");
+            assert_eq!(content.as_deref(), Some(&b"one"[..]));
+        }
     }
 
     #[test]
