@@ -77,7 +77,7 @@ pub(crate) fn sftp_sshd() -> Sshd {
 
 /// An sshd with SFTP, and one without, where the same tools run over exec
 /// channels: both must behave the same.
-fn both_sshds() -> [(&'static str, Sshd); 2] {
+pub(crate) fn both_sshds() -> [(&'static str, Sshd); 2] {
     [("sftp", sftp_sshd()), ("exec", Sshd::start())]
 }
 

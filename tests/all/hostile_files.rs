@@ -1,7 +1,8 @@
 //! Paths a tool call or a config names that are not what they claim: a
 //! key file that is a device, the JSON-RPC pipe, a FIFO, a directory or a
-//! huge file, and a compile cache others could have written to; and a
-//! login shell that prints before every command.
+//! huge file, a compile cache others could have written to, and a kernel
+//! file whose size says 0; and a login shell that prints before every
+//! command.
 
 use std::time::{Duration, Instant};
 
@@ -245,5 +246,21 @@ async fn a_login_shell_that_prints_a_banner_does_not_break_the_file_tools() {
             .filter(|n| n.starts_with(".mcp-ssh.tmp"))
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+}
+
+/// A kernel file says its size is 0 and has content: read whole over SFTP
+/// and over exec (where a read returns no more than the stat describes
+/// otherwise).
+#[tokio::test]
+async fn a_file_whose_size_says_zero_is_read_whole() {
+    let want = std::fs::read_to_string("/proc/version").unwrap();
+    assert!(!want.is_empty());
+    for (kind, sshd) in crate::files::both_sshds() {
+        let server = Server::start().await;
+        let args = crate::files::args(&sshd, json!({"path": "/proc/version"}));
+        let res = server.call("read_file", args).await;
+        succeeded(&res);
+        assert_eq!(structured(&res)["content"], want.as_str(), "{kind}");
     }
 }

@@ -158,11 +158,13 @@ impl Shell<'_> {
         let (stat, data) = self.head(&out, path, "read")?;
         // What the stat describes, no more: bytes past it are a file that
         // grew meanwhile (read on from the offset), or output of something
-        // else in the session (a login shell's background job).
+        // else in the session (a login shell's background job). A size of
+        // 0 says nothing: the kernel's files (`/proc/meminfo`) have it.
         let described = stat.size.saturating_sub(offset).min(max);
-        let data = &data[..data
-            .len()
-            .min(usize::try_from(described).unwrap_or(usize::MAX))];
+        let data = match usize::try_from(described) {
+            Ok(n) if stat.size > 0 && n < data.len() => &data[..n],
+            _ => data,
+        };
         let got = data.len() as u64;
         let eof = got < max || offset + got >= stat.size;
         Ok((data.to_vec(), stat, eof))
