@@ -100,9 +100,9 @@ if [ ! -d "$d" ]; then
   else die 10 'the parent does not exist'; fi
 fi
 [ -d "$p" ] && die 12 'is a directory'
-command -v mktemp >/dev/null 2>&1 || die 17 'missing: mktemp'
 case $d in /*) ;; *) d=./$d;; esac
-t=$(mktemp "$d/.mcp-ssh.tmp.XXXXXXXXXX") || exit 1
+t=$d/$4
+(set -C; : >"$t") || exit 1
 trap 'rm -f -- "$t"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 printf '%s\0' "$t"

@@ -4,9 +4,9 @@
 //! Each operation is one fixed `/bin/sh` script taking paths as argv
 //! words (never spliced into a line), run with `LC_ALL=C` so tool errors
 //! can be read. It needs `stat -c` (GNU or BusyBox) or GNU `find -printf`,
-//! `cat`, `head -c` and `tail -c` (reads), `mktemp`, `mv`, `chmod`, `wc`
-//! and `mkdir -p` (writes), and for hashes `sha256sum`, `shasum` or
-//! `openssl`; a missing one is reported by name. Exit codes 10 to 18 are
+//! `cat`, `head -c` and `tail -c` (reads), `mv`, `chmod`, `wc` and
+//! `mkdir -p` (writes), and for hashes `sha256sum`, `shasum` or `openssl`;
+//! a missing one is reported by name. Exit codes 10 to 18 are
 //! the scripts' own verdicts; anything else is read from stderr.
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -265,6 +265,11 @@ impl Shell<'_> {
     ) -> Result<Staged, FileError> {
         let (dir, _) = common::split_path(self.session, path)?;
         let (size_s, cp) = (size.to_string(), if create_parents { "1" } else { "0" });
+        // The temporary file's name is chosen here, so it can be removed
+        // even when a cancel or a lost connection came before the script
+        // said it (the script creates it exclusively, `set -C`).
+        let chosen = common::temp_name(dir);
+        let leaf = chosen.rsplit('/').next().unwrap_or(&chosen);
         let mut sink = Collect {
             out: Vec::new(),
             limit: SMALL,
@@ -273,7 +278,7 @@ impl Shell<'_> {
             .run(
                 "write",
                 STAGE,
-                &[path, cp, &size_s],
+                &[path, cp, &size_s, leaf],
                 Some(feed),
                 &mut sink,
                 ctl,
@@ -289,9 +294,7 @@ impl Shell<'_> {
             Err(e) => {
                 // The script removes its file on a signal; after a lost
                 // connection or a KILL it may not have.
-                if let Some(t) = &temp {
-                    self.abort(t).await;
-                }
+                self.abort(temp.as_deref().unwrap_or(&chosen)).await;
                 return Err(e);
             }
         };
