@@ -293,8 +293,19 @@ impl Shell<'_> {
             Ok(e) => e,
             Err(e) => {
                 // The script removes its file on a signal; after a lost
-                // connection or a KILL it may not have.
-                self.abort(temp.as_deref().unwrap_or(&chosen)).await;
+                // connection or a KILL it may not have. A cancel or the
+                // deadline may have stopped it before it said the name:
+                // the chosen one then. Other failures (no channel, a lost
+                // connection) leave only a name it said worth a try.
+                let stopped = matches!(
+                    e,
+                    FileError::Ssh(SshError::Cancelled(_) | SshError::Timeout(_))
+                );
+                match temp.as_deref() {
+                    Some(t) => self.abort(t).await,
+                    None if stopped => self.abort(&chosen).await,
+                    None => {}
+                }
                 return Err(e);
             }
         };
@@ -595,16 +606,19 @@ mod tests {
         }
         // An `openssl` that gets `abc` right but answers zeros otherwise:
         // asked first for the big file only.
-        let zeros = format!("{}\n", "0".repeat(64));
+        let zero = "0".repeat(64);
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let (_bin, script) = sha_with_fake_openssl(&format!(
             "if [ \"$(cat)\" = abc ]; then echo 'SHA2-256(stdin)= {abc}'; \
-             else echo 'SHA2-256(stdin)= {}'; fi",
-            "0".repeat(64)
+             else echo 'SHA2-256(stdin)= {zero}'; fi"
         ));
         let tools = ["sha256sum", "ls", "cat"];
         let (_, out, _) = run(&script, &[cases[1].0], &tools);
-        assert_eq!(String::from_utf8(out).unwrap(), zeros, "big: openssl first");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{zero}\n"),
+            "big: openssl first"
+        );
         let (_, out, _) = run(&script, &[cases[0].0], &tools);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -613,7 +627,7 @@ mod tests {
         );
         // One that gets `abc` wrong is not asked; one that fails is no
         // hasher's answer, and not `none` either.
-        let (_bin, script) = sha_with_fake_openssl(&format!("echo '{}'", "0".repeat(64)));
+        let (_bin, script) = sha_with_fake_openssl(&format!("echo '{zero}'"));
         let (_, out, _) = run(&script, &[cases[1].0, "5242880"], &["sha256sum"]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
