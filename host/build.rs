@@ -53,6 +53,43 @@ fn main() {
     }
     generated.push_str("];\n");
     write(&out_dir.join("builtin_components.rs"), &generated);
+
+    if glibc_has_relr() {
+        // The binary is position-independent, so every pointer in its
+        // tables has a relocation: 1.7 MB of them in the usual format,
+        // 15 KB packed (glibc 2.36 and later read it).
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether the binary is built for the glibc it is built on (no cross
+/// build) and that glibc reads packed relocations: a binary with them does
+/// not start on an older one.
+fn glibc_has_relr() -> bool {
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
+    let gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
+    if !native || !gnu {
+        return false;
+    }
+    // "glibc 2.36"
+    let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut version = text
+        .trim()
+        .strip_prefix("glibc ")
+        .unwrap_or("")
+        .split('.')
+        .map(|n| n.parse::<u32>().ok());
+    matches!(
+        (version.next(), version.next()),
+        (Some(Some(major)), Some(Some(minor))) if (major, minor) >= (2, 36)
+    )
 }
 
 fn env(key: &str) -> String {

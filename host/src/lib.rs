@@ -14,6 +14,7 @@ pub mod http;
 pub mod mcp;
 mod pattern;
 pub mod plugins;
+pub mod run;
 pub mod ssh;
 mod stdio;
 

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command, PluginCommand, TokenCommand};
-use mcp_ssh_session::Settings;
-use mcp_ssh_session::plugins::PluginHost;
+use mcp_ssh_session::{Settings, run};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+// No `#[tokio::main]`: the async work runs on the library's runtime
+// (`run`), so that this crate compiles none of the server's futures again.
+fn main() -> ExitCode {
     // Before anything else: passwords must never land in a core file.
     let hardened = mcp_ssh_session::disable_core_dumps();
     let mut cli = Cli::parse();
@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
         json,
     }) = command
     {
-        return doctor(cli, host, password_stdin, json).await;
+        return doctor(cli, host, password_stdin, json);
     }
     if let Some(Command::Token {
         action: TokenCommand::New { name },
@@ -56,15 +56,15 @@ async fn main() -> ExitCode {
     let result = match (cli.into_settings(), command) {
         (Err(e), _) => Err(e),
         (Ok(config), None) => match http {
-            Some(options) => mcp_ssh_session::serve_http(config, options).await,
-            None => mcp_ssh_session::serve_stdio(config).await,
+            Some(options) => run::http(config, options),
+            None => run::stdio(config),
         },
         (
             Ok(config),
             Some(Command::Plugin {
                 action: PluginCommand::Check { file },
             }),
-        ) => check(config, &file).await,
+        ) => check(config, &file),
         (Ok(_), Some(Command::Doctor { .. } | Command::Token { .. })) => Ok(()),
     };
     match result {
@@ -94,8 +94,8 @@ fn new_token(name: &str) -> ExitCode {
 }
 
 /// `plugin check`: the report goes to stdout, as for any CLI command.
-async fn check(config: Settings, file: &std::path::Path) -> anyhow::Result<()> {
-    let report = PluginHost::check(config.plugins, file).await?;
+fn check(config: Settings, file: &std::path::Path) -> anyhow::Result<()> {
+    let report = run::plugin_check(config, file)?;
     println!(
         "ok: {} is a usable tool component\n\n{report}",
         file.display()
@@ -105,7 +105,7 @@ async fn check(config: Settings, file: &std::path::Path) -> anyhow::Result<()> {
 
 /// `doctor`: the report goes to stdout (doctor is no MCP server); exit 1
 /// when something fails.
-async fn doctor(cli: Cli, host: Option<String>, password_stdin: bool, json: bool) -> ExitCode {
+fn doctor(cli: Cli, host: Option<String>, password_stdin: bool, json: bool) -> ExitCode {
     let password = if password_stdin {
         match mcp_ssh_session::doctor::read_password_line() {
             Ok(p) => Some(p),
@@ -129,7 +129,13 @@ async fn doctor(cli: Cli, host: Option<String>, password_stdin: bool, json: bool
         password,
         config_error,
     };
-    let report = mcp_ssh_session::doctor::run(settings, options).await;
+    let report = match run::doctor(settings, options) {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),
