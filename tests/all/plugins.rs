@@ -196,9 +196,56 @@ async fn a_warm_compile_cache_skips_compilation() {
         warm.log()
     );
     assert!(!warm.log().contains("compiled component"), "{}", warm.log());
+    // Mapped from the entries, not copied: only the code that runs is in
+    // the server's memory.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", warm.pid)).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 3, "{artifacts:?}");
+    for artifact in &artifacts {
+        let name = artifact.display().to_string();
+        assert!(maps.contains(&name), "{name} is not mapped:\n{maps}");
+    }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
+}
+
+/// A cache on a `noexec` mount (as `/tmp` often is) cannot be mapped
+/// executable: a warm start copies its entries instead of compiling again.
+/// The mount is made in a mount namespace of the test's own (`unshare -m`).
+#[test]
+fn a_compile_cache_on_a_noexec_mount_is_still_used() {
+    let mount = tempfile::tempdir().unwrap();
+    let dir = mount.path().display().to_string();
+    // Each start ends with stdin, before `initialize`; only its log counts.
+    let start = format!(
+        "for run in cold warm; do \
+         \"$0\" --no-plugins --log mcp_ssh_session::plugins=debug --cache-dir '{dir}/c' \
+         </dev/null 2>\"{dir}/$run.log\"; done; cat '{dir}/warm.log'"
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o noexec mcpssh-noexec '{dir}' && sh -c \"$1\" \"$0\"",
+        ))
+        .arg(BIN)
+        .arg(&start)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("copying it"), "{log}");
+    assert_eq!(log.matches("loaded from compile cache").count(), 3, "{log}");
+    assert!(!log.contains("compiled component"), "compiled again: {log}");
 }
 
 #[tokio::test]

@@ -1,26 +1,32 @@
 //! On-disk cache of compiled components, so a warm start does not compile.
 //!
 //! An entry is named by the component's sha256 and the engine's
-//! compatibility hash, and starts with a header holding the sha256 of the
-//! artifact that follows. Loading a precompiled artifact is `unsafe` in
-//! wasmtime (it is trusted machine code), and the checksum only catches
-//! accidents: anyone who can write an entry can write a valid header. So
-//! the cache is used only where no one else can write: a directory owned by
-//! this server's effective user and not writable by group or others (else
-//! the cache is off, with one warning, and nothing is written there), and
-//! entries that are regular files (opened without following symlinks)
-//! owned by that user and not writable by others (else recompiled).
+//! compatibility hash: the artifact as wasmtime wrote it (`.cwasm`), and
+//! beside it the sha256 of that artifact (`.sum`). The artifact is mapped
+//! from the file rather than copied into memory, so only the pages of code
+//! that run count in the server's memory (2.4 MB of the built-ins'
+//! otherwise). Loading a precompiled artifact is `unsafe` in wasmtime (it is
+//! trusted machine code), and the checksum only catches accidents: anyone
+//! who can write an entry can write a valid checksum. So the cache is used
+//! only where no one else can write: a directory owned by this server's
+//! effective user and not writable by group or others (else the cache is
+//! off, with one warning, and nothing is written there), and entries that
+//! are regular files (opened without following symlinks) owned by that user
+//! and not writable by others (else recompiled). The mapping is of the
+//! file that was opened and checked; only this user could change it while
+//! it is mapped, which it could do to the server's own memory as well.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 8] = b"MCPSSHC1";
-const HEADER_LEN: usize = MAGIC.len() + 32;
+/// The start of a `.sum` file; the sha256 of the artifact follows.
+const MAGIC: &[u8; 8] = b"MCPSSHC2";
 
 pub(crate) struct CompileCache {
     dir: Option<PathBuf>,
@@ -64,26 +70,13 @@ impl CompileCache {
         };
         let digest = Sha256::digest(wasm);
         let path = dir.join(format!("{}-{}.cwasm", hex(&digest[..16]), self.engine_tag));
-        match read_entry(&path) {
-            Ok(bytes) => match checked_artifact(&bytes) {
-                // SAFETY: only this user can have written the file (see the
-                // module header), and the checksum proves it is whole: these
-                // are the bytes this host wrote after compiling with an
-                // engine of the same tag.
-                Some(artifact) => match unsafe { Component::deserialize(engine, artifact) } {
-                    Ok(c) => {
-                        tracing::debug!(component = name, "loaded from compile cache");
-                        return Ok(c);
-                    }
-                    Err(e) => tracing::warn!(
-                        component = name,
-                        "recompiling: cached artifact rejected: {e}"
-                    ),
-                },
-                None => tracing::warn!(component = name, "recompiling: cached artifact is corrupt"),
-            },
+        match load_entry(engine, &path) {
+            Ok(c) => {
+                tracing::debug!(component = name, "loaded from compile cache");
+                return Ok(c);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(component = name, "recompiling: cannot read cache: {e}"),
+            Err(e) => tracing::warn!(component = name, "recompiling: cached artifact: {e}"),
         }
         let started = std::time::Instant::now();
         let artifact = engine.precompile_component(wasm)?;
@@ -92,27 +85,67 @@ impl CompileCache {
             ms = started.elapsed().as_millis() as u64,
             "compiled"
         );
-        if let Err(e) = store(&path, &artifact) {
-            tracing::warn!(component = name, "cannot write compile cache: {e}");
+        match store(&path, &artifact) {
+            // Mapped from the new entry, as a warm start would.
+            Ok(()) => match load_entry(engine, &path) {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::debug!(component = name, "cannot load the new entry: {e}"),
+            },
+            Err(e) => tracing::warn!(component = name, "cannot write compile cache: {e}"),
         }
         // SAFETY: produced just now by this engine.
         Ok(unsafe { Component::deserialize(engine, &artifact)? })
     }
 }
 
-fn checked_artifact(bytes: &[u8]) -> Option<&[u8]> {
-    let (header, artifact) = bytes.split_at_checked(HEADER_LEN)?;
-    let (magic, sum) = header.split_at(MAGIC.len());
-    (magic == MAGIC && sum == Sha256::digest(artifact).as_slice()).then_some(artifact)
+/// The component of entry `path`, mapped from the file after its checks
+/// and its checksum held.
+fn load_entry(engine: &Engine, path: &Path) -> std::io::Result<Component> {
+    let (artifact, file) = read_entry(path)?;
+    let (sum, _) = read_entry(&path.with_extension("sum"))?;
+    if !checksum_holds(&sum, &artifact) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is corrupt (its checksum does not match)",
+        ));
+    }
+    // The file already opened and checked, not whatever is at `path` now.
+    let opened = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let mapped = if opened.exists() { &opened } else { path };
+    // SAFETY: only this user can have written the file (see the module
+    // header), and the checksum proves it is whole: these are the bytes
+    // this host wrote after compiling with an engine of the same tag.
+    let component = unsafe { Component::deserialize_file(engine, mapped) }.or_else(|e| {
+        // A cache on a `noexec` mount cannot be mapped executable: copy.
+        tracing::debug!("cannot map {}, copying it: {e:#}", path.display());
+        // SAFETY: as above, the same checked bytes.
+        unsafe { Component::deserialize(engine, &artifact) }
+    });
+    component
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("rejected: {e}")))
+}
+
+fn checksum_holds(sum: &[u8], artifact: &[u8]) -> bool {
+    sum.split_at_checked(MAGIC.len())
+        .is_some_and(|(magic, digest)| {
+            magic == MAGIC && digest == Sha256::digest(artifact).as_slice()
+        })
 }
 
 /// Writes atomically: a crash mid-write leaves no half file under the name.
+/// The artifact first, its checksum last: an entry whose sum is missing or
+/// belongs to another artifact is recompiled.
 fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    let mut sum = MAGIC.to_vec();
+    sum.extend_from_slice(&Sha256::digest(artifact));
+    write_file(path, artifact)?;
+    write_file(&path.with_extension("sum"), &sum)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(MAGIC)?;
-    tmp.1.write_all(&Sha256::digest(artifact))?;
-    tmp.1.write_all(artifact)?;
+    tmp.1.write_all(bytes)?;
     tmp.1.sync_all()?;
     std::fs::rename(&tmp.0, path)
 }
@@ -173,10 +206,10 @@ fn owned_by_us(dir: &Path) -> std::io::Result<()> {
     check_owner(&meta)
 }
 
-/// An entry's bytes, if it is a regular file this user alone could have
-/// written; a symlink is refused (`O_NOFOLLOW`), and the checks are made
-/// on the opened file, so it cannot be swapped in between.
-fn read_entry(path: &Path) -> std::io::Result<Vec<u8>> {
+/// An entry's bytes and open file, if it is a regular file this user alone
+/// could have written; a symlink is refused (`O_NOFOLLOW`), and the checks
+/// are made on the opened file, so it cannot be swapped in between.
+fn read_entry(path: &Path) -> std::io::Result<(Vec<u8>, std::fs::File)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -203,7 +236,7 @@ fn read_entry(path: &Path) -> std::io::Result<Vec<u8>> {
     check_owner(&meta)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok((bytes, file))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -216,14 +249,17 @@ mod tests {
 
     #[test]
     fn checksum_guards_the_artifact() {
-        let artifact = b"not really machine code";
-        let mut file = MAGIC.to_vec();
-        file.extend_from_slice(&Sha256::digest(artifact));
-        file.extend_from_slice(artifact);
-        assert_eq!(checked_artifact(&file), Some(&artifact[..]));
-        let last = file.len() - 1;
-        file[last] ^= 1;
-        assert_eq!(checked_artifact(&file), None);
-        assert_eq!(checked_artifact(b"short"), None);
+        let artifact = b"not really machine code".to_vec();
+        let mut sum = MAGIC.to_vec();
+        sum.extend_from_slice(&Sha256::digest(&artifact));
+        assert!(checksum_holds(&sum, &artifact));
+        let mut changed = artifact.clone();
+        changed[3] ^= 1;
+        assert!(!checksum_holds(&sum, &changed));
+        assert!(!checksum_holds(&sum[..20], &artifact));
+        assert!(!checksum_holds(b"short", &artifact));
+        let mut old = b"MCPSSHC1".to_vec();
+        old.extend_from_slice(&sum[MAGIC.len()..]);
+        assert!(!checksum_holds(&old, &artifact), "another format's sum");
     }
 }
