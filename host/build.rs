@@ -54,7 +54,8 @@ fn main() {
     generated.push_str("];\n");
     write(&out_dir.join("builtin_components.rs"), &generated);
 
-    if glibc_has_relr() {
+    println!("cargo:rerun-if-env-changed=MCP_SSH_SESSION_PORTABLE");
+    if std::env::var_os("MCP_SSH_SESSION_PORTABLE").is_none() && glibc_has_relr() {
         // The binary is position-independent, so every pointer in its
         // tables has a relocation: 1.7 MB of them in the usual format,
         // 15 KB packed (glibc 2.36 and later read it).
@@ -64,7 +65,9 @@ fn main() {
 
 /// Whether the binary is built for the glibc it is built on (no cross
 /// build) and that glibc reads packed relocations: a binary with them does
-/// not start on an older one.
+/// not start on an older one. `MCP_SSH_SESSION_PORTABLE` set at build time
+/// leaves them out, for a binary to copy to machines with an older glibc
+/// (or built with a tool that links against one, such as cargo-zigbuild).
 fn glibc_has_relr() -> bool {
     let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
     let gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")

@@ -250,6 +250,7 @@ fn a_compile_cache_on_a_noexec_mount_is_still_used() {
 
 #[tokio::test]
 async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
     let cache = tempfile::tempdir().unwrap();
     let dir = cache.path().join("c");
     drop(
@@ -264,6 +265,8 @@ async fn a_corrupt_cache_entry_is_recompiled_not_loaded() {
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
+        // Entries are read-only, for their owner too.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, bytes).unwrap();
     }
     let server = Server::builder()

@@ -25,8 +25,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The start of a `.sum` file; the sha256 of the artifact follows.
+/// The start of a `.sum` file; the sha256 of the entry's name and its
+/// artifact follows.
 const MAGIC: &[u8; 8] = b"MCPSSHC2";
+const SUM_LEN: u64 = MAGIC.len() as u64 + 32;
+/// The largest artifact kept: a file beyond it is neither read nor written
+/// (a compiled component is a few MB; a huge one would be read whole).
+const MAX_ARTIFACT: u64 = 256 << 20;
 
 pub(crate) struct CompileCache {
     dir: Option<PathBuf>,
@@ -86,6 +91,7 @@ impl CompileCache {
             "compiled"
         );
         match store(&path, &artifact) {
+            Ok(()) if artifact.len() as u64 > MAX_ARTIFACT => {}
             // Mapped from the new entry, as a warm start would.
             Ok(()) => match load_entry(engine, &path) {
                 Ok(c) => return Ok(c),
@@ -101,9 +107,9 @@ impl CompileCache {
 /// The component of entry `path`, mapped from the file after its checks
 /// and its checksum held.
 fn load_entry(engine: &Engine, path: &Path) -> std::io::Result<Component> {
-    let (artifact, file) = read_entry(path)?;
-    let (sum, _) = read_entry(&path.with_extension("sum"))?;
-    if !checksum_holds(&sum, &artifact) {
+    let (artifact, file) = read_entry(path, MAX_ARTIFACT)?;
+    let (sum, _) = read_entry(&path.with_extension("sum"), SUM_LEN)?;
+    if !checksum_holds(&sum, &entry_name(path), &artifact) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "it is corrupt (its checksum does not match)",
@@ -125,42 +131,69 @@ fn load_entry(engine: &Engine, path: &Path) -> std::io::Result<Component> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("rejected: {e}")))
 }
 
-fn checksum_holds(sum: &[u8], artifact: &[u8]) -> bool {
-    sum.split_at_checked(MAGIC.len())
-        .is_some_and(|(magic, digest)| {
-            magic == MAGIC && digest == Sha256::digest(artifact).as_slice()
-        })
+/// What a `.sum` holds: the digest covers the entry's name (the
+/// component's hash and the engine's tag) as well as the artifact, so the
+/// two files of one entry copied over another's are refused rather than
+/// run as the other component.
+fn sum_of(name: &str, artifact: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(artifact);
+    let mut sum = MAGIC.to_vec();
+    sum.extend_from_slice(&h.finalize());
+    sum
+}
+
+fn checksum_holds(sum: &[u8], name: &str, artifact: &[u8]) -> bool {
+    sum == sum_of(name, artifact).as_slice()
+}
+
+/// `<component hash>-<engine tag>`, the name both files of an entry share.
+fn entry_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Writes atomically: a crash mid-write leaves no half file under the name.
 /// The artifact first, its checksum last: an entry whose sum is missing or
 /// belongs to another artifact is recompiled.
 fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-    let mut sum = MAGIC.to_vec();
-    sum.extend_from_slice(&Sha256::digest(artifact));
+    if artifact.len() as u64 > MAX_ARTIFACT {
+        return Ok(());
+    }
     write_file(path, artifact)?;
-    write_file(&path.with_extension("sum"), &sum)
+    write_file(
+        &path.with_extension("sum"),
+        &sum_of(&entry_name(path), artifact),
+    )
 }
 
+/// Read-only for its owner too, so that a `cp` or `dd` over a mapped entry
+/// fails rather than change code the server runs (see the module header);
+/// a temporary file a failed write leaves is removed.
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(bytes)?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path)
+    let (tmp, mut file) = tempfile_in(dir)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let path = dir.join(format!(
-        ".tmp-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_file(&path);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o400);
+    // Random, not the process id: servers in other PID namespaces share it.
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let path = dir.join(format!(".tmp-{}", hex(&bytes)));
     opts.open(&path).map(|f| (path, f))
 }
 
@@ -209,7 +242,7 @@ fn owned_by_us(dir: &Path) -> std::io::Result<()> {
 /// An entry's bytes and open file, if it is a regular file this user alone
 /// could have written; a symlink is refused (`O_NOFOLLOW`), and the checks
 /// are made on the opened file, so it cannot be swapped in between.
-fn read_entry(path: &Path) -> std::io::Result<(Vec<u8>, std::fs::File)> {
+fn read_entry(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, std::fs::File)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -234,8 +267,21 @@ fn read_entry(path: &Path) -> std::io::Result<(Vec<u8>, std::fs::File)> {
         ));
     }
     check_owner(&meta)?;
+    let too_big = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the entry is larger than {max} bytes"),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
+    // Not past `max`, even if the file grows meanwhile.
+    (&mut file).take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big());
+    }
     Ok((bytes, file))
 }
 
@@ -248,18 +294,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checksum_guards_the_artifact() {
+    fn checksum_guards_the_artifact_and_its_name() {
         let artifact = b"not really machine code".to_vec();
-        let mut sum = MAGIC.to_vec();
-        sum.extend_from_slice(&Sha256::digest(&artifact));
-        assert!(checksum_holds(&sum, &artifact));
+        let name = "00aa-0123456789abcdef";
+        let sum = sum_of(name, &artifact);
+        assert_eq!(sum.len() as u64, SUM_LEN);
+        assert!(checksum_holds(&sum, name, &artifact));
         let mut changed = artifact.clone();
         changed[3] ^= 1;
-        assert!(!checksum_holds(&sum, &changed));
-        assert!(!checksum_holds(&sum[..20], &artifact));
-        assert!(!checksum_holds(b"short", &artifact));
+        assert!(!checksum_holds(&sum, name, &changed));
+        assert!(
+            !checksum_holds(&sum, "00ab-0123456789abcdef", &artifact),
+            "another entry's name"
+        );
+        assert!(!checksum_holds(&sum[..20], name, &artifact));
+        assert!(!checksum_holds(b"short", name, &artifact));
         let mut old = b"MCPSSHC1".to_vec();
         old.extend_from_slice(&sum[MAGIC.len()..]);
-        assert!(!checksum_holds(&old, &artifact), "another format's sum");
+        assert!(
+            !checksum_holds(&old, name, &artifact),
+            "another format's sum"
+        );
+    }
+
+    #[test]
+    fn an_entry_larger_than_its_limit_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.sum");
+        std::fs::write(&path, [0u8; 41]).unwrap();
+        let err = read_entry(&path, SUM_LEN).unwrap_err();
+        assert!(err.to_string().contains("larger than 40 bytes"), "{err}");
+        std::fs::write(&path, [0u8; 40]).unwrap();
+        assert_eq!(read_entry(&path, SUM_LEN).unwrap().0.len(), 40);
+        // A sparse file of 1 TB is refused from its size, not read.
+        let big = std::fs::File::create(&path).unwrap();
+        big.set_len(1 << 40).unwrap();
+        assert!(read_entry(&path, MAX_ARTIFACT).is_err());
+    }
+
+    #[test]
+    fn an_entry_is_written_read_only_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x-tag.cwasm");
+        store(&path, b"artifact").unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x-tag.cwasm", "x-tag.sum"]);
+        for name in names {
+            let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o400);
+        }
+        let (sum, _) = read_entry(&path.with_extension("sum"), SUM_LEN).unwrap();
+        assert!(checksum_holds(&sum, "x-tag", b"artifact"));
     }
 }
