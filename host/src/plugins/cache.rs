@@ -2,19 +2,22 @@
 //!
 //! An entry is named by the component's sha256 and the engine's
 //! compatibility hash: the artifact as wasmtime wrote it (`.cwasm`), and
-//! beside it the sha256 of that artifact (`.sum`). The artifact is mapped
+//! beside it the sha256 of that name and the artifact (`.sum`), so one
+//! entry's files copied over another's are refused. The artifact is mapped
 //! from the file rather than copied into memory, so only the pages of code
-//! that run count in the server's memory (2.4 MB of the built-ins'
-//! otherwise). Loading a precompiled artifact is `unsafe` in wasmtime (it is
-//! trusted machine code), and the checksum only catches accidents: anyone
-//! who can write an entry can write a valid checksum. So the cache is used
-//! only where no one else can write: a directory owned by this server's
-//! effective user and not writable by group or others (else the cache is
-//! off, with one warning, and nothing is written there), and entries that
-//! are regular files (opened without following symlinks) owned by that user
-//! and not writable by others (else recompiled). The mapping is of the
-//! file that was opened and checked; only this user could change it while
-//! it is mapped, which it could do to the server's own memory as well.
+//! that run count in the server's memory. Loading a precompiled artifact is
+//! `unsafe` in wasmtime (it is trusted machine code), and the checksum only
+//! catches accidents: anyone who can write an entry can write a valid
+//! checksum. So the cache is used only where no one else can write: a
+//! directory owned by this server's effective user and not writable by
+//! group or others (else the cache is off, with one warning, and nothing is
+//! written there), and entries that are regular files (opened without
+//! following symlinks) owned by that user and not writable by others (else
+//! recompiled). The mapping is of the file that was opened and checked.
+//! Rewriting it in place while it is mapped would change or stop the
+//! server's code, as for a shared library: entries are replaced by rename
+//! and written read-only, so only root's `cp` over one could; this user
+//! could do as much to the server's memory anyway.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
