@@ -32,8 +32,20 @@ pub(crate) fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
         return Ok(Vec::new());
     }
+    read_opened(&file, &meta, path, cap)
+}
+
+/// The contents of `file`, opened from `path` and of metadata `meta`
+/// (checked by the caller as it needs, before anything is read), which
+/// must be a regular file of at most `cap` bytes.
+pub(crate) fn read_opened(
+    file: &File,
+    meta: &std::fs::Metadata,
+    path: &Path,
+    cap: u64,
+) -> io::Result<Vec<u8>> {
     if !meta.file_type().is_file() {
-        return Err(not_regular(path, &meta));
+        return Err(not_regular(path, meta));
     }
     if meta.len() > cap {
         return Err(too_large(path, cap));

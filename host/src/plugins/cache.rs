@@ -94,7 +94,6 @@ impl CompileCache {
             "compiled"
         );
         match store(&path, &artifact) {
-            Ok(()) if artifact.len() as u64 > MAX_ARTIFACT => {}
             // Mapped from the new entry, as a warm start would.
             Ok(()) => match load_entry(engine, &path) {
                 Ok(c) => return Ok(c),
@@ -246,9 +245,8 @@ fn owned_by_us(dir: &Path) -> std::io::Result<()> {
 /// could have written; a symlink is refused (`O_NOFOLLOW`), and the checks
 /// are made on the opened file, so it cannot be swapped in between.
 fn read_entry(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, std::fs::File)> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
@@ -263,28 +261,8 @@ fn read_entry(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, std::fs::File)
             }
         })?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the entry is not a regular file",
-        ));
-    }
     check_owner(&meta)?;
-    let too_big = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("the entry is larger than {max} bytes"),
-        )
-    };
-    if meta.len() > max {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // Not past `max`, even if the file grows meanwhile.
-    (&mut file).take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(too_big());
-    }
+    let bytes = crate::fsutil::read_opened(&file, &meta, path, max)?;
     Ok((bytes, file))
 }
 
