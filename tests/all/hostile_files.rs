@@ -174,6 +174,45 @@ async fn cache_entries_that_are_symlinks_or_owned_by_another_user_are_not_loaded
     assert!(log.contains("owned by uid 65534"), "{log}");
 }
 
+/// One component's entry copied over another's names (both files, so its
+/// checksum is whole) is refused, not run as the other component; a `.sum`
+/// of 100 GB (sparse) is refused from its size, not read.
+#[tokio::test]
+async fn cache_entries_of_another_component_or_of_any_size_are_recompiled() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let mut artifacts: Vec<_> = entries(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    artifacts.sort();
+    assert_eq!(artifacts.len(), 3, "{artifacts:?}");
+    let (from, to) = (&artifacts[0], &artifacts[1]);
+    for ext in ["cwasm", "sum"] {
+        let target = to.with_extension(ext);
+        // Entries are written read-only.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::copy(from.with_extension(ext), &target).unwrap();
+    }
+    let sum = artifacts[2].with_extension("sum");
+    std::fs::set_permissions(&sum, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let huge = std::fs::OpenOptions::new().write(true).open(&sum).unwrap();
+    huge.set_len(100 << 30).unwrap();
+    let server = Server::builder()
+        .arg("--cache-dir")
+        .arg(dir.display().to_string())
+        .spawn()
+        .await;
+    let log = server.log();
+    assert_eq!(log.matches("corrupt").count(), 1, "{log}");
+    assert!(log.contains("larger than 40 bytes"), "{log}");
+    assert!(!log.contains("clash"), "{log}");
+    let tools = server.client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), crate::server::BUILT_IN_TOOLS.len());
+}
+
 /// A login shell whose rc file prints (a `~/.bashrc` banner) breaks SFTP,
 /// whose protocol is sftp-server's stdout, and its banner comes before
 /// every exec script's own output: the file tools still work over exec,
