@@ -24,7 +24,7 @@
 //! - ssh_config resolution ([`resolve`]).
 //!
 //! Run: `cargo bench --bench perf` (`-- --quick` for a short run, as CI
-//! does; `-- --profile warm|load SECS` for a profiler, see [`profile`];
+//! does; `-- --profile warm|load|big SECS` for a profiler, see [`profile`];
 //! `-- --files` for the file rows alone).
 //! Needs what `scripts/test` installs (sshd, the test account) and root,
 //! as the tests do. The server, its guests and sshd come from the
@@ -197,6 +197,16 @@ async fn load(
 /// must be open).
 fn bare_args_on(port: u16, command: &str) -> Value {
     json!({"host": "127.0.0.1", "port": port, "username": TEST_USER, "command": command})
+}
+
+/// The large-output row's command: `bytes` of `a` on stdout.
+fn big_command_of(bytes: usize) -> String {
+    format!("head -c {bytes} /dev/zero | tr '\\0' a")
+}
+
+/// The full run's large-output command (for `--profile big`).
+fn big_command() -> String {
+    big_command_of(FULL.big_output)
 }
 
 /// From the client cancelling a running `execute_command` (dropping the
@@ -419,7 +429,7 @@ async fn main() {
     }
 
     // Large output, against raw russh reading the same command's stdout.
-    let big = format!("head -c {} /dev/zero | tr '\\0' a", n.big_output);
+    let big = big_command_of(n.big_output);
     let (mut big_times, mut raw_big, mut returned) = (vec![], vec![], 0);
     for _ in 0..n.big_runs {
         let started = Instant::now();

@@ -1,7 +1,8 @@
-//! `--profile warm|load SECS`: one kind of call for SECS seconds, in
+//! `--profile warm|load|big SECS`: one kind of call for SECS seconds, in
 //! blocks alternating with raw russh's, so a profiler can attach to the
 //! server; prints the ratio, the server's CPU time and context switches
-//! per call, and raw russh's own CPU time per exec:
+//! per call, and raw russh's own CPU time per call (the bench's CPU while
+//! only raw russh runs):
 //!
 //! ```text
 //! cargo build --profile profiling
@@ -11,14 +12,17 @@
 //! ```
 //!
 //! `warm` is one caller's `execute_command true`; `load` is 64 callers on
-//! one host against 64 raw tasks at the server's channel cap.
+//! one host against 64 raw tasks at the server's channel cap; `big` is
+//! the 50 MB row's command against raw russh reading its stdout.
 
 use std::time::{Duration, Instant};
 
 use crate::raw::Raw;
 use crate::sshd::Sshd;
 use crate::table::{median_rate, ms, ratio, stats};
-use crate::{BLOCK, CHANNEL_CAP, bare_args_on, call, key_args, load, spawn, timed_call};
+use crate::{
+    BLOCK, CHANNEL_CAP, bare_args_on, big_command, call, key_args, load, spawn, timed_call,
+};
 
 pub async fn run(what: &str, secs: Duration) {
     let sshd = Sshd::start();
@@ -30,30 +34,44 @@ pub async fn run(what: &str, secs: Duration) {
         .unwrap();
     let raw = Raw::new(&sshd, port).await;
     eprintln!("server pid {}", server.pid);
-    let bare = bare_args_on(port, "true");
+    let command = if what == "big" {
+        big_command()
+    } else {
+        "true".to_string()
+    };
+    let bare = bare_args_on(port, &command);
     let (started, mut ours, mut base, mut rates, mut raw_rates) =
         (Instant::now(), vec![], vec![], vec![], vec![]);
     let (mut raw_cpu, mut calls) = (Duration::ZERO, 0);
     let cpu_before = cpu_time(server.pid);
     let switches_before = context_switches(server.pid);
     while started.elapsed() < secs {
-        let before = cpu_time(std::process::id());
         if what == "load" {
             let (rate, errors, _) = load(&server, &[port], 64, 5).await;
             assert_eq!(errors, 0);
             rates.push(rate);
             calls += 64 * 5;
+            let before = cpu_time(std::process::id());
             raw_rates.push(raw.load(64, 5, CHANNEL_CAP).await);
+            raw_cpu += cpu_time(std::process::id()) - before;
         } else {
-            for _ in 0..BLOCK {
+            // Big outputs take long enough that a block of a few keeps
+            // both sides interleaved at a fine grain.
+            let block = if what == "big" { 3 } else { BLOCK };
+            for _ in 0..block {
                 ours.push(timed_call(&server, "execute_command", &bare).await);
             }
-            calls += BLOCK;
-            for _ in 0..BLOCK {
-                base.push(raw.exec("true").await);
+            calls += block;
+            let before = cpu_time(std::process::id());
+            for _ in 0..block {
+                base.push(if what == "big" {
+                    raw.read_all(&command).await.1
+                } else {
+                    raw.exec(&command).await
+                });
             }
+            raw_cpu += cpu_time(std::process::id()) - before;
         }
-        raw_cpu += cpu_time(std::process::id()) - before;
     }
     let cpu = cpu_time(server.pid) - cpu_before;
     let switches = context_switches(server.pid) - switches_before;
@@ -66,7 +84,7 @@ pub async fn run(what: &str, secs: Duration) {
     } else {
         let (o, b) = (stats(ours), stats(base));
         format!(
-            "warm calls: median {}, p90 {}; raw russh {}: {}",
+            "{what} calls: median {}, p90 {}; raw russh {}: {}",
             ms(o.median),
             ms(o.p90),
             ms(b.median),
@@ -75,7 +93,7 @@ pub async fn run(what: &str, secs: Duration) {
     };
     eprintln!(
         "{figures}; server CPU per call {:.0} µs, {:.1} context switches; \
-         the bench's CPU per call (both sides) {:.0} µs",
+         raw russh's CPU per call {:.0} µs",
         cpu.as_secs_f64() * 1e6 / calls as f64,
         switches as f64 / calls as f64,
         raw_cpu.as_secs_f64() * 1e6 / calls as f64

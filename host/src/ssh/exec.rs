@@ -18,8 +18,8 @@ pub(crate) use super::input::Input;
 use super::input::{self, SudoWatch};
 use super::kill::{self, KillOutcome, Stopper, Victim};
 use super::launch::{self, Marker, Payload, Reach};
-use super::output::Capture;
 pub use super::output::StreamOutput;
+use super::output::{Capture, LastLine};
 use super::state::{Blocks, Frame, FrameOut};
 use super::sudo::{self, SudoError};
 
@@ -83,8 +83,6 @@ impl std::fmt::Debug for ProgressFn {
 
 /// At most one progress report per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-/// A last line longer than this is left out of progress reports.
-const PROGRESS_LINE_MAX: usize = 200;
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
@@ -202,9 +200,8 @@ struct Driver<'a, S> {
     sudo: Option<SudoWatch>,
     ending: Ending,
     bytes: u64,
-    track_lines: bool,
-    line: Vec<u8>,
-    last_line: Option<String>,
+    /// Only when progress is reported.
+    lines: Option<LastLine>,
 }
 
 impl<S: OutputSink> Driver<'_, S> {
@@ -252,18 +249,8 @@ impl<S: OutputSink> Driver<'_, S> {
     /// complete line: the scan is skipped when nobody asked for it.
     fn note(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
-        if !self.track_lines {
-            return;
-        }
-        for &b in data {
-            if b == b'\n' {
-                if !self.line.is_empty() && self.line.len() <= PROGRESS_LINE_MAX {
-                    self.last_line = Some(String::from_utf8_lossy(&self.line).into_owned());
-                }
-                self.line.clear();
-            } else if self.line.len() <= PROGRESS_LINE_MAX {
-                self.line.push(b);
-            }
+        if let Some(lines) = &mut self.lines {
+            lines.push(data);
         }
     }
 
@@ -424,9 +411,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
         blocks,
         ending: Ending::default(),
         bytes: 0,
-        track_lines: progress.is_some(),
-        line: Vec::new(),
-        last_line: None,
+        lines: progress.is_some().then(LastLine::default),
     };
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,7 +448,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
             m = channel.wait() => Some(m),
             _ = ticker.tick(), if progress.is_some() => {
                 if let Some(p) = progress {
-                    let now = (d.bytes, d.last_line.clone());
+                    let now = (d.bytes, d.lines.as_ref().and_then(LastLine::last).cloned());
                     // A silent command still reports its elapsed time.
                     if reported.as_ref() != Some(&now) || started.elapsed() >= Duration::from_secs(1) {
                         (p.0)(Progress { bytes: d.bytes, elapsed: started.elapsed(), last_line: now.1.clone() });
