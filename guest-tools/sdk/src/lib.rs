@@ -205,14 +205,29 @@ pub fn seconds_to_ms(seconds: Option<f64>) -> Option<u64> {
 /// The host cuts truncated streams on UTF-8 boundaries, so valid UTF-8 stays
 /// valid; anything else is replaced with U+FFFD rather than failing.
 pub fn stream_text(s: &ssh::StreamOutput) -> String {
-    let head = String::from_utf8_lossy(&s.head);
+    let head = lossy(&s.head);
     if !s.truncated {
         return head.into_owned();
     }
     let kept = (s.head.len() + s.tail.len()) as u64;
     let omitted = s.total_bytes.saturating_sub(kept);
-    let tail = String::from_utf8_lossy(&s.tail);
-    format!("{head}\n[... {omitted} bytes omitted ...]\n{tail}")
+    let notice = format!("\n[... {omitted} bytes omitted ...]\n");
+    let tail = lossy(&s.tail);
+    let mut text = String::with_capacity(head.len() + notice.len() + tail.len());
+    text.push_str(&head);
+    text.push_str(&notice);
+    text.push_str(&tail);
+    text
+}
+
+/// `String::from_utf8_lossy`, with valid UTF-8 (nearly all output) checked
+/// a word at a time first: the lossy decoder walks every byte, which in a
+/// component costs milliseconds per MiB of output.
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Reports progress to the client (if it asked for progress). `progress`
@@ -319,9 +334,17 @@ pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
     let args: T::Args = serde_json::from_str(arguments)
         .map_err(|e| CallError::InvalidArguments(format!("{}: {e}", T::NAME)))?;
     let out = T::call(args).unwrap_or_else(Output::from);
+    // A tool's structured result mostly repeats its text (a command's
+    // output is in both): sized from it, a large result is written once
+    // instead of through a dozen doublings of a small buffer.
+    let structured = out.structured.map(|v| {
+        let mut json = Vec::with_capacity(out.text.len() + 512);
+        serde_json::to_writer(&mut json, &v).expect("a Value always serializes");
+        String::from_utf8(json).expect("serde_json writes UTF-8")
+    });
     Ok(CallResult {
         content: vec![Content::Text(out.text)],
-        structured_content: out.structured.map(|v| v.to_string()),
+        structured_content: structured,
         is_error: out.is_error,
     })
 }

@@ -126,18 +126,21 @@ fn render_exec(run: &ssh::CommandOutput) -> Output {
         text.push_str(&format!("Note: {note}\n"));
     }
     text.push('\n');
-    if !stdout.is_empty() {
-        text.push_str(&format!("STDOUT:\n{stdout}\n"));
+    // The output is most of the answer: appended once, then moved into
+    // the structured result rather than copied.
+    text.reserve(stdout.len() + stderr.len() + 18);
+    for (label, stream) in [("STDOUT", &stdout), ("STDERR", &stderr)] {
+        if !stream.is_empty() {
+            text.push_str(label);
+            text.push_str(":\n");
+            text.push_str(stream);
+            text.push('\n');
+        }
     }
-    if !stderr.is_empty() {
-        text.push_str(&format!("STDERR:\n{stderr}\n"));
-    }
-    Output::text(text).with_structured(json!({
+    let mut structured = json!({
         "session": out.session,
         "exit_status": out.exit_status,
         "exit_signal": out.exit_signal,
-        "stdout": stdout,
-        "stderr": stderr,
         "stdout_truncated": out.stdout.truncated,
         "stderr_truncated": out.stderr.truncated,
         "stdout_bytes": out.stdout.total_bytes,
@@ -148,7 +151,10 @@ fn render_exec(run: &ssh::CommandOutput) -> Output {
         "remote_stopped": remote_stopped,
         "cwd": run.cwd,
         "notes": run.notes,
-    }))
+    });
+    structured["stdout"] = Value::String(stdout);
+    structured["stderr"] = Value::String(stderr);
+    Output::text(text).with_structured(structured)
 }
 
 struct ListSessions;
