@@ -339,8 +339,11 @@ pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
     // instead of through a dozen doublings of a small buffer.
     let structured = out.structured.map(|v| {
         let mut json = Vec::with_capacity(out.text.len() + 512);
-        serde_json::to_writer(&mut json, &v).expect("a Value always serializes");
-        String::from_utf8(json).expect("serde_json writes UTF-8")
+        match serde_json::to_writer(&mut json, &v).map(|()| String::from_utf8(json)) {
+            Ok(Ok(text)) => text,
+            // Neither fails for a Value; if one did, the plain path decides.
+            _ => v.to_string(),
+        }
     });
     Ok(CallResult {
         content: vec![Content::Text(out.text)],
