@@ -129,36 +129,49 @@ impl LastLine {
     pub(crate) const MAX: usize = 200;
 
     pub(crate) fn push(&mut self, data: &[u8]) {
-        let mut newlines = memchr::memrchr_iter(b'\n', data);
-        let Some(last_newline) = newlines.next() else {
+        let Some(last_newline) = memchr::memrchr(b'\n', data) else {
             self.extend_partial(data);
             return;
         };
         // Lines wholly inside this chunk, newest first; the first one that
-        // qualifies is the answer and everything before it is moot.
+        // qualifies is the answer and everything before it is moot. Runs
+        // of empty lines are skipped in one pass and a long line in one
+        // search, so a chunk of nothing but newlines costs no more than
+        // any other.
         let mut end = last_newline;
-        let mut found = None;
-        for newline in newlines {
-            let line = &data[newline + 1..end];
-            if !line.is_empty() && line.len() <= Self::MAX {
-                found = Some(line);
+        loop {
+            let Some(last_byte) = data[..end].iter().rposition(|&b| b != b'\n') else {
+                // Only newlines before: the chunk's first line is empty and
+                // ends the one held from earlier chunks as it is.
+                self.end_partial(&[]);
                 break;
-            }
-            end = newline;
-        }
-        match found {
-            Some(line) => self.last = Some(String::from_utf8_lossy(line).into_owned()),
-            None => {
-                // Only the chunk's first line is left: it ends the one
-                // held from earlier chunks.
-                self.extend_partial(&data[..end]);
-                if !self.partial.is_empty() && self.partial.len() <= Self::MAX {
-                    self.last = Some(String::from_utf8_lossy(&self.partial).into_owned());
+            };
+            match memchr::memrchr(b'\n', &data[..last_byte]) {
+                Some(newline) => {
+                    let line = &data[newline + 1..=last_byte];
+                    if line.len() <= Self::MAX {
+                        self.last = Some(String::from_utf8_lossy(line).into_owned());
+                        break;
+                    }
+                    end = newline;
+                }
+                None => {
+                    // The chunk's first line: it ends the held one.
+                    self.end_partial(&data[..=last_byte]);
+                    break;
                 }
             }
         }
         self.partial.clear();
         self.extend_partial(&data[last_newline + 1..]);
+    }
+
+    /// The held line, ended by `rest` and a newline.
+    fn end_partial(&mut self, rest: &[u8]) {
+        self.extend_partial(rest);
+        if !self.partial.is_empty() && self.partial.len() <= Self::MAX {
+            self.last = Some(String::from_utf8_lossy(&self.partial).into_owned());
+        }
     }
 
     pub(crate) fn last(&self) -> Option<&String> {
@@ -215,6 +228,9 @@ mod tests {
             format!("a\n{}\n", "z".repeat(10_000)).into_bytes(),
             b"\xff\xfe bytes\n".to_vec(),
             b"no newline at all".to_vec(),
+            b"held\n\n\n\nlast\n\n\n".to_vec(),
+            vec![b'\n'; 100_000],
+            [b"held".as_slice(), &[b'\n'; 70_000]].concat(),
         ];
         // A fixed pseudo-random mix of short lines, long lines and runs of
         // newlines, so cuts land everywhere.
