@@ -101,8 +101,7 @@ mod tests {
     #[test]
     fn a_guest_growing_a_table_is_stopped_at_the_memory_limit() {
         let engine = Engine::default();
-        let module = Module::new(
-            &engine,
+        let wasm = wat::parse_str(
             r#"(module
                  (memory 8)
                  (table $t 0 funcref)
@@ -110,6 +109,7 @@ mod tests {
                    (table.grow $t (ref.null func) (local.get 0))))"#,
         )
         .unwrap();
+        let module = Module::new(&engine, wasm).unwrap();
         let mut store = Store::new(&engine, MemoryBudget::new(1 << 20));
         store.limiter(|b| b);
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
