@@ -93,6 +93,29 @@ async fn output_pages_by_offset_without_rereading() {
 }
 
 #[tokio::test]
+async fn output_that_is_not_utf8_is_paged_with_replacement_characters() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    // Valid text, a lone continuation byte, an invalid lead byte, and a
+    // two-byte character cut by the end of the page.
+    let id = start(&server, &sshd, r"printf 'ok \200 \377 é'").await;
+    wait_done(&server, &id).await;
+    let whole = read(&server, &id, 0, 1000).await;
+    assert_eq!(structured(&whole)["data"], "ok \u{fffd} \u{fffd} é");
+    // "ok \200 \377 " is 7 bytes; the 8th is the first half of "é".
+    let cut = read(&server, &id, 0, 8).await;
+    let data = structured(&cut)["data"].as_str().unwrap().to_string();
+    assert!(
+        data.starts_with("ok \u{fffd} \u{fffd} "),
+        "bad bytes not replaced: {data:?}"
+    );
+    assert!(
+        !data.contains('é'),
+        "a cut character was completed: {data:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_full_buffer_drops_the_oldest_output_and_says_so() {
     let sshd = Sshd::start();
     let server = Server::builder()

@@ -6,7 +6,7 @@
 use mcp_ssh_guest::jobs::{self, JobInfo, JobState, OutputStream};
 use mcp_ssh_guest::{
     Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, RunArgs, SshError,
-    TargetArgs, Tool, Value, export_tools, json, seconds_to_ms,
+    TargetArgs, Tool, Value, decode_lossy, export_tools, json, seconds_to_ms,
 };
 
 fn state_name(s: JobState) -> &'static str {
@@ -252,7 +252,7 @@ impl Tool for GetOutput {
             a.offset.unwrap_or(0),
             a.max_bytes.unwrap_or(65536),
         )?;
-        let data = String::from_utf8_lossy(&chunk.data).into_owned();
+        let data = decode_lossy(&chunk.data).into_owned();
         let mut text = String::new();
         if chunk.dropped > 0 {
             text.push_str(&format!(

@@ -205,14 +205,14 @@ pub fn seconds_to_ms(seconds: Option<f64>) -> Option<u64> {
 /// The host cuts truncated streams on UTF-8 boundaries, so valid UTF-8 stays
 /// valid; anything else is replaced with U+FFFD rather than failing.
 pub fn stream_text(s: &ssh::StreamOutput) -> String {
-    let head = lossy(&s.head);
+    let head = decode_lossy(&s.head);
     if !s.truncated {
         return head.into_owned();
     }
     let kept = (s.head.len() + s.tail.len()) as u64;
     let omitted = s.total_bytes.saturating_sub(kept);
     let notice = format!("\n[... {omitted} bytes omitted ...]\n");
-    let tail = lossy(&s.tail);
+    let tail = decode_lossy(&s.tail);
     let mut text = String::with_capacity(head.len() + notice.len() + tail.len());
     text.push_str(&head);
     text.push_str(&notice);
@@ -223,7 +223,7 @@ pub fn stream_text(s: &ssh::StreamOutput) -> String {
 /// `String::from_utf8_lossy`, with valid UTF-8 (nearly all output) checked
 /// a word at a time first: the lossy decoder walks every byte, which in a
 /// component costs milliseconds per MiB of output.
-fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+pub fn decode_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(text) => text.into(),
         Err(_) => String::from_utf8_lossy(bytes),

@@ -34,7 +34,8 @@ pub async fn run(what: &str, secs: Duration) {
         .unwrap();
     let raw = Raw::new(&sshd, port).await;
     eprintln!("server pid {}", server.pid);
-    let command = if what == "big" {
+    let big = what == "big";
+    let command = if big {
         big_command()
     } else {
         "true".to_string()
@@ -57,14 +58,14 @@ pub async fn run(what: &str, secs: Duration) {
         } else {
             // Big outputs take long enough that a block of a few keeps
             // both sides interleaved at a fine grain.
-            let block = if what == "big" { 3 } else { BLOCK };
+            let block = if big { 3 } else { BLOCK };
             for _ in 0..block {
                 ours.push(timed_call(&server, "execute_command", &bare).await);
             }
             calls += block;
             let before = cpu_time(std::process::id());
             for _ in 0..block {
-                base.push(if what == "big" {
+                base.push(if big {
                     raw.read_all(&command).await.1
                 } else {
                     raw.exec(&command).await
