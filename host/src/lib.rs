@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
 
@@ -75,6 +76,7 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
         .context("loading tool components")?;
     let callers = mcp::Callers::One(plugins::Caller::operator("stdio", sessions.clone()));
     let server = mcp::McpServer::new(Arc::new(plugins), Arc::new(callers));
+    let calls = server.calls();
     // rmcp drops a message past 16 MiB by default.
     let (stdin, stdout, _restore) = stdio::open();
     let ended = stdin.ended();
@@ -84,25 +86,68 @@ pub async fn serve_stdio(config: Settings) -> anyhow::Result<()> {
         .serve(transport)
         .await
         .context("MCP initialization failed")?;
-    // rmcp drains answers for 5 s after stdin ends, then waits to close
-    // stdout, for ever if the client reads no more: leave after a margin.
+    // SIGINT and SIGTERM cancel the service, and with it every call in
+    // flight, as a client's cancel would: each stops its command.
+    let signalled = CancellationToken::new();
+    tokio::spawn(stop_on_signal(signalled.clone()));
+    let service = running.cancellation_token();
+    let quit = async {
+        tokio::select! {
+            () = ended.notified() => {}
+            () = signalled.cancelled() => service.cancel(),
+        }
+    };
+    // When stdin ends, rmcp drains answers for 5 s, then cancels the calls
+    // still running; the server waits for them to stop their commands.
+    // A client that reads no more answers keeps it waiting: leave after a
+    // margin, whatever is left.
+    let finished = async {
+        match running.waiting().await {
+            Ok(reason) => tracing::info!(?reason, "client disconnected"),
+            Err(e) => tracing::error!("the MCP service failed: {e}"),
+        }
+        calls.close();
+        calls.wait().await;
+    };
     let left = async {
-        ended.notified().await;
+        quit.await;
         tokio::time::sleep(STDIN_ENDED_GRACE).await;
     };
     tokio::select! {
-        reason = running.waiting() => tracing::info!(reason = ?reason?, "client disconnected"),
+        () = finished => {}
         () = left => tracing::warn!(
-            "stdin ended {} s ago and the client reads no more answers: exiting",
+            "{} s after stdin ended or a signal, calls are still running or the client \
+             reads no more answers: exiting",
             STDIN_ENDED_GRACE.as_secs()
         ),
     }
-    sessions.close_all();
+    sessions.shut_down().await;
     Ok(())
 }
 
-/// How long after stdin ends the server leaves, answered or not: rmcp's
-/// own drain of in-flight answers (5 s), and a margin.
+/// Cancels `stop` on the first SIGINT or SIGTERM.
+pub(crate) async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    stop.cancel();
+}
+
+/// How long after stdin ends (or a signal) the server leaves, answered or
+/// not: rmcp's own drain of in-flight answers (5 s), and the stop of the
+/// commands of calls it then cancels.
 const STDIN_ENDED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Loads the tools and serves MCP over streamable HTTP until SIGINT or

@@ -95,3 +95,102 @@ async fn the_pid_marker_never_reaches_the_output() {
     // The test account's shell is dash: "sh: 1: no-such-command-here: not found".
     assert!(err.starts_with("sh: 1: no-such-command-here"), "{err}");
 }
+
+/// How a client lets the server go.
+enum Leave {
+    CloseStdin,
+    Signal(&'static str),
+}
+
+/// A server that leaves stops what it ran on the remote host: the command
+/// of a call still in flight and every background job. Without this, sshd
+/// keeps a command without a terminal running when its connection closes.
+fn leaving_stops_calls_and_jobs(leave: Leave) {
+    use std::io::Write;
+    let sshd = Sshd::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = crate::server::raw_server(home.path());
+    let (job, call) = (
+        format!("sleep 7{}", sshd.port()),
+        format!("sleep 8{}", sshd.port()),
+    );
+    let _left = [
+        crate::server::Leftovers::new(crate::sshd::TEST_USER, &job),
+        crate::server::Leftovers::new(crate::sshd::TEST_USER, &call),
+    ];
+    let (mut stdin, mut lines) = crate::server::send_raw_call(
+        &mut child,
+        json!({"name": "start_command", "arguments": exec_args(&sshd, &job)}),
+    );
+    let started = lines
+        .by_ref()
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+        .find(|m| m["id"] == 2)
+        .unwrap();
+    assert_eq!(started["result"]["isError"], false, "{started}");
+    let request = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "execute_command", "arguments": exec_args(&sshd, &call)}});
+    writeln!(stdin, "{request}").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(remote_running(&job) && remote_running(&call)) {
+        assert!(Instant::now() < deadline, "the job and the call never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Kept open until the end unless closing it is the test: a signal
+    // alone must make the server leave.
+    let mut stdin = Some(stdin);
+    match leave {
+        Leave::CloseStdin => drop(stdin.take()),
+        Leave::Signal(name) => {
+            let sent = std::process::Command::new("kill")
+                .args([&format!("-{name}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server was still running 30 s after it was told to leave");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // Every line it wrote is JSON-RPC, the cancelled call's answer or not.
+    for line in lines {
+        let line = line.unwrap();
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+            "{line}"
+        );
+    }
+    assert!(
+        !remote_running(&call),
+        "the call's command outlived the server"
+    );
+    assert!(
+        !remote_running(&job),
+        "the background job outlived the server"
+    );
+}
+
+#[test]
+fn a_server_whose_stdin_ends_stops_its_commands_and_jobs() {
+    leaving_stops_calls_and_jobs(Leave::CloseStdin);
+}
+
+#[test]
+fn a_server_told_to_leave_by_sigterm_stops_its_commands_and_jobs() {
+    leaving_stops_calls_and_jobs(Leave::Signal("TERM"));
+}
+
+#[test]
+fn a_server_told_to_leave_by_sigint_stops_its_commands_and_jobs() {
+    leaving_stops_calls_and_jobs(Leave::Signal("INT"));
+}

@@ -194,7 +194,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
     // port picked.
     eprintln!("mcp-ssh-session: listening on {scheme}://{bound}/mcp");
 
-    tokio::spawn(stop_on_signal(stop.clone()));
+    tokio::spawn(crate::stop_on_signal(stop.clone()));
     let served = async {
         serve::serve(listener, acceptor, router, stop.clone()).await;
         Ok(())
@@ -210,14 +210,12 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         .values()
         .map(|c| c.sessions.clone())
         .collect();
-    let closed: u32 = namespaces
+    let closing = namespaces
         .iter()
         .chain(&later)
-        .map(SessionManager::close_all)
-        .sum();
+        .map(SessionManager::shut_down);
+    let closed: u32 = futures::future::join_all(closing).await.into_iter().sum();
     tracing::info!(closed, "HTTP server stopped; SSH sessions closed");
-    // The disconnects run in tasks of their own: give them a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     result
 }
 
@@ -276,26 +274,6 @@ pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
-}
-
-/// Cancels `stop` on the first SIGINT or SIGTERM.
-async fn stop_on_signal(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    stop.cancel();
 }
 
 /// The `Host` names a request may carry: the address bound, the loopback

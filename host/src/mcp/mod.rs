@@ -22,6 +22,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use tokio_util::task::TaskTracker;
 
 use crate::plugins::{CallError, Caller, PluginHost, ProgressSink, ToolOutput, ToolSpec};
 
@@ -106,6 +107,7 @@ pub struct McpServer {
     plugins: Arc<PluginHost>,
     tools: Arc<Vec<Tool>>,
     callers: Arc<Callers>,
+    calls: TaskTracker,
 }
 
 impl McpServer {
@@ -115,7 +117,15 @@ impl McpServer {
             plugins,
             tools: Arc::new(tools),
             callers,
+            calls: TaskTracker::new(),
         }
+    }
+
+    /// The tool calls in flight. A leaving server cancels them and waits
+    /// (for a bounded time) until they have stopped their commands, so
+    /// that none is left running on a remote host.
+    pub fn calls(&self) -> TaskTracker {
+        self.calls.clone()
     }
 }
 
@@ -196,6 +206,7 @@ impl ServerHandler for McpServer {
         let Some(caller) = self.callers.of(&context) else {
             return Err(McpError::invalid_request("no verified client", None));
         };
+        let _in_flight = self.calls.token();
         let arguments = request.arguments.unwrap_or_default();
         let progress = progress_sink(&context);
         // rmcp cancels this token on the client's notifications/cancelled.

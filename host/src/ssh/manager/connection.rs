@@ -95,8 +95,9 @@ impl Connection {
     }
 
     /// Stops its jobs, forgets its credentials, and disconnects once the
-    /// commands running on it have finished (each within its timeout).
-    pub(super) fn close(self: Arc<Self>) {
+    /// commands running on it have finished (each within its timeout); the
+    /// task ends once it has.
+    pub(super) fn close(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         self.closing.cancel();
         drop(lock(&self.credentials).take());
         tokio::spawn(async move {
@@ -108,7 +109,7 @@ impl Connection {
                 .handle
                 .disconnect(Disconnect::ByApplication, "session closed", "en")
                 .await;
-        });
+        })
     }
 
     /// Opens a session channel within `wait`; one that gets no answer for

@@ -291,7 +291,8 @@ impl SessionManager {
         Ok(match removed {
             Some(conn) => {
                 let was_alive = conn.alive();
-                conn.close();
+                // Closing goes on in its task; the call need not wait.
+                drop(conn.close());
                 was_alive
             }
             None => false,
@@ -331,13 +332,37 @@ impl SessionManager {
 
     /// Closes every session; returns how many were open.
     pub fn close_all(&self) -> u32 {
-        let drained: Vec<_> = self.live().drain().map(|(_, c)| c).collect();
-        let mut n = 0;
-        for conn in drained {
-            n += u32::from(conn.alive());
-            conn.close();
+        self.close_every().0
+    }
+
+    /// Closes every session, as [`Self::close_all`], and waits until their
+    /// jobs are stopped and they are disconnected, at most as long as one
+    /// stop may take: a server that leaves leaves nothing running on a
+    /// remote host.
+    pub async fn shut_down(&self) -> u32 {
+        let bound = super::kill::STOP_BOUND;
+        let (n, closing) = self.close_every();
+        if tokio::time::timeout(bound, futures::future::join_all(closing))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "sessions still closing after {} s: leaving them",
+                bound.as_secs()
+            );
         }
         n
+    }
+
+    fn close_every(&self) -> (u32, Vec<tokio::task::JoinHandle<()>>) {
+        let drained: Vec<_> = self.live().drain().map(|(_, c)| c).collect();
+        let mut n = 0;
+        let mut closing = Vec::with_capacity(drained.len());
+        for conn in drained {
+            n += u32::from(conn.alive());
+            closing.push(conn.close());
+        }
+        (n, closing)
     }
 
     /// The table, after dropping sessions dead for longer than
