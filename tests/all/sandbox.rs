@@ -71,18 +71,7 @@ fn plugin_check_within(wasm: &str, limit: Duration) -> (bool, String) {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("plugin check {wasm} still ran after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = crate::server::exit_within(&mut child, limit, || format!("plugin check {wasm}"));
     (
         status.success(),
         std::fs::read_to_string(&stderr).unwrap_or_default(),

@@ -443,6 +443,27 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for `child` to exit; past `limit` it is killed and the test fails
+/// with `what()`: a hang check, not a speed test.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: impl FnOnce() -> String,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}: {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The binary with piped stdio and nothing between the test and its
 /// JSON-RPC stream: for cases rmcp's client would hide.
 pub fn raw_server(home: &Path) -> std::process::Child {

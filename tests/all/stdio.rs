@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::server::{BIN, shared_cache};
+use crate::server::{BIN, exit_within, shared_cache};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -124,6 +124,26 @@ fn a_pipe_is_left_blocking_after_the_server_exits() {
     exits_leaving_blocking(child, &kept, || drop(writer));
 }
 
+/// SIGTERM, with stdin still open, makes the server leave as stdin's end
+/// would: the flags it changed are put back.
+#[test]
+fn a_pipe_is_left_blocking_after_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let kept = reader.try_clone().unwrap();
+    let mut child = server(home.path(), Stdio::from(reader), Stdio::piped());
+    writeln!(writer, "{INIT}\n{INITIALIZED}\n{LIST}").unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let second = lines.nth(1).unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&second).unwrap()["id"], 2);
+    let pid = child.id().to_string();
+    exits_leaving_blocking(child, &kept, || {
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+    });
+    drop(writer);
+}
+
 /// A client that stops reading answers and closes stdin: the server must
 /// still leave (rmcp's own shutdown waits on the blocked write for ever).
 #[test]
@@ -141,16 +161,8 @@ fn a_client_that_reads_nothing_and_closes_stdin_does_not_keep_the_server() {
     stdin.write_all(requests.as_bytes()).unwrap();
     drop(stdin);
     let _stdout = child.stdout.take().unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the server was still running 60 s after its stdin ended");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let status = exit_within(&mut child, std::time::Duration::from_secs(60), || {
+        "the server, after its stdin ended".into()
+    });
+    assert!(status.success(), "{status}");
 }

@@ -100,6 +100,9 @@ async fn the_pid_marker_never_reaches_the_output() {
 enum Leave {
     CloseStdin,
     Signal(&'static str),
+    /// Closes stdin with the session's sshd frozen: no stop can arrive,
+    /// and the server must still leave within its bound.
+    CloseStdinFrozen,
 }
 
 /// A server that leaves stops what it ran on the remote host: the command
@@ -140,8 +143,13 @@ fn leaving_stops_calls_and_jobs(leave: Leave) {
     // Kept open until the end unless closing it is the test: a signal
     // alone must make the server leave.
     let mut stdin = Some(stdin);
+    let frozen = matches!(leave, Leave::CloseStdinFrozen);
     match leave {
         Leave::CloseStdin => drop(stdin.take()),
+        Leave::CloseStdinFrozen => {
+            sshd.freeze_connections(true);
+            drop(stdin.take());
+        }
         Leave::Signal(name) => {
             let sent = std::process::Command::new("kill")
                 .args([&format!("-{name}"), &child.id().to_string()])
@@ -150,25 +158,33 @@ fn leaving_stops_calls_and_jobs(leave: Leave) {
             assert!(sent.success());
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server was still running 30 s after it was told to leave");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // 10 s after stdin ends, then one stop bounded at 5 s: 30 s is a hang
+    // check with room for a loaded machine.
+    let status = crate::server::exit_within(&mut child, Duration::from_secs(30), || {
+        "the server, told to leave".into()
+    });
+    sshd.freeze_connections(false);
     assert!(status.success(), "{status}");
     // Every line it wrote is JSON-RPC, the cancelled call's answer or not.
-    for line in lines {
-        let line = line.unwrap();
+    let answers: Vec<serde_json::Value> = lines
+        .map(|l| {
+            let line = l.unwrap();
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
+        })
+        .collect();
+    if stdin.is_some() {
+        // A signal answers the call it cancelled (its stop takes a few ms).
+        let answer = answers.iter().find(|m| m["id"] == 3);
+        let answer = answer.unwrap_or_else(|| panic!("no answer to the call: {answers:?}"));
         assert!(
-            serde_json::from_str::<serde_json::Value>(&line).is_ok(),
-            "{line}"
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Cancelled")),
+            "{answer}"
         );
+    }
+    if frozen {
+        return;
     }
     assert!(
         !remote_running(&call),
@@ -193,4 +209,9 @@ fn a_server_told_to_leave_by_sigterm_stops_its_commands_and_jobs() {
 #[test]
 fn a_server_told_to_leave_by_sigint_stops_its_commands_and_jobs() {
     leaving_stops_calls_and_jobs(Leave::Signal("INT"));
+}
+
+#[test]
+fn a_server_whose_stdin_ends_over_a_frozen_connection_still_leaves() {
+    leaving_stops_calls_and_jobs(Leave::CloseStdinFrozen);
 }
