@@ -111,8 +111,12 @@ fn requests_in_a_file_on_stdin_are_answered() {
     assert!(child.wait().unwrap().success());
 }
 
-#[test]
-fn a_pipe_is_left_blocking_after_the_server_exits() {
+/// A server on a pipe answers, then is made to leave by `leave` (given
+/// its pid and the pipe's writing end, which it returns to keep open until
+/// the server has left): it must put the pipe's flags back.
+fn a_pipe_is_left_blocking_when(
+    leave: impl FnOnce(u32, std::io::PipeWriter) -> Option<std::io::PipeWriter>,
+) {
     let home = tempfile::tempdir().unwrap();
     let (reader, mut writer) = std::io::pipe().unwrap();
     let kept = reader.try_clone().unwrap();
@@ -121,27 +125,30 @@ fn a_pipe_is_left_blocking_after_the_server_exits() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let second = lines.nth(1).unwrap().unwrap();
     assert_eq!(serde_json::from_str::<Value>(&second).unwrap()["id"], 2);
-    exits_leaving_blocking(child, &kept, || drop(writer));
+    let pid = child.id();
+    let mut held = None;
+    exits_leaving_blocking(child, &kept, || held = leave(pid, writer));
+    drop(held);
+}
+
+#[test]
+fn a_pipe_is_left_blocking_after_the_server_exits() {
+    a_pipe_is_left_blocking_when(|_, _writer| None);
 }
 
 /// SIGTERM, with stdin still open, makes the server leave as stdin's end
 /// would: the flags it changed are put back.
 #[test]
 fn a_pipe_is_left_blocking_after_sigterm() {
-    let home = tempfile::tempdir().unwrap();
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let kept = reader.try_clone().unwrap();
-    let mut child = server(home.path(), Stdio::from(reader), Stdio::piped());
-    writeln!(writer, "{INIT}\n{INITIALIZED}\n{LIST}").unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let second = lines.nth(1).unwrap().unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&second).unwrap()["id"], 2);
-    let pid = child.id().to_string();
-    exits_leaving_blocking(child, &kept, || {
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    a_pipe_is_left_blocking_when(|pid, writer| {
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(sent.success());
+        // Open until the server has left: the signal alone must do it.
+        Some(writer)
     });
-    drop(writer);
 }
 
 /// A client that stops reading answers and closes stdin: the server must
