@@ -28,6 +28,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::discovery::Wasm;
+
 /// The start of a `.sum` file; the sha256 of the entry's name and its
 /// artifact follows.
 const MAGIC: &[u8; 8] = b"MCPSSHC2";
@@ -71,12 +73,12 @@ impl CompileCache {
         &self,
         engine: &Engine,
         name: &str,
-        wasm: &[u8],
+        wasm: &Wasm,
     ) -> anyhow::Result<Component> {
         let Some(dir) = &self.dir else {
-            return Ok(Component::new(engine, wasm)?);
+            return Ok(Component::new(engine, wasm.bytes()?)?);
         };
-        let digest = Sha256::digest(wasm);
+        let digest = wasm.digest();
         let path = dir.join(format!("{}-{}.cwasm", hex(&digest[..16]), self.engine_tag));
         match load_entry(engine, &path) {
             Ok(c) => {
@@ -87,7 +89,7 @@ impl CompileCache {
             Err(e) => tracing::warn!(component = name, "recompiling: cached artifact: {e}"),
         }
         let started = std::time::Instant::now();
-        let artifact = engine.precompile_component(wasm)?;
+        let artifact = engine.precompile_component(&wasm.bytes()?)?;
         tracing::info!(
             component = name,
             ms = started.elapsed().as_millis() as u64,

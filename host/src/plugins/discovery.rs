@@ -3,10 +3,13 @@
 //! them, and the default places of the plugin directory and the config
 //! file that grants them.
 
+use std::borrow::Cow;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 
 use super::grants::{Grant, Grants, Manifest};
 
@@ -77,8 +80,47 @@ pub fn default_plugin_dir() -> Option<PathBuf> {
 /// A component to compile: its name in logs, its bytes, what it may do.
 pub(crate) struct Source {
     pub(crate) name: String,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) wasm: Wasm,
     pub(crate) grant: Grant,
+}
+
+/// A component's bytes: a plugin's file as read, or a built-in as this
+/// binary keeps it, deflated by `build.rs` (a third of its size), so it is
+/// inflated only when it must be compiled, not at every start.
+pub(crate) enum Wasm {
+    File(Vec<u8>),
+    Deflated(&'static [u8]),
+}
+
+impl Wasm {
+    /// The sha256 that names the component in the compile cache: of the
+    /// bytes held, so a warm start inflates nothing. A deflated one's is
+    /// taken with a prefix, in a domain of its own.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        match self {
+            Self::File(bytes) => Sha256::digest(bytes).into(),
+            Self::Deflated(bytes) => Sha256::new()
+                .chain_update(b"mcp-ssh-session built-in, deflated\0")
+                .chain_update(bytes)
+                .finalize()
+                .into(),
+        }
+    }
+
+    /// The component itself, to compile.
+    pub(crate) fn bytes(&self) -> anyhow::Result<Cow<'_, [u8]>> {
+        match self {
+            Self::File(bytes) => Ok(Cow::Borrowed(bytes)),
+            Self::Deflated(deflated) => {
+                let mut out = Vec::with_capacity(deflated.len() * 3);
+                flate2::read::DeflateDecoder::new(*deflated)
+                    .take(COMPONENT_FILE_CAP)
+                    .read_to_end(&mut out)
+                    .context("inflating a built-in component")?;
+                Ok(Cow::Owned(out))
+            }
+        }
+    }
 }
 
 /// The prefix of a built-in component's name.
@@ -95,9 +137,9 @@ pub(crate) fn is_builtin(name: &str) -> bool {
 pub(crate) fn sources(config: &PluginSettings) -> anyhow::Result<Vec<Source>> {
     let mut sources: Vec<Source> = builtin::COMPONENTS
         .iter()
-        .map(|(name, bytes)| Source {
+        .map(|(name, deflated)| Source {
             name: format!("{BUILTIN}{name}"),
-            bytes: bytes.to_vec(),
+            wasm: Wasm::Deflated(deflated),
             grant: Grant::full(),
         })
         .collect();
@@ -117,7 +159,7 @@ pub(crate) fn sources(config: &PluginSettings) -> anyhow::Result<Vec<Source>> {
         let grant = Grant::for_plugin(&name, manifest.as_ref(), operator, &config.config_path);
         sources.push(Source {
             name: path.display().to_string(),
-            bytes: read_component(&path)?,
+            wasm: Wasm::File(read_component(&path)?),
             grant,
         });
     }
@@ -159,4 +201,42 @@ fn plugin_files(dir: &Path, required: bool) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_inflates_to_a_component() {
+        assert!(!builtin::COMPONENTS.is_empty());
+        for (name, deflated) in builtin::COMPONENTS {
+            let wasm = Wasm::Deflated(deflated);
+            let bytes = wasm.bytes().unwrap();
+            // The WebAssembly magic, then the component encoding's version
+            // and layer (0x0d, 0x00, 0x01, 0x00), not a core module's.
+            assert_eq!(bytes[..8], *b"\0asm\x0d\x00\x01\x00", "{name}");
+            assert!(bytes.len() > deflated.len(), "{name} was not deflated");
+        }
+    }
+
+    #[test]
+    fn deflated_bytes_are_named_apart_from_the_same_bytes_in_a_file() {
+        let (name, deflated) = builtin::COMPONENTS[0];
+        let inflated = Wasm::Deflated(deflated).bytes().unwrap().into_owned();
+        let built_in = Wasm::Deflated(deflated).digest();
+        // A plugin file holding the deflated stream, or the component
+        // itself, is not taken for the built-in's cache entry.
+        assert_ne!(built_in, Wasm::File(deflated.to_vec()).digest(), "{name}");
+        assert_ne!(built_in, Wasm::File(inflated).digest(), "{name}");
+        assert_eq!(built_in, Wasm::Deflated(deflated).digest());
+    }
+
+    #[test]
+    fn a_corrupt_deflated_component_is_an_error() {
+        let err = Wasm::Deflated(b"\xff\xff\xff\xff not deflate")
+            .bytes()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("inflating"), "{err:#}");
+    }
 }

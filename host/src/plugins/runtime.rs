@@ -111,10 +111,10 @@ impl Runtime {
     pub(crate) fn compile(&self, sources: Vec<Source>) -> Vec<tokio::task::JoinHandle<Compiled>> {
         sources
             .into_iter()
-            .map(|Source { name, bytes, grant }| {
+            .map(|Source { name, wasm, grant }| {
                 let (engine, cache) = (self.engine.clone(), self.cache.clone());
                 tokio::task::spawn_blocking(move || {
-                    let component = cache.load(&engine, &name, &bytes);
+                    let component = cache.load(&engine, &name, &wasm);
                     Compiled {
                         name,
                         grant,
