@@ -138,6 +138,22 @@ async fn invalid_argument_messages_do_not_echo_values() {
         .await;
     let msg = invalid_arguments(res);
     assert!(msg.contains("port") && !msg.contains("s3cr3t"), "{msg}");
+    // An integer of the right type but past the field's range (2^64, which
+    // JSON carries as a float): refused by the schema, value unquoted.
+    let res = server
+        .try_call(
+            "execute_command",
+            json!({"host": "h", "username": "u", "command": "true",
+                   "max_output_bytes": 18_446_744_073_709_551_616_f64}),
+        )
+        .await;
+    let msg = invalid_arguments(res);
+    assert!(
+        msg.contains("max_output_bytes")
+            && !msg.contains("18446744073709551616")
+            && !msg.contains("1.8446"),
+        "{msg}"
+    );
     assert!(!server.log().contains(&secret.to_string()));
     assert!(!server.log().contains("s3cr3t"));
 }

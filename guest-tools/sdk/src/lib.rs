@@ -272,6 +272,24 @@ const STANDARD_FORMATS: &[&str] = &[
     "regex",
 ];
 
+/// The range of schemars' integer `format`s, in this component's own
+/// widths (`usize` is 32 bits in wasm32).
+fn integer_range(format: &str) -> Option<(Value, Value)> {
+    Some(match format {
+        "uint8" => (0.into(), u8::MAX.into()),
+        "uint16" => (0.into(), u16::MAX.into()),
+        "uint32" => (0.into(), u32::MAX.into()),
+        "uint64" => (0.into(), u64::MAX.into()),
+        "uint" => (0.into(), usize::MAX.into()),
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" => (i64::MIN.into(), i64::MAX.into()),
+        "int" => (isize::MIN.into(), isize::MAX.into()),
+        _ => return None,
+    })
+}
+
 /// Rewrites schemars' rendering of optional fields into what form-based
 /// clients render: an optional field is one absent from `required`, with a
 /// single `type` (no `["integer", "null"]`, no `anyOf` with `null`), no
@@ -308,6 +326,13 @@ pub fn plain_schema(schema: &mut Value) {
     if let Some(Value::String(f)) = obj.get("format")
         && !STANDARD_FORMATS.contains(&f.as_str())
     {
+        // The format carried the integer's range where schemars writes no
+        // bound: without one, 2^64 would pass the schema and fail only in
+        // the tool, with a message naming the value.
+        if let Some((min, max)) = integer_range(f) {
+            obj.entry("minimum").or_insert(min);
+            obj.entry("maximum").or_insert(max);
+        }
         obj.remove("format");
     }
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
@@ -331,8 +356,9 @@ pub fn __info<T: Tool>() -> ToolInfo {
 
 #[doc(hidden)]
 pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
-    let args: T::Args = serde_json::from_str(arguments)
-        .map_err(|e| CallError::InvalidArguments(format!("{}: {e}", T::NAME)))?;
+    let args: T::Args = serde_json::from_str(arguments).map_err(|e| {
+        CallError::InvalidArguments(format!("{}: {}", T::NAME, without_value(&e.to_string())))
+    })?;
     let out = T::call(args).unwrap_or_else(Output::from);
     // A tool's structured result mostly repeats its text (a command's
     // output is in both): sized from it, a large result is written once
@@ -350,6 +376,29 @@ pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
         structured_content: structured,
         is_error: out.is_error,
     })
+}
+
+/// serde's message for arguments that passed the schema but do not fit
+/// the tool's types, without the value it quotes (an argument may be a
+/// secret): "invalid value: integer `70000`, expected u16 at line 1 column
+/// 9" becomes "invalid value, expected u16 at line 1 column 9". The last
+/// ", expected" is serde's own: a quoted string may hold another.
+fn without_value(msg: &str) -> String {
+    for kind in [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+    ] {
+        let Some(rest) = msg.strip_prefix(kind) else {
+            continue;
+        };
+        return match rest.rfind(", expected") {
+            Some(at) => format!("{kind}{}", &rest[at..]),
+            None => kind.to_string(),
+        };
+    }
+    msg.to_string()
 }
 
 /// Exports the listed [`Tool`]s as this component's `tool` interface.

@@ -94,17 +94,20 @@ pub(crate) enum Wasm {
 
 impl Wasm {
     /// The sha256 that names the component in the compile cache: of the
-    /// bytes held, so a warm start inflates nothing. A deflated one's is
-    /// taken with a prefix, in a domain of its own.
+    /// bytes held, so a warm start inflates nothing. Each kind hashes its
+    /// own prefix first, and the two differ before either ends, so no file
+    /// can be named as a built-in is (its entry would be the built-in's
+    /// code, whatever the file holds).
     pub(crate) fn digest(&self) -> [u8; 32] {
-        match self {
-            Self::File(bytes) => Sha256::digest(bytes).into(),
-            Self::Deflated(bytes) => Sha256::new()
-                .chain_update(b"mcp-ssh-session built-in, deflated\0")
-                .chain_update(bytes)
-                .finalize()
-                .into(),
-        }
+        let (domain, bytes): (&[u8], &[u8]) = match self {
+            Self::File(bytes) => (b"mcp-ssh-session component file\0", bytes),
+            Self::Deflated(bytes) => (b"mcp-ssh-session built-in, deflated\0", bytes),
+        };
+        Sha256::new()
+            .chain_update(domain)
+            .chain_update(bytes)
+            .finalize()
+            .into()
     }
 
     /// The component itself, to compile.
@@ -225,10 +228,14 @@ mod tests {
         let (name, deflated) = builtin::COMPONENTS[0];
         let inflated = Wasm::Deflated(deflated).bytes().unwrap().into_owned();
         let built_in = Wasm::Deflated(deflated).digest();
-        // A plugin file holding the deflated stream, or the component
-        // itself, is not taken for the built-in's cache entry.
+        // A plugin file holding the deflated stream, the component itself,
+        // or the deflated stream behind the built-ins' prefix, is not taken
+        // for the built-in's cache entry.
         assert_ne!(built_in, Wasm::File(deflated.to_vec()).digest(), "{name}");
         assert_ne!(built_in, Wasm::File(inflated).digest(), "{name}");
+        let mut forged = b"mcp-ssh-session built-in, deflated\0".to_vec();
+        forged.extend_from_slice(deflated);
+        assert_ne!(built_in, Wasm::File(forged).digest(), "{name}");
         assert_eq!(built_in, Wasm::Deflated(deflated).digest());
     }
 
