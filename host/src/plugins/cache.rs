@@ -1,9 +1,11 @@
 //! On-disk cache of compiled components, so a warm start does not compile.
 //!
-//! An entry is named by the component's sha256 and the engine's
-//! compatibility hash: the artifact as wasmtime wrote it (`.cwasm`), and
-//! beside it the sha256 of that name and the artifact (`.sum`), so one
-//! entry's files copied over another's are refused. The artifact is mapped
+//! An entry is named by the component's digest ([`Wasm::digest`]: a
+//! plugin file's bytes or a built-in's deflated ones, each kind under its
+//! own prefix) and the engine's compatibility hash: the artifact as
+//! wasmtime wrote it (`.cwasm`), and beside it the sha256 of that name and
+//! the artifact (`.sum`), so one entry's files copied over another's are
+//! refused. The artifact is mapped
 //! from the file rather than copied into memory, so only the pages of code
 //! that run count in the server's memory. Loading a precompiled artifact is
 //! `unsafe` in wasmtime (it is trusted machine code), and the checksum only
