@@ -109,6 +109,15 @@ async fn bad_arguments_are_tool_errors_naming_the_field() {
         .await;
     assert!(invalid_arguments(port_range).contains("port"));
 
+    // A deadline of 0 s would race the command's start: refused.
+    let no_time = server
+        .try_call(
+            "execute_command",
+            json!({"host": "127.0.0.1", "username": "u", "command": "true", "timeout": 0}),
+        )
+        .await;
+    assert!(invalid_arguments(no_time).contains("timeout"));
+
     let unknown_field = server
         .try_call("list_sessions", json!({"surprise": true}))
         .await;

@@ -117,9 +117,10 @@ struct StartArgs {
     credentials: CredentialArgs,
     #[serde(flatten)]
     run: RunArgs,
-    /// Stop the job after this many seconds. Default: no limit.
+    /// Stop the job after this many seconds (more than 0). Default: no
+    /// limit.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     timeout: Option<f64>,
 }
 

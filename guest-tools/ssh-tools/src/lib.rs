@@ -22,10 +22,11 @@ struct ExecuteCommandArgs {
     credentials: CredentialArgs,
     #[serde(flatten)]
     run: RunArgs,
-    /// Seconds to wait for the command. When it expires the output so far is
-    /// returned, marked as timed out. Default set by the server (60 s).
+    /// Seconds to wait for the command (more than 0). When it expires the
+    /// output so far is returned, marked as timed out. Default set by the
+    /// server (60 s).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     timeout: Option<f64>,
     /// Bytes kept of each of stdout and stderr; beyond it the head and tail
     /// are kept with a notice of how much was left out. Default set by the
