@@ -45,11 +45,11 @@ fn main() {
         if !wasm.exists() {
             fail(&format!("{} was not built", wasm.display()));
         }
-        let copy = out_dir.join(format!("{lib}.wasm.deflate"));
-        deflate(&wasm, &copy);
+        let deflated = out_dir.join(format!("{lib}.wasm.deflate"));
+        deflate(&wasm, &deflated);
         generated.push_str(&format!(
             "    ({package:?}, include_bytes!({:?})),\n",
-            copy.display().to_string()
+            deflated.display().to_string()
         ));
     }
     generated.push_str("];\n");

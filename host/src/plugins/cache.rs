@@ -5,9 +5,9 @@
 //! own prefix) and the engine's compatibility hash: the artifact as
 //! wasmtime wrote it (`.cwasm`), and beside it the sha256 of that name and
 //! the artifact (`.sum`), so one entry's files copied over another's are
-//! refused. The artifact is mapped
-//! from the file rather than copied into memory, so only the pages of code
-//! that run count in the server's memory. Loading a precompiled artifact is
+//! refused. The artifact is mapped from the file rather than copied into
+//! memory, so only the pages of code that run count in the server's
+//! memory. Loading a precompiled artifact is
 //! `unsafe` in wasmtime (it is trusted machine code), and the checksum only
 //! catches accidents: anyone who can write an entry can write a valid
 //! checksum. So the cache is used only where no one else can write: a
