@@ -428,3 +428,50 @@ macro_rules! export_tools {
         $crate::bindings::export!(__McpSshTools with_types_in $crate::bindings);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_value_they_quote() {
+        let cases = [
+            (
+                "invalid value: integer `70000`, expected u16 at line 1 column 9",
+                "invalid value, expected u16 at line 1 column 9",
+            ),
+            (
+                "invalid type: string \"s3cr3t, expected x\", expected u64",
+                "invalid type, expected u64",
+            ),
+            (
+                "unknown variant `s3cr3t`, expected one of `a`, `b`",
+                "unknown variant, expected one of `a`, `b`",
+            ),
+            ("invalid length 3, expected 2", "invalid length, expected 2"),
+            ("invalid value: s3cr3t", "invalid value"),
+            ("missing field `command`", "missing field `command`"),
+        ];
+        for (serde, ours) in cases {
+            assert_eq!(without_value(serde), ours);
+        }
+    }
+
+    #[test]
+    fn integer_formats_keep_their_range() {
+        #[derive(serde::Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct Args {
+            big: Option<u64>,
+            signed: i64,
+            small: u16,
+        }
+        let schema = schema_json::<Args>();
+        let props = &schema["properties"];
+        assert_eq!(props["big"]["maximum"], u64::MAX, "{schema}");
+        assert_eq!(props["big"]["minimum"], 0, "{schema}");
+        assert_eq!(props["signed"]["minimum"], i64::MIN, "{schema}");
+        assert_eq!(props["small"]["maximum"], 65535, "{schema}");
+        assert!(!schema.to_string().contains("format"), "{schema}");
+    }
+}
