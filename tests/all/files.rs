@@ -323,6 +323,38 @@ async fn a_large_file_is_read_one_mib_at_a_time_saying_where_to_continue() {
 }
 
 #[tokio::test]
+async fn a_read_past_the_end_however_far_is_empty_and_the_end() {
+    let dir = remote_dir();
+    let server = Server::start().await;
+    let path = dir.path().join("short.txt");
+    put(&path, "0123456789");
+    for (how, sshd) in both_sshds() {
+        // sftp-server seeks first, and Linux refuses a seek past the file
+        // system's largest file (1e15 on ext4): that is no error to show.
+        for offset in [11, 1_000_000_000_000_000, u64::MAX] {
+            let res = server
+                .call(
+                    "read_file",
+                    args(&sshd, json!({"path": at(&path), "offset": offset})),
+                )
+                .await;
+            succeeded(&res);
+            let s = structured(&res);
+            assert_eq!(
+                (
+                    s["bytes"].as_u64(),
+                    s["eof"].as_bool(),
+                    s["content"].as_str()
+                ),
+                (Some(0), Some(true), Some("")),
+                "over {how}, offset {offset}"
+            );
+            assert_eq!(s["size"].as_u64(), Some(10), "over {how}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_write_whose_if_match_is_stale_is_a_conflict_and_changes_nothing() {
     let sshd = sftp_sshd();
     let dir = remote_dir();

@@ -238,11 +238,16 @@ impl Sftp {
             out: Vec::new(),
             limit: usize::MAX,
         };
+        // Past the size the file had when opened, a refusal means there is
+        // nothing to read: sftp-server seeks first, and Linux refuses a
+        // seek past the file system's largest file ("Bad message" at 1e15
+        // on ext4). A file whose size says 0 (/proc) is still read.
+        let past_end = offset > stat.size;
         let res = ctl
             .guard(
                 &self.session,
                 "read",
-                self.read_pipelined(&handle, path, offset, max, &mut data),
+                self.read_pipelined(&handle, path, (offset, past_end), max, &mut data),
             )
             .await;
         let closed = self.close(handle, path).await;
@@ -267,7 +272,7 @@ impl Sftp {
             .guard(&self.session, "download", async {
                 let mut sink = ToLocal { local, sum };
                 let got = self
-                    .read_pipelined(&handle, remote, 0, u64::MAX, &mut sink)
+                    .read_pipelined(&handle, remote, (0, false), u64::MAX, &mut sink)
                     .await?
                     .0;
                 local
@@ -287,12 +292,13 @@ impl Sftp {
     /// [`IN_FLIGHT`] requests outstanding, handing each chunk to `sink`.
     /// Returns the bytes read and whether the end of the file was seen. A
     /// short read (not a regular file, or the file shrank) restarts the
-    /// pipeline where it stopped.
+    /// pipeline where it stopped. With `past_end`, a status the server
+    /// answers a read with is the end of the file.
     async fn read_pipelined<S: Sink>(
         &self,
         handle: &str,
         path: &str,
-        offset: u64,
+        (offset, past_end): (u64, bool),
         limit: u64,
         sink: &mut S,
     ) -> Result<(u64, bool), FileError> {
@@ -321,7 +327,7 @@ impl Sftp {
                             continue 'window;
                         }
                     }
-                    Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => {
+                    Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof || past_end => {
                         return Ok((done, true));
                     }
                     Err(e) => return Err(self.err(path, "read", e)),

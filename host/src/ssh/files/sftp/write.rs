@@ -183,7 +183,7 @@ impl Sftp {
                 .guard(
                     s,
                     "hash",
-                    self.read_pipelined(&handle, path, 0, u64::MAX, &mut sum),
+                    self.read_pipelined(&handle, path, (0, false), u64::MAX, &mut sum),
                 )
                 .await;
             let closed = self.close(handle, path).await;
