@@ -246,3 +246,42 @@ async fn guest_progress_reaches_the_client_finite_and_short() {
     }
     drop(stdin);
 }
+
+#[tokio::test]
+async fn a_signal_answers_guests_that_spin_or_sleep_and_the_server_leaves() {
+    // A cancelled guest keeps a short grace of its own time, not the
+    // rest of its budget: these two never return, and must be answered
+    // within rmcp's drain after SIGTERM, not dropped unanswered.
+    let server = with_hostile_plugin(&["--guest-cpu-limit", "60"]).await;
+    let spin = server.try_call("hostile_spin", json!({}));
+    let sleep = server.try_call("hostile_sleep", json!({}));
+    let signal = async {
+        // Both calls are in their guests by then (sequencing, not a
+        // measure: a late signal only makes the guests run longer).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = Command::new("kill")
+            .args(["-TERM", &server.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    // A hang check: without the cut, each runs out its 60 s budget.
+    let (spin, sleep, ()) = tokio::time::timeout(Duration::from_secs(45), async {
+        tokio::join!(spin, sleep, signal)
+    })
+    .await
+    .expect("the calls were neither answered nor dropped");
+    for (tool, res) in [("hostile_spin", spin), ("hostile_sleep", sleep)] {
+        let res = res.unwrap_or_else(|e| panic!("{tool}: no answer: {e}\n{}", server.log()));
+        let msg = tool_error(&res);
+        assert!(msg.contains("cancelled by the client"), "{tool}: {msg}");
+    }
+    let proc = format!("/proc/{}", server.pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&proc).exists()
+        && std::fs::read_to_string(format!("{proc}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "the server did not leave");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -9,6 +9,11 @@
 //! time must count too, or a sleeping guest holds its call, or the server's
 //! startup, for as long as it likes. The clock is shared with a watchdog
 //! task, hence the lock; every section under it is a few field updates.
+//!
+//! A cancelled call's budget is cut to a short grace of guest time
+//! ([`GuestClock::cut`]): its imports stop their commands on their own
+//! time, and a guest that computes or sleeps instead of returning is
+//! dropped then, not when its whole budget is spent.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +27,8 @@ const MIN_REARM: Duration = Duration::from_millis(10);
 pub(crate) struct GuestClock {
     inner: Arc<Mutex<Inner>>,
     budget: Duration,
+    /// Wakes the watchdog when the budget is cut.
+    cut: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -33,6 +40,8 @@ struct Inner {
     in_host_since: Option<Instant>,
     /// Host imports running now (they do not nest today, but may).
     depth: u32,
+    /// Guest time allowed in all: the budget, or less once cut.
+    limit: Duration,
 }
 
 impl Inner {
@@ -41,6 +50,12 @@ impl Inner {
             + self
                 .in_host_since
                 .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
+    /// Time charged to the guest so far: computing and waiting alike.
+    fn guest_time(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+            .saturating_sub(self.host_time(now))
     }
 }
 
@@ -53,8 +68,10 @@ impl GuestClock {
                 host_total: Duration::ZERO,
                 in_host_since: None,
                 depth: 0,
+                limit: budget,
             })),
             budget,
+            cut: Arc::default(),
         }
     }
 
@@ -71,17 +88,19 @@ impl GuestClock {
         self.lock().host_time(Instant::now())
     }
 
-    /// Time charged to the guest so far: computing and waiting alike.
-    pub(crate) fn guest_time(&self) -> Duration {
-        let now = Instant::now();
-        let inner = self.lock();
-        now.saturating_duration_since(inner.started)
-            .saturating_sub(inner.host_time(now))
-    }
-
     /// Guest time left before the budget is spent.
     pub(crate) fn remaining(&self) -> Duration {
-        self.budget.saturating_sub(self.guest_time())
+        let inner = self.lock();
+        inner.limit.saturating_sub(inner.guest_time(Instant::now()))
+    }
+
+    /// Leaves the guest at most `grace` more of its own time.
+    pub(crate) fn cut(&self, grace: Duration) {
+        {
+            let mut inner = self.lock();
+            inner.limit = inner.limit.min(inner.guest_time(Instant::now()) + grace);
+        }
+        self.cut.notify_waiters();
     }
 
     /// Stops charging the guest until the returned guard is dropped: for a
@@ -101,13 +120,19 @@ impl GuestClock {
     /// import runs.
     pub(crate) async fn expired(&self) {
         loop {
+            // Registered before the budget is read: a cut in between
+            // still wakes this wait.
+            let cut = self.cut.notified();
             let left = self.remaining();
             if left.is_zero() {
                 return;
             }
             let in_host = self.lock().depth > 0;
             let wait = if in_host { left.max(MIN_REARM) } else { left };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cut => {}
+            }
         }
     }
 }
@@ -154,11 +179,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(150)).await;
             drop(nested);
             // Still inside the outer import: nothing is charged yet.
-            assert!(clock.guest_time() < Duration::from_millis(50));
+            assert!(clock.remaining() > Duration::from_millis(50));
             assert!(!clock.remaining().is_zero());
         }
         assert!(clock.host_time() >= Duration::from_millis(150));
         assert!(!clock.remaining().is_zero());
+        let started = Instant::now();
+        clock.expired().await;
+        assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn a_cut_wakes_the_watchdog_and_leaves_only_the_grace() {
+        let clock = GuestClock::start(Duration::from_secs(60));
+        let watchdog = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.expired().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        clock.cut(Duration::from_millis(50));
+        assert!(clock.remaining() <= Duration::from_millis(50));
+        watchdog.await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A later, longer grace gives nothing back.
+        clock.cut(Duration::from_secs(30));
+        assert!(clock.remaining().is_zero());
+    }
+
+    #[tokio::test]
+    async fn a_cut_does_not_count_the_host_import_that_stops_a_command() {
+        let clock = GuestClock::start(Duration::from_secs(60));
+        let host = clock.in_host();
+        clock.cut(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(!clock.remaining().is_zero());
+        drop(host);
         let started = Instant::now();
         clock.expired().await;
         assert!(started.elapsed() >= Duration::from_millis(40));

@@ -42,6 +42,9 @@ const LIST_TOOLS_CPU: Duration = Duration::from_secs(2);
 /// After the client cancels, a call gets this long to stop its command
 /// (TERM, grace, KILL, check) and return before its instance is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(8);
+/// Of that, the guest's own time (its imports' is not counted): enough to
+/// make a result, not to go on computing or sleeping.
+const CANCEL_GUEST_GRACE: Duration = Duration::from_millis(250);
 
 /// What a call runs with besides its arguments: the client's cancel, where
 /// progress goes, and who called (their namespace and restrictions).
@@ -280,7 +283,11 @@ impl Runtime {
         store.epoch_deadline_callback(|ctx| {
             let s = ctx.data();
             if s.clock.remaining().is_zero() {
-                return Err(time_limit_error(&s.component, s.clock.budget()));
+                return Err(if s.cancel.is_cancelled() {
+                    cancelled_error()
+                } else {
+                    time_limit_error(&s.component, s.clock.budget())
+                });
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -295,11 +302,16 @@ impl Runtime {
         // poll): epochs do not tick then, but its clock runs on.
         let result = tokio::select! {
             r = run => r,
-            () = clock.expired() => Err(time_limit_error(&component.name, budget)),
+            () = clock.expired() => Err(if cancel.is_cancelled() {
+                cancelled_error()
+            } else {
+                time_limit_error(&component.name, budget)
+            }),
             () = async {
                 cancel.cancelled().await;
-                tokio::time::sleep(CANCEL_GRACE).await;
-            } => Err(wasmtime::format_err!("cancelled by the client")),
+                clock.cut(CANCEL_GUEST_GRACE);
+                let _ = tokio::time::timeout(CANCEL_GRACE, clock.expired()).await;
+            } => Err(cancelled_error()),
         };
         let total = started.elapsed();
         let host = clock.host_time();
@@ -324,6 +336,10 @@ impl Runtime {
 fn result_size(r: &tool::CallResult) -> usize {
     let text: usize = r.content.iter().map(|tool::Content::Text(t)| t.len()).sum();
     text + r.structured_content.as_ref().map_or(0, String::len)
+}
+
+fn cancelled_error() -> wasmtime::Error {
+    wasmtime::format_err!("cancelled by the client")
 }
 
 fn time_limit_error(component: &str, budget: Duration) -> wasmtime::Error {
