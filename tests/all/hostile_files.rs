@@ -2,7 +2,8 @@
 //! key file that is a device, the JSON-RPC pipe, a FIFO, a directory or a
 //! huge file, a compile cache others could have written to, and a kernel
 //! file whose size says 0; and a login shell that prints before every
-//! command.
+//! command. And a compile cache that would fill with other versions'
+//! entries.
 
 use std::time::{Duration, Instant};
 
@@ -211,6 +212,74 @@ async fn cache_entries_of_another_component_or_of_any_size_are_recompiled() {
     assert!(!log.contains("clash"), "{log}");
     let tools = server.client.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), crate::server::BUILT_IN_TOOLS.len());
+}
+
+/// Every server version and plugin build adds entries no later start
+/// uses: a start keeps its own, touched, and the 32 most recent others.
+#[tokio::test]
+async fn the_compile_cache_keeps_what_starts_use_and_a_bounded_rest() {
+    use std::time::SystemTime;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("c");
+    start_on_cache(&dir).await;
+    let stem = |p: &std::path::PathBuf| p.file_stem().unwrap().to_str().unwrap().to_string();
+    let used: Vec<String> = entries(&dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .map(stem)
+        .collect();
+    assert_eq!(used.len(), 3, "{used:?}");
+    let engine = used[0].split_once('-').unwrap().1.to_string();
+    let age = |path: &std::path::Path, hours: u64| {
+        let file = std::fs::File::open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600 * hours))
+            .unwrap();
+    };
+    // The built-ins' entries look older than anything else...
+    for s in &used {
+        age(&dir.join(format!("{s}.cwasm")), 1000);
+    }
+    // ...than 40 entries of other versions, entry i being i hours old.
+    let others: Vec<String> = (1..=40u64)
+        .map(|i| {
+            let s = format!("{i:032x}-{engine}");
+            for ext in ["cwasm", "sum"] {
+                let path = dir.join(format!("{s}.{ext}"));
+                std::fs::write(&path, b"another version's entry").unwrap();
+                age(&path, i);
+            }
+            s
+        })
+        .collect();
+    let log = start_on_cache(&dir).await;
+    assert!(
+        log.contains("removed entries no recent start used"),
+        "{log}"
+    );
+    let left: Vec<String> = entries(&dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    for s in &used {
+        assert!(left.contains(&format!("{s}.cwasm")), "{s} in use");
+        let touched = std::fs::metadata(dir.join(format!("{s}.cwasm")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(
+            SystemTime::now().duration_since(touched).unwrap() < Duration::from_secs(3600),
+            "a hit makes its entry recent"
+        );
+    }
+    for (i, s) in others.iter().enumerate() {
+        assert_eq!(left.contains(&format!("{s}.cwasm")), i < 32, "{s}.cwasm");
+        assert_eq!(left.contains(&format!("{s}.sum")), i < 32, "{s}.sum");
+    }
+    assert_eq!(left.len(), 2 * (3 + 32), "{left:?}");
+    // Within bounds: the next start removes nothing.
+    let log = start_on_cache(&dir).await;
+    assert!(!log.contains("removed entries"), "{log}");
+    assert_eq!(entries(&dir).len(), 2 * (3 + 32));
 }
 
 /// A login shell whose rc file prints (a `~/.bashrc` banner) breaks SFTP,

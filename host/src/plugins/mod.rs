@@ -123,6 +123,7 @@ impl PluginHost {
                 Err(AddError::Rejected(e) | AddError::Clash(e)) => return Err(e),
             }
         }
+        host.runtime.prune_cache().await;
         tracing::info!(
             components = host.components.len(),
             tools = host.registry.len(),

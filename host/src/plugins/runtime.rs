@@ -128,6 +128,15 @@ impl Runtime {
             .collect()
     }
 
+    /// Trims the compile cache to what recent starts used, once every
+    /// component is loaded.
+    pub(crate) async fn prune_cache(&self) {
+        let cache = self.cache.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || cache.prune()).await {
+            tracing::debug!("compile cache: pruning failed: {e}");
+        }
+    }
+
     /// Compiles `bytes` without the cache: a component only being checked.
     pub(crate) async fn compile_uncached(&self, bytes: Vec<u8>) -> anyhow::Result<Component> {
         let engine = self.engine.clone();

@@ -20,11 +20,18 @@
 //! server's code, as for a shared library: entries are replaced by rename
 //! and written read-only, so only root's `cp` over one could; this user
 //! could do as much to the server's memory anyway.
+//!
+//! Entries this start did not use are removed past a quota ([`prune`]).
 
+mod prune;
+
+use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -43,6 +50,8 @@ const MAX_ARTIFACT: u64 = 256 << 20;
 pub(crate) struct CompileCache {
     dir: Option<PathBuf>,
     engine_tag: String,
+    /// Names of the entries this start loaded or wrote.
+    used: Mutex<HashSet<String>>,
 }
 
 impl CompileCache {
@@ -66,6 +75,22 @@ impl CompileCache {
         Self {
             dir,
             engine_tag: format!("{:016x}", h.finish()),
+            used: Mutex::default(),
+        }
+    }
+
+    /// Removes the entries this start did not use past
+    /// [`prune::KEEP_UNUSED`], and what crashed writes left. Blocking:
+    /// call it off the async threads, after every [`Self::load`].
+    pub(crate) fn prune(&self) {
+        let Some(dir) = &self.dir else { return };
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let removed = prune::prune(dir, &used);
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "compile cache: removed entries no recent start used"
+            );
         }
     }
 
@@ -81,7 +106,9 @@ impl CompileCache {
             return Ok(Component::new(engine, wasm.bytes()?)?);
         };
         let digest = wasm.digest();
-        let path = dir.join(format!("{}-{}.cwasm", hex(&digest[..16]), self.engine_tag));
+        let entry = format!("{}-{}", hex(&digest[..16]), self.engine_tag);
+        let path = dir.join(format!("{entry}.cwasm"));
+        (self.used.lock().unwrap_or_else(|e| e.into_inner())).insert(entry);
         match load_entry(engine, &path) {
             Ok(c) => {
                 tracing::debug!(component = name, "loaded from compile cache");
@@ -121,6 +148,8 @@ fn load_entry(engine: &Engine, path: &Path) -> std::io::Result<Component> {
             "it is corrupt (its checksum does not match)",
         ));
     }
+    // Its use, for the pruning's "most recently used".
+    let _ = file.set_modified(SystemTime::now());
     // The file already opened and checked, not whatever is at `path` now.
     let opened = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     let mapped = if opened.exists() { &opened } else { path };
