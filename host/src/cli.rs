@@ -92,6 +92,16 @@ pub struct Cli {
     )]
     pub channels_per_session: usize,
 
+    /// SSH sessions open at once (each a connection; jump hosts count);
+    /// a new one past it is refused until one is closed.
+    #[arg(
+        long,
+        env = "MCP_SSH_MAX_SESSIONS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub max_sessions: usize,
+
     /// Background jobs running at once per session (they hold a channel
     /// each, so keep it below --channels-per-session).
     #[arg(
@@ -328,6 +338,10 @@ impl Cli {
             bail!("--channels-per-session must be at least 1");
         }
         ssh.channels_per_connection = self.channels_per_session;
+        if self.max_sessions == 0 {
+            bail!("--max-sessions must be at least 1");
+        }
+        ssh.max_sessions = self.max_sessions;
         if self.jobs_per_session == 0 || self.jobs_per_session >= self.channels_per_session {
             bail!(
                 "--jobs-per-session must be at least 1 and below --channels-per-session ({})",

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::{Server, bare_args, connection_port, exec_args, stdout, structured, text};
+use crate::server::{
+    Server, bare_args, connection_port, exec_args, session_names, stdout, structured, succeeded,
+    text, tool_error,
+};
 use crate::sshd::{Sshd, TEST_USER};
 
 fn session_key(sshd: &Sshd) -> String {
@@ -243,4 +246,57 @@ async fn many_hosts_are_served_at_once() {
     }
     let listed = server.call("list_sessions", json!({})).await;
     assert_eq!(structured(&listed)["sessions"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn sessions_past_the_quota_are_refused_until_one_closes_and_a_reconnect_never_is() {
+    let mut first = Sshd::start();
+    let others = Sshd::start_ports(2);
+    let server = Server::builder()
+        .arg("--max-sessions")
+        .arg("2")
+        .spawn()
+        .await;
+    let on = |sshd: &Sshd, port: u16, command: &str| {
+        json!({"host": "127.0.0.1", "port": port, "username": TEST_USER,
+               "key_filename": sshd.client_key(), "command": command})
+    };
+    let (a, b, c) = (first.port(), others.ports()[0], others.ports()[1]);
+    succeeded(&server.call("execute_command", on(&first, a, "true")).await);
+    succeeded(&server.call("execute_command", on(&others, b, "true")).await);
+    let res = server
+        .call("execute_command", on(&others, c, "echo ran"))
+        .await;
+    let msg = tool_error(&res);
+    assert!(
+        msg.contains("2 SSH sessions are open") && msg.contains("close_session"),
+        "{msg}"
+    );
+    // The sessions there still serve.
+    succeeded(&server.call("execute_command", on(&first, a, "true")).await);
+    let close = json!({"host": "127.0.0.1", "username": TEST_USER, "port": b});
+    succeeded(&server.call("close_session", close).await);
+    let res = server
+        .call("execute_command", on(&others, c, "echo ran"))
+        .await;
+    assert!(succeeded(&res).contains("ran"));
+
+    // A lost session does not count, and its reconnect is let in even
+    // when the table has filled meanwhile.
+    first.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = || async { session_names(&server.call("list_sessions", json!({})).await) };
+    while listed().await.iter().any(|n| n.ends_with(&format!(":{a}"))) {
+        assert!(
+            Instant::now() < deadline,
+            "the lost session is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    succeeded(&server.call("execute_command", on(&others, b, "true")).await);
+    let res = server
+        .call("execute_command", on(&first, a, "echo back"))
+        .await;
+    assert!(succeeded(&res).contains("back"), "{}", text(&res));
+    assert_eq!(listed().await.len(), 3);
 }

@@ -351,8 +351,9 @@ fn server(settings: &Settings) -> Section {
     section.push(Item::info(
         "limits",
         format!(
-            "{} commands at once per connection ({} of them background jobs), connect timeout \
-             {} s, command timeout {} s",
+            "{} sessions, {} commands at once per connection ({} of them background jobs), \
+             connect timeout {} s, command timeout {} s",
+            ssh.max_sessions,
             ssh.channels_per_connection,
             ssh.jobs_per_connection,
             ssh.connect_timeout.as_secs_f64(),

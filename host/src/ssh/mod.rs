@@ -284,6 +284,8 @@ pub struct SshSettings {
     /// is 10; staying under it leaves room for a channel the server has not
     /// yet freed after we saw it close.
     pub channels_per_connection: usize,
+    /// SSH sessions open at once (connections, jump hosts included).
+    pub max_sessions: usize,
     pub keepalive_interval: Duration,
     /// Tried, in order, when a call gives no credentials (after ssh-agent)
     /// and ssh_config names no `IdentityFile`.
@@ -319,6 +321,7 @@ impl Default for SshSettings {
             default_max_output: 1 << 20,
             max_output_cap: 16 << 20,
             channels_per_connection: 8,
+            max_sessions: 256,
             keepalive_interval: Duration::from_secs(15),
             default_identities: ["id_ed25519", "id_ecdsa", "id_rsa"]
                 .iter()

@@ -31,6 +31,7 @@ use lease::Use;
 mod connection;
 mod files;
 mod lease;
+mod quota;
 mod state;
 
 use super::{Credentials, SessionKey, SshError, SshSettings, Target};
@@ -71,6 +72,8 @@ struct Inner {
     /// Per-key gates serializing connection attempts; an entry lives only
     /// while someone connects.
     gates: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// New sessions being connected ([`quota`]).
+    connecting: std::sync::atomic::AtomicUsize,
     jobs: Jobs,
     ssh_config: ssh_config::Cache,
 }
@@ -84,6 +87,7 @@ impl SessionManager {
                 config,
                 live: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
+                connecting: Default::default(),
                 ssh_config: ssh_config::Cache::default(),
             }),
         }
@@ -448,8 +452,10 @@ impl SessionManager {
                     .get(key)
                     .and_then(|c| lock(&c.credentials).clone()),
             };
+            let reserved = self.reserve(key)?;
             let conn = self.connect(dest, credentials, via).await?;
             let old = self.live().insert(key.clone(), conn.clone());
+            drop(reserved);
             if let Some(old) = old {
                 state::hand_over(&old, &conn);
                 old.close();

@@ -1,0 +1,49 @@
+//! How many SSH sessions the table holds: `--max-sessions`. Each one is a
+//! TCP connection here, a process on its server and memory in both, and
+//! nothing else bounds how many distinct `user@host:port` a client names.
+//! A new session past the quota is refused, saying how to make room; one
+//! that replaces a session of the same key (a reconnect) never is. Only
+//! sessions alive count, as `list_sessions` shows them: a lost one kept
+//! for its reconnect holds no connection.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::super::{SessionKey, SshError};
+use super::SessionManager;
+
+/// A place in the table for a session being connected; given back on drop
+/// (the session is in the table by then, or failed).
+pub(super) struct Reserved<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if let Some(connecting) = self.0 {
+            connecting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl SessionManager {
+    /// A place for a new session `key`, counting those being connected,
+    /// or the refusal when the table is full.
+    pub(super) fn reserve(&self, key: &SessionKey) -> Result<Reserved<'_>, SshError> {
+        // Checked and taken under the table's lock, so concurrent connects
+        // to different hosts cannot all pass the check.
+        let live = self.live();
+        if live.contains_key(key) {
+            return Ok(Reserved(None));
+        }
+        let connecting = &self.inner.connecting;
+        let max = self.inner.config.max_sessions;
+        let open = live.values().filter(|c| c.alive()).count();
+        if open + connecting.load(Ordering::Relaxed) >= max {
+            return Err(SshError::Limit(format!(
+                "resource limit reached: {max} SSH sessions are open, the most this server \
+                 keeps (--max-sessions); close one with close_session (list_sessions shows \
+                 them) before connecting to {key}"
+            )));
+        }
+        connecting.fetch_add(1, Ordering::Relaxed);
+        Ok(Reserved(Some(connecting)))
+    }
+}
