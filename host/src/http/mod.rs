@@ -223,9 +223,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Namespaces kept for unmapped JWT subjects: past it, those holding no
+/// session and running no job are dropped.
+const MAX_UNMAPPED_SUBJECTS: usize = 1024;
+
 /// Callers for JWT subjects no `[clients.NAME]` maps (`jwt:SUB`, made by
 /// the gate only when `allow_unmapped_subjects` is on): each gets a
 /// namespace of its own on first use and no restriction but the grants.
+/// The issuer decides how many subjects there are, so the namespaces that
+/// hold nothing are dropped past [`MAX_UNMAPPED_SUBJECTS`] (a subject
+/// coming back starts afresh).
 fn unmapped_callers(
     config: &Settings,
     operator: &SessionManager,
@@ -241,6 +248,7 @@ fn unmapped_callers(
             return None;
         }
         let mut made = lock(&made);
+        make_room(&mut made, name, MAX_UNMAPPED_SUBJECTS);
         let caller = made.entry(name.to_string()).or_insert_with(|| Caller {
             name: name.into(),
             sessions: SessionManager::new(ssh.clone()),
@@ -253,6 +261,15 @@ fn unmapped_callers(
         });
         Some(caller.clone())
     })
+}
+
+/// Before `name` is added to a full `made`: drops the namespaces that
+/// hold nothing. Busy ones stay, whatever their number: each holds
+/// sessions, which are bounded per namespace.
+fn make_room(made: &mut HashMap<String, Caller>, name: &str, max: usize) {
+    if made.len() >= max && !made.contains_key(name) {
+        made.retain(|_, c| !c.sessions.is_idle());
+    }
 }
 
 /// The operator's authorization servers, and the JWT issuer if not among
@@ -299,5 +316,28 @@ mod tests {
         assert!(local.contains(&"localhost".to_string()));
         let public = allowed_hosts("192.0.2.7".parse().unwrap(), &["Bastion.Example".into()]);
         assert_eq!(public, vec!["192.0.2.7", "bastion.example"]);
+    }
+
+    #[test]
+    fn unmapped_namespaces_that_hold_nothing_make_room_and_busy_ones_stay() {
+        let caller = |name: &str| Caller::operator(name, SessionManager::new(Default::default()));
+        let mut made: HashMap<String, Caller> = (0..3)
+            .map(|i| (format!("jwt:{i}"), caller(&format!("jwt:{i}"))))
+            .collect();
+        // A job running in one: it stays.
+        let busy =
+            made["jwt:1"]
+                .sessions
+                .jobs()
+                .create("s".into(), "sleep 9".into(), "built-in".into());
+        // Not full, or a known name: nothing goes.
+        make_room(&mut made, "jwt:new", 4);
+        make_room(&mut made, "jwt:0", 3);
+        assert_eq!(made.len(), 3);
+        make_room(&mut made, "jwt:new", 3);
+        assert_eq!(made.keys().collect::<Vec<_>>(), ["jwt:1"]);
+        busy.finish(Err("done".into()));
+        make_room(&mut made, "jwt:new", 1);
+        assert!(made.is_empty());
     }
 }

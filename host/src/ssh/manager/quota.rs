@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::super::jobs::JobState;
 use super::super::{SessionKey, SshError};
 use super::SessionManager;
 
@@ -24,6 +25,14 @@ impl Drop for Reserved<'_> {
 }
 
 impl SessionManager {
+    /// Whether this table holds nothing to come back for but finished
+    /// jobs' history: no session (open, or lost and kept for a reconnect),
+    /// no job running. A namespace made per caller may then be dropped.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.live().is_empty()
+            && (self.inner.jobs.list(None).iter()).all(|j| j.state != JobState::Running)
+    }
+
     /// A place for a new session `key`, counting those being connected,
     /// or the refusal when the table is full.
     pub(super) fn reserve(&self, key: &SessionKey) -> Result<Reserved<'_>, SshError> {
