@@ -372,5 +372,28 @@ async fn a_file_whose_size_says_zero_is_read_whole() {
         let res = server.call("read_file", args).await;
         succeeded(&res);
         assert_eq!(structured(&res)["content"], want.as_str(), "{kind}");
+        // Nor does it say where the file ends: a read that stops short of
+        // the end does not claim it, and reading on gives the rest.
+        let part = |offset: usize| {
+            crate::files::args(
+                &sshd,
+                json!({"path": "/proc/version", "offset": offset, "length": 10}),
+            )
+        };
+        let res = server.call("read_file", part(0)).await;
+        let s = structured(&res);
+        assert_eq!(
+            (s["bytes"].as_u64(), s["eof"].as_bool()),
+            (Some(10), Some(false)),
+            "{kind}"
+        );
+        assert_eq!(s["next_offset"], 10);
+        let res = server.call("read_file", part(10)).await;
+        assert_eq!(structured(&res)["content"], &want[10..20], "{kind}");
+        // And its errors are errors, wherever they happen: /proc/self/mem
+        // has nothing mapped at 4096 (the reader's own memory).
+        let args = crate::files::args(&sshd, json!({"path": "/proc/self/mem", "offset": 4096}));
+        let res = server.call("read_file", args).await;
+        tool_error(&res);
     }
 }

@@ -155,11 +155,13 @@ impl Shell<'_> {
         if ended.status != Some(0) || !ended.stderr.trim().is_empty() {
             // A regular file's stat comes first. Past its size there is
             // nothing to read: `tail` refuses to seek as far as 1e15 on
-            // ext4, and the shell's arithmetic stops at 2^63.
+            // ext4, and the shell's arithmetic stops at 2^63. A size of 0
+            // says nothing (/proc): its errors stay.
             let verdict = matches!(ended.status, Some(10..=18 | 127));
             if let Ok((stat, _)) = self.head(&out, path, "read")
                 && !verdict
                 && stat.kind == FileKind::File
+                && stat.size > 0
                 && offset > stat.size
             {
                 return Ok((Vec::new(), stat, true));
@@ -177,7 +179,8 @@ impl Shell<'_> {
             _ => data,
         };
         let got = data.len() as u64;
-        let eof = got < max || offset + got >= stat.size;
+        // A size of 0 says nothing: only a short read ends the file.
+        let eof = got < max || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
         Ok((data.to_vec(), stat, eof))
     }
 

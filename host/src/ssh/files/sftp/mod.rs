@@ -241,8 +241,8 @@ impl Sftp {
         // Past the size the file had when opened, a refusal means there is
         // nothing to read: sftp-server seeks first, and Linux refuses a
         // seek past the file system's largest file ("Bad message" at 1e15
-        // on ext4). A file whose size says 0 (/proc) is still read.
-        let past_end = offset > stat.size;
+        // on ext4). A size of 0 says nothing (/proc): its errors stay.
+        let past_end = stat.size > 0 && offset > stat.size;
         let res = ctl
             .guard(
                 &self.session,
@@ -253,7 +253,8 @@ impl Sftp {
         let closed = self.close(handle, path).await;
         let (got, eof) = res?;
         closed?;
-        let eof = eof || offset + got >= stat.size;
+        // A size of 0 says nothing: only the end seen ends the file.
+        let eof = eof || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
         Ok((data.out, stat, eof))
     }
 
