@@ -326,30 +326,39 @@ async fn a_large_file_is_read_one_mib_at_a_time_saying_where_to_continue() {
 async fn a_read_past_the_end_however_far_is_empty_and_the_end() {
     let dir = remote_dir();
     let server = Server::start().await;
-    let path = dir.path().join("short.txt");
-    put(&path, "0123456789");
+    let (short, empty) = (dir.path().join("short.txt"), dir.path().join("empty"));
+    put(&short, "0123456789");
+    put(&empty, "");
+    // sftp-server seeks first, and Linux refuses a seek past the file
+    // system's largest file (1e15 on ext4), `tail` too, and no file has a
+    // byte past 2^63 - 1: that is no error to show.
+    let far = [1_000_000_000_000_000, i64::MAX as u64, 1 << 63, u64::MAX];
+    let cases: Vec<(&Path, u64, u64)> = [(&short, 10, 11), (&empty, 0, 1)]
+        .into_iter()
+        .flat_map(|(path, size, next)| {
+            std::iter::once(next)
+                .chain(far)
+                .map(move |offset| (path.as_path(), size, offset))
+        })
+        .collect();
     for (how, sshd) in both_sshds() {
-        // sftp-server seeks first, and Linux refuses a seek past the file
-        // system's largest file (1e15 on ext4): that is no error to show.
-        for offset in [11, 1_000_000_000_000_000, u64::MAX] {
+        for &(path, size, offset) in &cases {
             let res = server
                 .call(
                     "read_file",
-                    args(&sshd, json!({"path": at(&path), "offset": offset})),
+                    args(&sshd, json!({"path": at(path), "offset": offset})),
                 )
                 .await;
             succeeded(&res);
             let s = structured(&res);
-            assert_eq!(
-                (
-                    s["bytes"].as_u64(),
-                    s["eof"].as_bool(),
-                    s["content"].as_str()
-                ),
-                (Some(0), Some(true), Some("")),
-                "over {how}, offset {offset}"
+            let case = format!("over {how}, {} at {offset}", path.display());
+            let got = (
+                s["bytes"].as_u64(),
+                s["eof"].as_bool(),
+                s["content"].as_str(),
             );
-            assert_eq!(s["size"].as_u64(), Some(10), "over {how}");
+            assert_eq!(got, (Some(0), Some(true), Some("")), "{case}");
+            assert_eq!(s["size"].as_u64(), Some(size), "{case}");
         }
     }
 }

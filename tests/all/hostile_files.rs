@@ -390,6 +390,14 @@ async fn a_file_whose_size_says_zero_is_read_whole() {
         assert_eq!(s["next_offset"], 10);
         let res = server.call("read_file", part(10)).await;
         assert_eq!(structured(&res)["content"], &want[10..20], "{kind}");
+        // Past 2^63 - 1 no file has a byte: nothing, and the end.
+        for offset in [1u64 << 63, u64::MAX] {
+            let args =
+                crate::files::args(&sshd, json!({"path": "/proc/version", "offset": offset}));
+            let s = structured(&server.call("read_file", args).await).clone();
+            let got = (s["bytes"].as_u64(), s["eof"].as_bool());
+            assert_eq!(got, (Some(0), Some(true)), "{kind} at {offset}: {s}");
+        }
         // And its errors are errors, wherever they happen: /proc/self/mem
         // has nothing mapped at 4096 (the reader's own memory).
         let args = crate::files::args(&sshd, json!({"path": "/proc/self/mem", "offset": 4096}));

@@ -269,7 +269,8 @@ async fn sessions_past_the_quota_are_refused_until_one_closes_and_a_reconnect_ne
         .await;
     let msg = tool_error(&res);
     assert!(
-        msg.contains("2 SSH sessions are open") && msg.contains("close_session"),
+        msg.contains("2 SSH sessions are open, and this server keeps 2")
+            && msg.contains("close_session"),
         "{msg}"
     );
     // The sessions there still serve.

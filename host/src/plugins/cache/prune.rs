@@ -36,13 +36,9 @@ pub(super) fn prune(dir: &Path, used: &HashSet<String>) -> usize {
     for entry in listing.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        // Not followed through a symlink: only this user's regular files.
-        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+        let Some(meta) = ours(&entry.path()) else {
             continue;
         };
-        if !meta.is_file() || super::check_owner(&meta).is_err() {
-            continue;
-        }
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         if let Some(stem) = name.strip_suffix(".cwasm").filter(|s| is_entry_name(s)) {
             if !used.contains(stem) {
@@ -72,7 +68,18 @@ pub(super) fn prune(dir: &Path, used: &HashSet<String>) -> usize {
     removed
 }
 
+/// The metadata of `path` if it is this user's regular file (not
+/// followed through a symlink): the only kind this cache removes.
+fn ours(path: &Path) -> Option<std::fs::Metadata> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    (meta.is_file() && super::check_owner(&meta).is_ok()).then_some(meta)
+}
+
+/// Removes `path` if it is [`ours`].
 fn remove(path: &Path) -> bool {
+    if ours(path).is_none() {
+        return false;
+    }
     match std::fs::remove_file(path) {
         Ok(()) => true,
         Err(e) => {
@@ -143,7 +150,22 @@ mod tests {
         )
         .unwrap();
 
-        assert_eq!(prune(dir.path(), &used), 2 * 5);
+        // The oldest entry's sum is a symlink to a file of ours elsewhere:
+        // the entry goes, the link and its target stay.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        let oldest_sum = dir.path().join(format!("{}.sum", stems[KEEP_UNUSED + 4]));
+        std::fs::remove_file(&oldest_sum).unwrap();
+        std::os::unix::fs::symlink(&target, &oldest_sum).unwrap();
+
+        assert_eq!(prune(dir.path(), &used), 2 * 5 - 1);
+        assert!(
+            std::fs::symlink_metadata(&oldest_sum).is_ok(),
+            "the sum link"
+        );
+        assert!(target.exists());
+        std::fs::remove_file(&oldest_sum).unwrap();
         let left = names(dir.path());
         for (i, stem) in stems.iter().enumerate() {
             let kept = i < KEEP_UNUSED;

@@ -57,7 +57,9 @@ st "$p" -L || exit 1
 [ -f "$p" ] || die 16 'not a regular file'
 [ -r "$p" ] || die 11 'permission denied'
 command -v head >/dev/null 2>&1 || die 17 'missing: head'
-if [ "$2" = 0 ]; then cat -- "$p"; else tail -c "+$(($2 + 1))" -- "$p"; fi | head -c "$3""#;
+if [ "$2" = 0 ]; then cat -- "$p"
+elif [ -s "$p" ] || [ "$(head -c 1 -- "$p" | wc -c)" -gt 0 ]; then tail -c "+$4" -- "$p"
+fi | head -c "$3""#;
 
 pub(super) const DOWNLOAD: &str = r#"p=$1
 st "$p" -L || exit 1

@@ -143,12 +143,16 @@ impl Shell<'_> {
         max: u64,
         ctl: &Ctl,
     ) -> Result<(Vec<u8>, FileStat, bool), FileError> {
+        // `tail -c +N` counts from 1; past 2^63 - 1 it reads nothing. An
+        // empty file is not read past 0 (`tail` would seek, and may be
+        // refused): the size 0 a kernel file says is checked by reading.
         let (off, len) = (offset.to_string(), max.to_string());
+        let from = offset.saturating_add(1).to_string();
         let limit = usize::try_from(max)
             .unwrap_or(usize::MAX)
             .saturating_add(SMALL);
         let (out, ended) = self
-            .collect("read", READ, &[path, &off, &len], limit, ctl)
+            .collect("read", READ, &[path, &off, &len, &from], limit, ctl)
             .await?;
         // The pipe's status is head's: a failing cat or tail shows only on
         // stderr.

@@ -452,7 +452,7 @@ impl SessionManager {
                     .get(key)
                     .and_then(|c| lock(&c.credentials).clone()),
             };
-            let reserved = self.reserve(key)?;
+            let reserved = self.reserve(key, via)?;
             let conn = self.connect(dest, credentials, via).await?;
             let old = self.live().insert(key.clone(), conn.clone());
             drop(reserved);

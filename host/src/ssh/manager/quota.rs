@@ -2,9 +2,10 @@
 //! TCP connection here, a process on its server and memory in both, and
 //! nothing else bounds how many distinct `user@host:port` a client names.
 //! A new session past the quota is refused, saying how to make room; one
-//! that replaces a session of the same key (a reconnect) never is. Only
-//! sessions alive count, as `list_sessions` shows them: a lost one kept
-//! for its reconnect holds no connection.
+//! that replaces a session of the same key (a reconnect) never is, nor are
+//! the jump hosts it goes through. Sessions alive count, as
+//! `list_sessions` shows them (a lost one kept for its reconnect holds no
+//! connection), and so do the new ones being connected.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -34,22 +35,33 @@ impl SessionManager {
     }
 
     /// A place for a new session `key`, counting those being connected,
-    /// or the refusal when the table is full.
-    pub(super) fn reserve(&self, key: &SessionKey) -> Result<Reserved<'_>, SshError> {
+    /// or the refusal when the table is full. `via` are the sessions being
+    /// connected through `key` (a jump host): a reconnect's jump hosts
+    /// are let in as it is.
+    pub(super) fn reserve(
+        &self,
+        key: &SessionKey,
+        via: &[SessionKey],
+    ) -> Result<Reserved<'_>, SshError> {
         // Checked and taken under the table's lock, so concurrent connects
         // to different hosts cannot all pass the check.
         let live = self.live();
-        if live.contains_key(key) {
+        if live.contains_key(key) || via.iter().any(|k| live.contains_key(k)) {
             return Ok(Reserved(None));
         }
         let connecting = &self.inner.connecting;
         let max = self.inner.config.max_sessions;
         let open = live.values().filter(|c| c.alive()).count();
-        if open + connecting.load(Ordering::Relaxed) >= max {
+        let pending = connecting.load(Ordering::Relaxed);
+        if open + pending >= max {
+            let counted = match pending {
+                0 => format!("{open} SSH sessions are open"),
+                n => format!("{open} SSH sessions are open and {n} more being connected"),
+            };
             return Err(SshError::Limit(format!(
-                "resource limit reached: {max} SSH sessions are open, the most this server \
-                 keeps (--max-sessions); close one with close_session (list_sessions shows \
-                 them) before connecting to {key}"
+                "resource limit reached: {counted}, and this server keeps {max} \
+                 (--max-sessions); close one with close_session (list_sessions shows the open \
+                 ones), or wait for the connections in progress, before connecting to {key}"
             )));
         }
         connecting.fetch_add(1, Ordering::Relaxed);

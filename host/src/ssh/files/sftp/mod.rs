@@ -241,8 +241,9 @@ impl Sftp {
         // Past the size the file had when opened, a refusal means there is
         // nothing to read: sftp-server seeks first, and Linux refuses a
         // seek past the file system's largest file ("Bad message" at 1e15
-        // on ext4). A size of 0 says nothing (/proc): its errors stay.
-        let past_end = stat.size > 0 && offset > stat.size;
+        // on ext4). No file has a byte past 2^63 - 1 (`off_t`). A size of
+        // 0 says nothing (/proc): its errors stay, unless it is empty.
+        let past_end = offset > i64::MAX as u64 || (stat.size > 0 && offset > stat.size);
         let res = ctl
             .guard(
                 &self.session,
@@ -250,12 +251,31 @@ impl Sftp {
                 self.read_pipelined(&handle, path, (offset, past_end), max, &mut data),
             )
             .await;
+        let res = match res {
+            Err(_) if stat.size == 0 && offset > 0 && self.reads_nothing(&handle).await => {
+                Ok((0, true))
+            }
+            r => r,
+        };
         let closed = self.close(handle, path).await;
         let (got, eof) = res?;
         closed?;
-        // A size of 0 says nothing: only the end seen ends the file.
-        let eof = eof || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
+        // A size of 0 says nothing: only the end seen ends the file, or a
+        // read that found nothing there.
+        let eof = eof
+            || (got == 0 && max > 0)
+            || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
         Ok((data.out, stat, eof))
+    }
+
+    /// Whether an open file has nothing at its start: empty, whatever its
+    /// size said.
+    async fn reads_nothing(&self, handle: &str) -> bool {
+        match self.raw.read(handle, 0, 1).await {
+            Ok(d) => d.data.is_empty(),
+            Err(SftpError::Status(st)) => st.status_code == StatusCode::Eof,
+            Err(_) => false,
+        }
     }
 
     /// Streams `remote` into `local`, hashing into `sum`; returns the
