@@ -385,3 +385,65 @@ async fn a_malformed_value_in_a_jump_hosts_block_names_file_and_line() {
         assert!(!sshd.log().contains("Accepted"), "{}", sshd.log());
     }
 }
+
+/// Jump hosts count against `--max-sessions`, and a lost session's
+/// reconnect gets its jump host even when the table has filled meanwhile.
+#[tokio::test]
+async fn jump_hosts_count_as_sessions_and_a_reconnect_gets_its_jump_host_back() {
+    let (jump, target, others) = (Sshd::start(), Sshd::start(), Sshd::start_ports(2));
+    let other = |i: usize| {
+        format!(
+            "Host other{i}\n  HostName {}\n  Port {}\n  User {TEST_USER}\n  IdentityFile {}\n",
+            others.addr(),
+            others.ports()[i],
+            others.client_key().display()
+        )
+    };
+    let config = [
+        host_block("target", &target, "  ProxyJump jump\n"),
+        host_block("jump", &jump, ""),
+        other(0),
+        other(1),
+    ]
+    .concat();
+    let server = Server::builder()
+        .ssh_config(&config)
+        .arg("--max-sessions")
+        .arg("2")
+        .spawn()
+        .await;
+    let run = |host: &str| {
+        server.call(
+            "execute_command",
+            json!({"host": host, "command": "echo on"}),
+        )
+    };
+    succeeded(&run("target").await);
+    let msg = tool_error(&run("other0").await);
+    assert!(
+        msg.contains("2 SSH sessions are open") && msg.contains("close_session"),
+        "{msg}"
+    );
+    // Closing the jump host loses the target's connection with it.
+    let close = server
+        .call(
+            "close_session",
+            json!({"host": "jump", "username": TEST_USER}),
+        )
+        .await;
+    succeeded(&close);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !session_names(&server.call("list_sessions", json!({})).await).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the target still listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    succeeded(&run("other0").await);
+    succeeded(&run("other1").await);
+    // The table is full, yet the target reconnects through a new jump.
+    let res = run("target").await;
+    succeeded(&res);
+    assert_eq!(stdout(&res).trim(), "on");
+}
