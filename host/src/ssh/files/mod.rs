@@ -101,6 +101,20 @@ pub struct FileStat {
     pub link_target: Option<String>,
 }
 
+impl FileStat {
+    /// Whether `offset` lies past the end the size says. A size of 0 says
+    /// nothing (the kernel's files give it): never past it then.
+    pub(crate) fn is_past(&self, offset: u64) -> bool {
+        self.size > 0 && offset > self.size
+    }
+
+    /// Whether `got` bytes read at `offset` reach the end the size says;
+    /// never for a size of 0, whose end only a read can show.
+    pub(crate) fn reached_by(&self, offset: u64, got: u64) -> bool {
+        self.size > 0 && offset.saturating_add(got) >= self.size
+    }
+}
+
 /// A range of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadChunk {

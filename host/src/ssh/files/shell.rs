@@ -159,14 +159,12 @@ impl Shell<'_> {
         if ended.status != Some(0) || !ended.stderr.trim().is_empty() {
             // A regular file's stat comes first. Past its size there is
             // nothing to read: `tail` refuses to seek as far as 1e15 on
-            // ext4, and the shell's arithmetic stops at 2^63. A size of 0
-            // says nothing (/proc): its errors stay.
+            // ext4. A size of 0 says nothing (/proc): its errors stay.
             let verdict = matches!(ended.status, Some(10..=18 | 127));
             if let Ok((stat, _)) = self.head(&out, path, "read")
                 && !verdict
                 && stat.kind == FileKind::File
-                && stat.size > 0
-                && offset > stat.size
+                && stat.is_past(offset)
             {
                 return Ok((Vec::new(), stat, true));
             }
@@ -183,8 +181,7 @@ impl Shell<'_> {
             _ => data,
         };
         let got = data.len() as u64;
-        // A size of 0 says nothing: only a short read ends the file.
-        let eof = got < max || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
+        let eof = got < max || stat.reached_by(offset, got);
         Ok((data.to_vec(), stat, eof))
     }
 

@@ -5,7 +5,9 @@
 //! that replaces a session of the same key (a reconnect) never is, nor are
 //! the jump hosts it goes through. Sessions alive count, as
 //! `list_sessions` shows them (a lost one kept for its reconnect holds no
-//! connection), and so do the new ones being connected.
+//! connection), and so do the new ones being connected. Also whether a
+//! table holds anything at all, for whoever bounds the tables themselves
+//! (the namespaces of unmapped JWT subjects).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -243,7 +243,7 @@ impl Sftp {
         // seek past the file system's largest file ("Bad message" at 1e15
         // on ext4). No file has a byte past 2^63 - 1 (`off_t`). A size of
         // 0 says nothing (/proc): its errors stay, unless it is empty.
-        let past_end = offset > i64::MAX as u64 || (stat.size > 0 && offset > stat.size);
+        let past_end = offset > i64::MAX as u64 || stat.is_past(offset);
         let res = ctl
             .guard(
                 &self.session,
@@ -260,11 +260,8 @@ impl Sftp {
         let closed = self.close(handle, path).await;
         let (got, eof) = res?;
         closed?;
-        // A size of 0 says nothing: only the end seen ends the file, or a
-        // read that found nothing there.
-        let eof = eof
-            || (got == 0 && max > 0)
-            || (stat.size > 0 && offset.saturating_add(got) >= stat.size);
+        // Or a read that found nothing there.
+        let eof = eof || (got == 0 && max > 0) || stat.reached_by(offset, got);
         Ok((data.out, stat, eof))
     }
 
