@@ -18,6 +18,7 @@ use mcp_ssh_session::ssh::{
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::dropbear_server::Dropbear;
@@ -152,6 +153,7 @@ impl Remote {
                     data: data.to_vec(),
                     ..WriteRequest::default()
                 },
+                &CancellationToken::new(),
             )
             .await
     }
@@ -203,6 +205,7 @@ async fn reads_and_writes(r: &Remote) {
                 data: content.clone(),
                 ..WriteRequest::default()
             },
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err();
@@ -219,6 +222,7 @@ async fn reads_and_writes(r: &Remote) {
                 create_parents: true,
                 ..WriteRequest::default()
             },
+            &CancellationToken::new(),
         )
         .await
         .unwrap();
@@ -266,6 +270,7 @@ async fn reads_and_writes(r: &Remote) {
             mode: Some(0o600),
             ..WriteRequest::default()
         },
+        &CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -287,6 +292,7 @@ async fn reads_and_writes(r: &Remote) {
                 if_match: Some(sha(b"second")),
                 ..WriteRequest::default()
             },
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err();
@@ -300,6 +306,7 @@ async fn reads_and_writes(r: &Remote) {
             if_match: Some(sha(b"third")),
             ..WriteRequest::default()
         },
+        &CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -313,6 +320,7 @@ async fn reads_and_writes(r: &Remote) {
                 if_match: Some(sha(b"")),
                 ..WriteRequest::default()
             },
+            &CancellationToken::new(),
         )
         .await
         .unwrap_err();
@@ -526,6 +534,48 @@ async fn a_cancelled_upload_leaves_neither_file_nor_temporary_file() {
         assert!(r.leftovers().is_empty(), "{n}: {:?}", r.leftovers());
         // The session still works.
         r.write("after", b"ok").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_write_leaves_the_file_as_it_was() {
+    for kind in [Kind::OpensshSftp, Kind::OpensshExec, Kind::DropbearExec] {
+        let r = remote(kind);
+        let n = r.name;
+        r.write("kept", b"old").await.unwrap();
+        let request = WriteRequest {
+            path: r.path("kept"),
+            data: vec![b'x'; 64 << 20],
+            ..WriteRequest::default()
+        };
+        // Cancelled before the write starts, and while its data is sent.
+        for after in [None, Some(Duration::from_millis(10))] {
+            let cancel = CancellationToken::new();
+            match after {
+                None => cancel.cancel(),
+                Some(after) => {
+                    let cancel = cancel.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        cancel.cancel();
+                    });
+                }
+            }
+            let e = r
+                .manager
+                .write_file(&r.target, &request, &cancel)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, FileError::Ssh(SshError::Cancelled(_))),
+                "{n}, cancelled after {after:?}: {e:?}"
+            );
+            assert_eq!(fs::read(r.local("kept")).unwrap(), b"old", "{n}");
+            assert!(r.leftovers().is_empty(), "{n}: {:?}", r.leftovers());
+        }
+        // The session still works.
+        r.write("kept", b"new").await.unwrap();
+        assert_eq!(fs::read(r.local("kept")).unwrap(), b"new", "{n}");
     }
 }
 

@@ -142,7 +142,7 @@ impl files::Host for StoreState {
         };
         let result = self
             .sessions_for(&target)
-            .write_file(&target, &request)
+            .write_file(&target, &request, &self.cancel)
             .await;
         pass.finish_with(result).map(|w| files::WriteOutput {
             bytes: w.bytes,

@@ -300,10 +300,15 @@ impl SessionManager {
     /// checked just before the rename: a write landing between that check
     /// and the rename is lost (no remote compare-and-swap exists); the
     /// window is one round trip.
+    ///
+    /// `cancel` stops the write until it commits: the temporary file is
+    /// removed and the file is left as it was. A cancel during the
+    /// rename's round trip is not heeded, so the answer says what happened.
     pub async fn write_file(
         &self,
         target: &Target,
         request: &WriteRequest,
+        cancel: &CancellationToken,
     ) -> Result<WriteOutcome, FileError> {
         let path = request.path.as_str();
         common::check_path(path)?;
@@ -313,14 +318,26 @@ impl SessionManager {
                 "{path}: {size} bytes is more than the {MAX_DATA} one write takes; upload it"
             )));
         }
-        let ctl = self.file_ctl();
+        let staging = Ctl {
+            cancel: cancel.clone(),
+            ..self.file_ctl()
+        };
+        // Same deadline, no cancel.
+        let ctl = Ctl {
+            cancel: CancellationToken::new(),
+            ..staging.clone()
+        };
         let mut feed = Feed::new(&request.data[..], Reporter::new(None, None));
-        let (backend, session) = self.backend(target, &ctl).await?;
+        let (backend, session) = self.backend(target, &staging).await?;
         let (bytes, sha256, created) = match backend {
             Backend::Sftp(s) => {
                 let staged = s
-                    .stage(path, &mut feed, request.create_parents, &ctl)
+                    .stage(path, &mut feed, request.create_parents, &staging)
                     .await?;
+                if cancel.is_cancelled() {
+                    s.abort(&staged.temp).await;
+                    return Err(common::cancelled(&session, "write"));
+                }
                 let committed = ctl
                     .guard(
                         &session,
@@ -339,8 +356,12 @@ impl SessionManager {
             Backend::Shell => {
                 let sh = self.shell(target, &session);
                 let staged = sh
-                    .stage(path, &mut feed, size, request.create_parents, &ctl)
+                    .stage(path, &mut feed, size, request.create_parents, &staging)
                     .await?;
+                if cancel.is_cancelled() {
+                    sh.abort(&staged.temp).await;
+                    return Err(common::cancelled(&session, "write"));
+                }
                 let created = self
                     .shell_commit(
                         &sh,
