@@ -303,7 +303,8 @@ impl SessionManager {
     ///
     /// `cancel` stops the write until it commits: the temporary file is
     /// removed and the file is left as it was. A cancel during the
-    /// rename's round trip is not heeded, so the answer says what happened.
+    /// rename's round trip is not heeded: whether it happened would be
+    /// unknown.
     pub async fn write_file(
         &self,
         target: &Target,
