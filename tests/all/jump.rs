@@ -418,6 +418,22 @@ async fn jump_hosts_count_as_sessions_and_a_reconnect_gets_its_jump_host_back() 
             json!({"host": host, "command": "echo on"}),
         )
     };
+    // With one place left, the target takes it and its jump host is
+    // refused: a limit, not a host that cannot be reached.
+    succeeded(&run("other0").await);
+    let msg = tool_error(&run("target").await);
+    assert!(
+        msg.contains("jump host") && msg.contains("resource limit reached"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot reach"), "{msg}");
+    let close = |host: &'static str| {
+        server.call(
+            "close_session",
+            json!({"host": host, "username": TEST_USER}),
+        )
+    };
+    succeeded(&close("other0").await);
     succeeded(&run("target").await);
     let msg = tool_error(&run("other0").await);
     assert!(
@@ -425,13 +441,7 @@ async fn jump_hosts_count_as_sessions_and_a_reconnect_gets_its_jump_host_back() 
         "{msg}"
     );
     // Closing the jump host loses the target's connection with it.
-    let close = server
-        .call(
-            "close_session",
-            json!({"host": "jump", "username": TEST_USER}),
-        )
-        .await;
-    succeeded(&close);
+    succeeded(&close("jump").await);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !session_names(&server.call("list_sessions", json!({})).await).is_empty() {
         assert!(

@@ -556,6 +556,15 @@ impl SessionManager {
             .map_err(|e| match e {
                 SshError::HostKey(m) => SshError::HostKey(format!("jump host: {m}")),
                 SshError::Auth(m) => SshError::Auth(format!("jump host: {m}")),
+                // Refusals of this server's own, not of the network: they
+                // keep their kind (a limit may be retried, a cancel ends).
+                SshError::Limit(m) => {
+                    SshError::Limit(format!("{key}: jump host {}: {m}", jump.display_name()))
+                }
+                SshError::Denied(m) => {
+                    SshError::Denied(format!("{key}: jump host {}: {m}", jump.display_name()))
+                }
+                SshError::Cancelled(m) => SshError::Cancelled(m),
                 other => SshError::Connect(format!(
                     "{key}: cannot reach jump host {}: {other}",
                     jump.display_name()
