@@ -41,6 +41,11 @@ const ENDED_TTL: Duration = Duration::from_secs(10 * 60);
 /// Events a reconnected reader may fall behind before it is cut off (it
 /// reconnects from its last event).
 const READER_BACKLOG: usize = 256;
+/// Reconnected readers a running stream follows at once; a new one past
+/// this cuts the oldest off. A client reads a stream once: the rest are
+/// readers that went away, or a client resuming again and again, each
+/// holding a channel until the stream's next event.
+const MAX_READERS: usize = 8;
 
 /// Why a `Last-Event-ID` cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +144,10 @@ impl Replay {
         let backlog = futures::stream::iter(missed);
         if log.ended.is_some() {
             return Ok(Box::pin(backlog));
+        }
+        log.readers.retain(|reader| !reader.is_closed());
+        if log.readers.len() >= MAX_READERS {
+            log.readers.remove(0);
         }
         let (tx, rx) = mpsc::channel(READER_BACKLOG);
         log.readers.push(tx);
@@ -268,6 +277,28 @@ mod tests {
         replay.store("long", &answer(-1));
         let events: Vec<_> = reader.collect().await;
         assert_eq!(events.len(), 1, "the long call's answer is still delivered");
+    }
+
+    #[tokio::test]
+    async fn readers_that_went_away_or_resume_again_and_again_are_not_kept() {
+        let replay = Replay::default();
+        let priming = replay.store("s", &ServerSseMessage::default());
+        let readers = |replay: &Replay| replay.streams.lock().unwrap()["s"].readers.len();
+        // Resumed and dropped at once, over and over, on a quiet call.
+        for _ in 0..1000 {
+            drop(replay.replay(&priming).unwrap());
+        }
+        assert!(readers(&replay) <= 1, "{}", readers(&replay));
+        // Resumed and kept: the oldest are cut off, the newest follow.
+        let kept: Vec<_> = (0..20).map(|_| replay.replay(&priming).unwrap()).collect();
+        assert_eq!(readers(&replay), MAX_READERS);
+        replay.store("s", &answer(1));
+        let mut got = vec![];
+        for reader in kept {
+            got.push(reader.collect::<Vec<_>>().await.len());
+        }
+        assert_eq!(got[..20 - MAX_READERS], vec![0; 20 - MAX_READERS]);
+        assert_eq!(got[20 - MAX_READERS..], vec![1; MAX_READERS]);
     }
 
     #[test]
