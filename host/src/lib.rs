@@ -11,6 +11,7 @@ pub mod config;
 pub mod doctor;
 mod fsutil;
 pub mod http;
+pub mod logging;
 pub mod mcp;
 mod pattern;
 pub mod plugins;

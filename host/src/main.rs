@@ -3,7 +3,6 @@
 
 mod cli;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,10 +19,11 @@ fn main() -> ExitCode {
     let hardened = mcp_ssh_session::disable_core_dumps();
     let mut cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    // stdout carries JSON-RPC only: every log line goes to stderr.
+    // stdout carries JSON-RPC only: every log line goes to stderr, one
+    // line per record whatever a client put in it (`logging`).
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(mcp_ssh_session::logging::Stderr)
+        .with_ansi(false)
         .with_env_filter(filter)
         .finish()
         .with(mcp_ssh_session::secret_guard())

@@ -1,5 +1,6 @@
 //! Secrets stay out of everything the server leaves behind: its log at any
-//! level (malformed requests included) and core dumps.
+//! level (malformed requests included) and core dumps. And what a client
+//! sends cannot forge or flood that log.
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
@@ -76,6 +77,59 @@ fn no_password_reaches_the_log_at_trace_whatever_the_request_looks_like() {
         let end = log[at..].find('\n').map_or(log.len(), |i| at + i);
         panic!("the password is in the log: {}", &log[start..end]);
     }
+}
+
+/// rmcp logs a refused request's id at `warn`: a newline or an escape
+/// sequence in it stays inside its record, and a huge one is cut.
+#[test]
+fn a_client_cannot_forge_or_flood_log_lines() {
+    let home = tempfile::tempdir().unwrap();
+    let log_path = home.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = crate::server::raw_server_logging_to(home.path(), log);
+    let forged = "1\n2026-11-30T06:00:00.000000Z  INFO mcp_ssh_session: FORGED \u{1b}[31mred";
+    let huge = "x".repeat(5 << 20);
+    let lines = [
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":forged,"method":"no/such/method","params":{}}),
+        json!({"jsonrpc":"2.0","id":huge,"method":"no/such/method","params":{}}),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}),
+    ];
+    let mut stdin = child.stdin.take().unwrap();
+    for line in &lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let mut answered = vec![];
+    for line in reader.lines() {
+        let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        answered.push(msg["id"].clone());
+        if msg["id"] == 3 {
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    assert!(answered.contains(&json!(forged)), "{answered:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("FORGED"),
+        "the refused request was not logged:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.contains("FORGED") || line.contains("WARN"),
+            "a forged line: {line}"
+        );
+        assert!(!line.contains('\u{1b}'), "an escape sequence: {line}");
+        assert!(line.len() < 20 << 10, "a line of {} bytes", line.len());
+    }
+    assert!(
+        log.contains("more bytes of this record dropped"),
+        "the huge id was not cut:\n{}",
+        &log[..log.len().min(4000)]
+    );
 }
 
 #[tokio::test]
