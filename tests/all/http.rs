@@ -123,10 +123,83 @@ fn a_foreign_origin_gets_403_and_a_foreign_host_421() {
     assert_eq!(rebinding.status, 421, "{rebinding:?}");
     let rebinding_with_port = with(&[("Host", "evil.example:80")]);
     assert_eq!(rebinding_with_port.status, 421, "{rebinding_with_port:?}");
+    // Userinfo has no place in Host (it would reach the metadata's URLs).
+    let userinfo = format!("evil.example@127.0.0.1:{}", server.port);
+    let h = [("Host", userinfo.as_str())];
+    assert_eq!(
+        server.request("POST", "/mcp", &h, &init).status,
+        421,
+        "{userinfo}"
+    );
+    // Each refusal is audited, with its reason.
+    let reasons: Vec<String> = server
+        .audit()
+        .iter()
+        .filter(|l| l["kind"] == "http_auth")
+        .map(|l| l["decision"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].contains("Origin is not allowed"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("Host evil.example is not a name"),
+        "{reasons:?}"
+    );
+    assert!(reasons[3].contains("no usable Host"), "{reasons:?}");
     // What the lists allow still works.
     assert_eq!(with(&[("Origin", "http://app.example:5173")]).status, 200);
     assert_eq!(with(&[("Host", "localhost")]).status, 200);
     assert_eq!(with(&[]).status, 200);
+}
+
+/// A refused request's connection is closed after the answer: a peer
+/// refused again and again on one keep-alive connection would otherwise
+/// hold it for ever, each refusal restarting its idle time.
+#[test]
+fn a_refused_request_closes_its_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (_token, lines) = new_token("alice");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\n\r\n",
+        server.port
+    );
+    let mut reader = BufReader::new(stream);
+    reader.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    // A second request on it gets no answer: the server closed it.
+    let _ = reader.get_mut().write_all(request.as_bytes());
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "answered again: {}",
+        String::from_utf8_lossy(&rest)
+    );
 }
 
 #[test]

@@ -246,6 +246,14 @@ fn forged_stale_and_misaddressed_jwts_get_401_with_a_reason_and_are_never_logged
         b64(br#"{"alg":"none","typ":"JWT","kid":"ec-1"}"#),
         b64(good.to_string().as_bytes())
     );
+    // Validly signed, but naming an extension it says must be understood.
+    let crit = {
+        let head = b64(br#"{"alg":"ES256","typ":"JWT","kid":"ec-1","crit":["x-hop"],"x-hop":1}"#);
+        let signed = format!("{head}.{}", b64(good.to_string().as_bytes()));
+        let signature =
+            jsonwebtoken::crypto::sign(signed.as_bytes(), &keys.ec, Algorithm::ES256).unwrap();
+        format!("{signed}.{signature}")
+    };
     let confused = sign(
         Algorithm::HS256,
         "ec-1",
@@ -312,6 +320,7 @@ fn forged_stale_and_misaddressed_jwts_get_401_with_a_reason_and_are_never_logged
             "does not match the key",
         ),
         ("tampered payload", tampered, "bad signature"),
+        ("an unknown critical extension", crit, "crit"),
         (
             "unmapped subject",
             ec(&with(&|c| c["sub"] = json!("robot-stranger"))),

@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::{Bindings, Clients};
+use super::idle::Activity;
 use super::jwt::{self, JwtVerifier};
 use crate::audit::{self, AuditLog};
 use crate::mcp::ClientName;
@@ -39,12 +40,18 @@ pub(crate) struct Gate {
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) bindings: Bindings,
     /// Which MCP sessions are in use, for the idle limit.
-    pub(crate) activity: Arc<super::idle::Activity>,
+    pub(crate) activity: Arc<Activity>,
 }
 
+/// A refusal. It closes the connection: a peer refused again and again on
+/// one connection would keep it open for ever (each answer restarts the
+/// wait for its next request), and 512 such peers would hold every place.
 fn plain(status: StatusCode, text: &'static str) -> Response {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -56,14 +63,19 @@ pub(crate) async fn check(
     next: Next,
 ) -> Response {
     let Some(host) = request_host(request.headers()) else {
-        tracing::warn!(%peer, "refused: no usable Host header");
+        gate.refused(peer, None, "no usable Host header");
         return plain(
             StatusCode::MISDIRECTED_REQUEST,
             "Misdirected Request: no Host header",
         );
     };
     if !gate.hosts.contains(&host) {
-        tracing::warn!(%peer, host = %host.chars().take(100).collect::<String>(), "refused: Host is not a name of this server (DNS rebinding?)");
+        let shown: String = host.chars().take(100).collect();
+        gate.refused(
+            peer,
+            None,
+            &format!("Host {shown} is not a name of this server (DNS rebinding?)"),
+        );
         return plain(
             StatusCode::MISDIRECTED_REQUEST,
             "Misdirected Request: this server does not answer to that Host",
@@ -74,7 +86,7 @@ pub(crate) async fn check(
             .to_str()
             .is_ok_and(|o| origin_allowed(o, &gate.origins))
     {
-        tracing::warn!(%peer, "refused: Origin is not allowed");
+        gate.refused(peer, None, "Origin is not allowed");
         return plain(StatusCode::FORBIDDEN, "Forbidden: Origin is not allowed");
     }
     // Only the metadata's own paths are public: rmcp answers MCP on any
@@ -90,14 +102,14 @@ pub(crate) async fn check(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if named.is_none() && gate.bindings.open_sessions().await >= super::idle::MAX_SESSIONS {
-        tracing::warn!(%peer, "refused: too many MCP sessions open");
+        gate.refused(peer, None, "too many MCP sessions open");
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable: too many MCP sessions are open; try again later",
         );
     }
     if !(gate.clients.required() || gate.jwt.is_some()) {
-        return in_use(&gate, named.as_deref(), next.run(request).await);
+        return in_use(&gate.activity, named.as_deref(), next.run(request).await);
     }
     let token = request
         .headers()
@@ -149,13 +161,13 @@ pub(crate) async fn check(
     {
         gate.bindings.bind(id, client).await;
     }
-    in_use(&gate, named.as_deref(), response)
+    in_use(&gate.activity, named.as_deref(), response)
 }
 
 /// The answer to a request of session `named`, keeping the session in use
 /// (for the idle limit) until the answer has been sent or dropped: a long
 /// call's stream is activity. A new session counts from its creation.
-fn in_use(gate: &Arc<Gate>, named: Option<&str>, response: Response) -> Response {
+fn in_use(activity: &Arc<Activity>, named: Option<&str>, response: Response) -> Response {
     let created = response
         .headers()
         .get(SESSION_HEADER)
@@ -163,7 +175,12 @@ fn in_use(gate: &Arc<Gate>, named: Option<&str>, response: Response) -> Response
     let Some(id) = named.or(created) else {
         return response;
     };
-    let guard = gate.activity.begin(id);
+    // A session rmcp does not know (404) is not tracked: any id a request
+    // names would otherwise be kept until the next reap.
+    if response.status() == StatusCode::NOT_FOUND {
+        return response;
+    }
+    let guard = activity.begin(id);
     let (parts, body) = response.into_parts();
     let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
         let _held = &guard;
@@ -238,6 +255,11 @@ pub(crate) async fn metadata(State(gate): State<Arc<Gate>>, headers: HeaderMap) 
 /// The request's `Host`, lower-case, without port or brackets.
 fn request_host(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::HOST)?.to_str().ok()?;
+    // RFC 9110 section 7.2: no userinfo in Host (it would reach the
+    // metadata's URLs as sent).
+    if value.contains('@') {
+        return None;
+    }
     let authority: axum::http::uri::Authority = value.parse().ok()?;
     Some(
         authority
@@ -284,6 +306,27 @@ fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sessions_rmcp_knows_are_tracked() {
+        let activity = Arc::new(Activity::default());
+        let answer = |status| {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            response
+        };
+        for i in 0..100 {
+            let named = format!("made-up-{i}");
+            drop(in_use(
+                &activity,
+                Some(&named),
+                answer(StatusCode::NOT_FOUND),
+            ));
+        }
+        assert_eq!(activity.tracked(), 0);
+        drop(in_use(&activity, Some("real"), answer(StatusCode::OK)));
+        assert_eq!(activity.tracked(), 1);
+    }
 
     #[test]
     fn origins_match_scheme_host_and_port() {

@@ -53,6 +53,12 @@ impl Activity {
         }
     }
 
+    /// How many sessions are tracked.
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Closes the sessions idle past `idle`, and forgets those rmcp has
     /// closed.
     async fn reap(&self, sessions: &LocalSessionManager, idle: Duration) {

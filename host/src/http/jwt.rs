@@ -180,6 +180,11 @@ impl JwtVerifier {
             return Err("token too long");
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        if has_crit(token) {
+            // RFC 7515 section 4.1.11: extensions it names must be
+            // understood, and this server understands none.
+            return Err("critical header extension not understood (crit)");
+        }
         if !matches!(
             header.alg,
             Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA
@@ -269,6 +274,16 @@ impl JwtVerifier {
     }
 }
 
+/// Whether the header of `token` (already decoded once) has a `crit`.
+fn has_crit(token: &str) -> bool {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let part = token.split('.').next().unwrap_or_default();
+    Base64UrlUnpadded::decode_vec(part)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .is_some_and(|header| header.get("crit").is_some())
+}
+
 /// Whether `token` has a JWT's shape (three base64url parts): opaque
 /// tokens are checked against the hashes only.
 pub(crate) fn looks_like_jwt(token: &str) -> bool {
@@ -284,6 +299,23 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crit_header_is_seen() {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let token = |header: &str| {
+            format!(
+                "{}.e30.c2ln",
+                Base64UrlUnpadded::encode_string(header.as_bytes())
+            )
+        };
+        assert!(has_crit(&token(
+            r#"{"alg":"RS256","kid":"k","crit":["exp"]}"#
+        )));
+        assert!(has_crit(&token(r#"{"alg":"RS256","crit":[]}"#)));
+        assert!(!has_crit(&token(r#"{"alg":"RS256","kid":"k"}"#)));
+        assert!(!has_crit("not a token"));
+    }
 
     #[test]
     fn jwt_shapes_are_told_from_opaque_tokens() {
