@@ -151,6 +151,27 @@ fn a_foreign_origin_gets_403_and_a_foreign_host_421() {
     assert_eq!(with(&[]).status, 200);
 }
 
+/// Large requests take room in a budget shared by all clients until
+/// their answer is sent: 150 calls of 2 MiB one after the other, 300 MiB
+/// in all, find room each time (a room not given back would leave the
+/// 129th waiting, then refused with 503).
+#[test]
+fn large_requests_give_back_their_room_once_answered() {
+    let (token, lines) = new_token("alice");
+    let builder = Server::builder();
+    let cfg = config(builder.home(), &[&lines]);
+    let server = HttpServer::start(builder, &cfg, &[]);
+    let mut mcp = Mcp::open(&server, Some(&token));
+    let padding = "x".repeat(2 << 20);
+    for i in 0..150 {
+        let answer = mcp.call("no_such_tool", json!({ "padding": padding }));
+        assert!(
+            answer.to_string().contains("no_such_tool"),
+            "call {i}: {answer}"
+        );
+    }
+}
+
 /// A refused request's connection is closed after the answer: a peer
 /// refused again and again on one keep-alive connection would otherwise
 /// hold it for ever, each refusal restarting its idle time.

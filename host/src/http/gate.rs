@@ -41,6 +41,8 @@ pub(crate) struct Gate {
     pub(crate) bindings: Bindings,
     /// Which MCP sessions are in use, for the idle limit.
     pub(crate) activity: Arc<Activity>,
+    /// Room for large requests, all clients together.
+    pub(crate) budget: super::budget::BodyBudget,
 }
 
 /// A refusal. It closes the connection: a peer refused again and again on
@@ -109,7 +111,11 @@ pub(crate) async fn check(
         );
     }
     if !(gate.clients.required() || gate.jwt.is_some()) {
-        return in_use(&gate.activity, named.as_deref(), next.run(request).await);
+        let Ok(room) = gate.budget.admit(request.headers()).await else {
+            return gate.no_room(peer, None);
+        };
+        let response = next.run(request).await;
+        return hold(in_use(&gate.activity, named.as_deref(), response), room);
     }
     let token = request
         .headers()
@@ -151,6 +157,9 @@ pub(crate) async fn check(
         );
         return plain(StatusCode::NOT_FOUND, "Not Found: Session not found");
     }
+    let Ok(room) = gate.budget.admit(request.headers()).await else {
+        return gate.no_room(peer, Some(&client));
+    };
     request.extensions_mut().insert(ClientName(client.clone()));
     let response = next.run(request).await;
     if named.is_none()
@@ -161,7 +170,20 @@ pub(crate) async fn check(
     {
         gate.bindings.bind(id, client).await;
     }
-    in_use(&gate.activity, named.as_deref(), response)
+    hold(in_use(&gate.activity, named.as_deref(), response), room)
+}
+
+/// `response`, keeping `held` until its body has been sent or dropped.
+fn hold<T: Send + Sync + 'static>(response: Response, held: Option<T>) -> Response {
+    let Some(held) = held else {
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _held = &held;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// The answer to a request of session `named`, keeping the session in use
@@ -181,15 +203,19 @@ fn in_use(activity: &Arc<Activity>, named: Option<&str>, response: Response) -> 
         return response;
     }
     let guard = activity.begin(id);
-    let (parts, body) = response.into_parts();
-    let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
-        let _held = &guard;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(body))
+    hold(response, Some(guard))
 }
 
 impl Gate {
+    /// 503 for a large request that found no room in the budget.
+    fn no_room(&self, peer: SocketAddr, client: Option<&str>) -> Response {
+        self.refused(peer, client, "too much request data in flight");
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too much request data is in flight; try again later",
+        )
+    }
+
     /// Logs and audits a refused request: its client when known (a
     /// valid token naming another client's session), never its token.
     fn refused(&self, peer: SocketAddr, client: Option<&str>, why: &str) {

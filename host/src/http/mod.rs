@@ -17,6 +17,7 @@
 //! it missed. A session idle for `--http-session-idle` is dropped.
 
 mod auth;
+mod budget;
 mod gate;
 mod idle;
 mod jwks;
@@ -174,6 +175,7 @@ pub async fn serve(config: Settings, options: HttpOptions) -> anyhow::Result<()>
         audit,
         bindings: auth::Bindings::new(sessions),
         activity,
+        budget: budget::BodyBudget::default(),
     });
     let router = Router::new()
         .nest_service("/mcp", service)
