@@ -42,7 +42,8 @@ pub const SHELL_USERS: &[(&str, &str)] = &[
 
 /// A bash account whose `~/.bashrc` prints [`BASHRC_BANNER`] (and
 /// [`BASHRC_WARNING`] on stderr) before every
-/// command, as a chatty rc file does.
+/// command, as a chatty rc file does, and sleeps 5 s while the file an
+/// sshd names with `SetEnv MCPSSH_SLOW_RC=PATH` exists.
 pub const BASHRC_USER: (&str, &str) = ("mcpssh-bashrc", "/bin/bash");
 pub const BASHRC_BANNER: &str = "mcpssh-bashrc banner";
 /// What the same `~/.bashrc` prints on stderr.

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::server::{Server, exec_args, stdout, structured, succeeded, text, tool_error};
-use crate::sshd::{Sshd, TEST_PASSWORD, TEST_USER};
+use crate::sshd::{BASHRC_USER, Sshd, TEST_PASSWORD, TEST_USER};
 
 fn as_user(sshd: &Sshd, user: &str, command: &str) -> Value {
     json!({
@@ -286,4 +286,30 @@ async fn a_debug_trap_does_not_lose_the_state() {
         let res = run(&server, &sshd, user, "echo \"$KEEP\"").await;
         assert_eq!(stdout(&res), "1\n", "{user}: {}", text(&res));
     }
+}
+
+/// A login shell still starting when the first call's time runs out (a
+/// slow rc file) is learnt on the next call: the session keeps its state.
+#[tokio::test]
+async fn a_first_call_out_of_time_in_a_slow_rc_file_leaves_the_state_on() {
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let sshd = Sshd::start_with(&format!("SetEnv MCPSSH_SLOW_RC={}", flag.path().display()));
+    let server = Server::start().await;
+    let user = BASHRC_USER.0;
+    let mut slow = as_user(&sshd, user, "echo never");
+    slow["timeout"] = json!(1);
+    let msg = tool_error(&server.call("execute_command", slow).await);
+    assert!(
+        msg.contains("login shell started") && msg.contains("nothing was run"),
+        "{msg}"
+    );
+    flag.close().unwrap();
+    run(&server, &sshd, user, "cd /tmp && export KEPT=yes").await;
+    let res = run(&server, &sshd, user, "pwd; echo $KEPT").await;
+    assert_eq!(
+        stdout(&res).trim_start_matches(|c| c != '/'),
+        "/tmp\nyes\n",
+        "{}",
+        text(&res)
+    );
 }

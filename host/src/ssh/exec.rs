@@ -126,6 +126,10 @@ pub(crate) enum RunError {
     /// The command, as it must be sent, is too large: nothing was sent.
     #[error("{0}")]
     TooLarge(String),
+    /// The call ended (out of time, or cancelled) before the command was
+    /// sent: nothing was run. The error says which.
+    #[error("{0}")]
+    Before(super::SshError),
 }
 
 pub(crate) fn signal_name(sig: &Sig) -> String {

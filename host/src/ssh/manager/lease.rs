@@ -47,6 +47,7 @@ impl SessionManager {
             RunError::Refused(why) => SshError::Channel(format!("{key}: {why}")),
             RunError::Sudo(e) => e.into_ssh(&key.to_string()),
             RunError::TooLarge(why) => SshError::InvalidArgument(format!("{key}: {why}")),
+            RunError::Before(e) => e,
             RunError::Lost { bytes } => {
                 self.mark_broken(conn);
                 SshError::ConnectionLost(format!(

@@ -180,6 +180,20 @@ async fn learn_shell(
             "the connection was lost learning the login shell".into(),
         ));
     }
+    // A login shell still starting when the call ended (slow rc files) has
+    // not shown that it prints no marker: the next call learns it again.
+    let key = &conn.key;
+    if ending.cancelled {
+        return Err(RunError::Before(SshError::Cancelled(format!(
+            "{key}: cancelled while the login shell started; nothing was run"
+        ))));
+    }
+    if ending.timed_out {
+        return Err(RunError::Before(SshError::Timeout(format!(
+            "{key}: the call's time ran out while the login shell started (slow rc files?); \
+             nothing was run"
+        ))));
+    }
     let _ = conn.shell.set(String::new());
     let wait = deadline.saturating_duration_since(Deadline::now());
     conn.open_channel(wait.min(OPEN_STALL)).await
