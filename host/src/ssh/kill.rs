@@ -172,6 +172,9 @@ fn script(victims: &[Victim]) -> String {
         "i=0; while :; do grow \"$@\"; a=; for v; do alive $v && a=1; done; [ -z \"$a\" ] && break",
         format!("i=$((i+1)); if [ $i -eq {ticks} ]; then s=KILL; sig \"$@\"; fi").as_str(),
         format!("[ $i -gt {limit} ] && break; sleep 0.1 2>/dev/null || sleep 1; done").as_str(),
+        // A line of its own: an rc file's banner without a final newline
+        // would otherwise run into the first answer.
+        "echo",
         "[ -z \"$P\" ] && echo nopgrep",
         "for v; do if alive $v; then echo left $v; else echo gone $v; fi; done",
     ]
@@ -206,7 +209,11 @@ async fn kill_all<H: Handler>(handle: &Handle<H>, victims: &[Victim]) -> Vec<Kil
             answer.extend_from_slice(&data);
         }
     }
-    let answer = String::from_utf8_lossy(&answer);
+    read_answer(&String::from_utf8_lossy(&answer), victims)
+}
+
+/// The outcome for each of `victims` in what the stop script printed.
+fn read_answer(answer: &str, victims: &[Victim]) -> Vec<KillOutcome> {
     victims
         .iter()
         .map(|v| {
@@ -266,6 +273,31 @@ mod tests {
             .output()
             .unwrap();
         assert!(left.stdout.is_empty(), "{:?}", left);
+        let _ = leader.wait();
+    }
+
+    /// An rc file that prints a banner without a final newline, before
+    /// the script runs, does not hide its answer.
+    #[test]
+    fn a_banner_without_a_newline_does_not_hide_the_answer() {
+        let mut leader = std::process::Command::new("setsid")
+            .args(["sleep", "4733"])
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        std::thread::sleep(Duration::from_millis(200));
+        let victims = [Victim::Group(pid)];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf 'Welcome!'; {}", script(&victims)))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(answer.starts_with("Welcome!\n"), "{answer}");
+        assert!(
+            matches!(read_answer(&answer, &victims)[..], [KillOutcome::Gone]),
+            "{answer}"
+        );
         let _ = leader.wait();
     }
 
