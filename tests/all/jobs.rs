@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
-use crate::server::{Server, exec_args, remote_running, structured, text, tool_error, wait_until};
-use crate::sshd::Sshd;
+use crate::server::{
+    Server, exec_args, password_args, remote_running, structured, text, tool_error, wait_until,
+};
+use crate::sshd::{Sshd, TEST_PASSWORD};
 
 async fn start(server: &Server, sshd: &Sshd, command: &str) -> String {
     let res = server.call("start_command", exec_args(sshd, command)).await;
@@ -267,4 +269,46 @@ async fn closing_a_session_stops_its_jobs_instead_of_waiting_for_them() {
         sshd.log().contains("Received disconnect") || sshd.log().contains("Disconnected from")
     })
     .await;
+}
+
+/// A call with other credentials would replace the session, and so stop
+/// its jobs: it is refused while one runs, and the job goes on.
+#[tokio::test]
+async fn other_credentials_do_not_stop_a_sessions_jobs_unasked() {
+    let sshd = Sshd::start();
+    let server = Server::start().await;
+    let res = server
+        .call(
+            "start_command",
+            password_args(&sshd, TEST_PASSWORD, "sleep 30"),
+        )
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    let id = structured(&res)["job_id"].as_str().unwrap().to_string();
+    let msg = tool_error(
+        &server
+            .call("execute_command", exec_args(&sshd, "echo key"))
+            .await,
+    );
+    assert!(
+        msg.contains("1 background job(s) running") && msg.contains("nothing was run"),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(&server, &id).await["state"], "running");
+    // Without credentials, the session is used as it is.
+    let mut bare = exec_args(&sshd, "echo bare");
+    bare.as_object_mut().unwrap().remove("key_filename");
+    let res = server.call("execute_command", bare).await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    // Once the job is stopped, the other credentials replace the session.
+    let res = server
+        .call("interrupt_command", json!({"job_id": id}))
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    wait_done(&server, &id).await;
+    let res = server
+        .call("execute_command", exec_args(&sshd, "echo key"))
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
 }

@@ -31,6 +31,8 @@ pub(super) struct Connection {
     /// Background jobs hold a channel for long: they get fewer slots than
     /// `channels`, so they can never starve `exec`.
     pub(super) job_slots: Arc<Semaphore>,
+    /// How many [`Self::job_slots`] there are.
+    pub(super) job_slot_count: usize,
     /// Stops have channels of their own: they never wait on the commands
     /// they stop.
     pub(super) stopper: Stopper,
@@ -64,6 +66,12 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Connection {
     pub(super) fn alive(&self) -> bool {
         !self.broken.load(Ordering::Relaxed) && !self.handle.is_closed()
+    }
+
+    /// Background jobs running on it.
+    pub(super) fn running_jobs(&self) -> usize {
+        self.job_slot_count
+            .saturating_sub(self.job_slots.available_permits())
     }
 
     /// Whether `target`'s peer policy allows this connection's address.

@@ -5,7 +5,9 @@
 //! first calls open one connection while calls to other hosts go on. A call
 //! whose credentials differ from the ones that opened the session never
 //! rides on it: it must authenticate on a connection of its own, which then
-//! replaces the old one. Channels per connection are capped below OpenSSH's
+//! replaces the old one (refused while the old one runs background jobs,
+//! which replacing would stop). Channels per connection are capped below
+//! OpenSSH's
 //! `MaxSessions`; callers beyond the cap queue.
 
 use std::collections::HashMap;
@@ -410,6 +412,30 @@ impl SessionManager {
         (allowed && conn.alive()).then(|| conn.clone())
     }
 
+    /// A call with credentials of its own would replace the live session
+    /// for `key`, which closing stops its background jobs: refused while
+    /// any runs, rather than stopping them unasked.
+    fn jobs_in_the_way(
+        &self,
+        key: &SessionKey,
+        credentials: Option<&Credentials>,
+    ) -> Option<SshError> {
+        let live = self.live();
+        let old = live.get(key).filter(|c| c.alive())?;
+        if lock(&old.credentials).as_ref() == credentials {
+            return None;
+        }
+        let jobs = old.running_jobs();
+        (jobs > 0).then(|| {
+            SshError::InvalidArgument(format!(
+                "{key}: the session has {jobs} background job(s) running, started with other \
+                 credentials; these credentials would open a new session replacing it, which \
+                 stops its jobs. Call without credentials to use the session as it is, or stop \
+                 its jobs first (interrupt_command, or close_session); nothing was run"
+            ))
+        })
+    }
+
     /// Where `target` really goes, through ssh_config.
     pub fn resolve(&self, target: &Target) -> Result<Destination, SshError> {
         destination::resolve(target, &self.inner.config, &self.inner.ssh_config)
@@ -452,6 +478,9 @@ impl SessionManager {
                     .get(key)
                     .and_then(|c| lock(&c.credentials).clone()),
             };
+            if let Some(jobs) = self.jobs_in_the_way(key, credentials.as_ref()) {
+                return Err(jobs);
+            }
             let reserved = self.reserve(key, via)?;
             let conn = self.connect(dest, credentials, via).await?;
             let old = self.live().insert(key.clone(), conn.clone());
@@ -497,6 +526,7 @@ impl SessionManager {
             })??;
         tracing::info!(session = %dest.display_name(), server = %connected.server_id, ms = started.elapsed().as_millis() as u64, "connected");
         let slots = cfg.channels_per_connection.max(1);
+        let job_slots = cfg.jobs_per_connection.min(slots.saturating_sub(1)).max(1);
         Ok(Arc::new(Connection {
             handle: Arc::new(connected.handle),
             key: key.clone(),
@@ -504,9 +534,8 @@ impl SessionManager {
             credentials: Mutex::new(credentials),
             channels: Arc::new(Semaphore::new(slots)),
             channel_slots: slots as u32,
-            job_slots: Arc::new(Semaphore::new(
-                cfg.jobs_per_connection.min(slots.saturating_sub(1)).max(1),
-            )),
+            job_slots: Arc::new(Semaphore::new(job_slots)),
+            job_slot_count: job_slots,
             stopper: Stopper::default(),
             opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
