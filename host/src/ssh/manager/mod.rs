@@ -7,8 +7,7 @@
 //! rides on it: it must authenticate on a connection of its own, which then
 //! replaces the old one (refused while the old one runs background jobs,
 //! which replacing would stop). Channels per connection are capped below
-//! OpenSSH's
-//! `MaxSessions`; callers beyond the cap queue.
+//! OpenSSH's `MaxSessions`; callers beyond the cap queue.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
