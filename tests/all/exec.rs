@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::server::{
-    Server, bare_args, exec_args, remote_running, stdout, structured, text, wait_until,
+    Server, bare_args, exec_args, raw_server_with, remote_running, send_raw_call, stdout,
+    structured, text, wait_until,
 };
 use crate::sshd::Sshd;
 
@@ -112,6 +113,59 @@ async fn max_output_bytes_bounds_each_stream() {
         out.starts_with("1\n2\n3\n") && out.ends_with("9999\n10000\n"),
         "{out}"
     );
+}
+
+/// 16 MiB of control characters, or of bytes that are not UTF-8, would
+/// take 6 or 3 times that in the answer's JSON: the output is cut further
+/// in its middle, with a note, and the exit status still comes back. (Read
+/// by a raw client: rmcp's drops lines past 16 MiB, and this answer is
+/// about 38 MB.)
+#[test]
+fn output_that_would_swell_in_json_is_cut_to_fit_and_the_result_kept() {
+    use std::io::BufRead;
+    let sshd = Sshd::start();
+    for (byte, what) in [("\\001", "control characters"), ("\\377", "not UTF-8")] {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = raw_server_with(home.path(), &[], std::process::Stdio::null());
+        let command =
+            format!("head -c 16777216 /dev/zero | tr '\\000' '{byte}'; echo; echo end; exit 4");
+        let mut args = exec_args(&sshd, &command);
+        args["max_output_bytes"] = json!(16 << 20);
+        let params = json!({"name": "execute_command", "arguments": args});
+        let (stdin, lines) = send_raw_call(&mut child, params);
+        let mut answer = serde_json::Value::Null;
+        for line in lines {
+            let msg: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if msg["id"] == 2 {
+                answer = msg;
+                break;
+            }
+        }
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+        let result = &answer["result"];
+        assert_eq!(
+            result["isError"],
+            false,
+            "{what}: {}",
+            &answer.to_string()[..300]
+        );
+        let s = &result["structuredContent"];
+        assert_eq!(s["exit_status"], 4, "{what}");
+        assert_eq!(s["stdout_truncated"], true, "{what}");
+        assert_eq!(s["stdout_bytes"], (16 << 20) + 5, "{what}");
+        let out = s["stdout"].as_str().unwrap();
+        assert!(
+            out.ends_with("\nend\n") && out.contains("bytes omitted"),
+            "{what}"
+        );
+        let json = serde_json::to_string(out).unwrap().len();
+        assert!(json <= (18 << 20) + 100, "{what}: {json} bytes of JSON");
+        assert!(json > 16 << 20, "{what}: cut to {json} bytes only");
+        let notes = s["notes"].to_string();
+        assert!(notes.contains("cut in its middle"), "{what}: {notes}");
+    }
 }
 
 #[tokio::test]

@@ -405,3 +405,56 @@ async fn a_file_whose_size_says_zero_is_read_whole() {
         tool_error(&res);
     }
 }
+
+/// A read of control characters, whose JSON takes 6 bytes for each, stops
+/// where the answer would grow past what fits, and says where to go on;
+/// over SFTP and over exec. (A raw client: rmcp's drops lines past 16 MiB.)
+#[test]
+fn a_read_of_control_characters_stops_where_the_answer_fits() {
+    use std::io::BufRead;
+    for (how, sshd) in crate::files::both_sshds() {
+        let dir = crate::files::remote_dir();
+        let path = dir.path().join("ctl.txt");
+        crate::files::put(&path, vec![1u8; 16 << 20]);
+        let home = tempfile::tempdir().unwrap();
+        let mut child =
+            crate::server::raw_server_with(home.path(), &[], std::process::Stdio::null());
+        let args = crate::files::args(
+            &sshd,
+            serde_json::json!({"path": crate::files::at(&path), "length": 16 << 20}),
+        );
+        let params = serde_json::json!({"name": "read_file", "arguments": args});
+        let (stdin, lines) = crate::server::send_raw_call(&mut child, params);
+        let mut answer = serde_json::Value::Null;
+        for line in lines {
+            let msg: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if msg["id"] == 2 {
+                answer = msg;
+                break;
+            }
+        }
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+        let result = &answer["result"];
+        assert_eq!(
+            result["isError"],
+            false,
+            "{how}: {}",
+            &answer.to_string()[..300]
+        );
+        let s = &result["structuredContent"];
+        let bytes = s["bytes"].as_u64().unwrap();
+        assert_eq!(bytes, (18 << 20) / 6, "{how}");
+        assert_eq!(s["next_offset"], bytes, "{how}");
+        assert_eq!(s["eof"], false, "{how}");
+        assert_eq!(s["content"].as_str().unwrap().len() as u64, bytes, "{how}");
+        assert!(
+            result["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("offset={bytes}")),
+            "{how}"
+        );
+    }
+}

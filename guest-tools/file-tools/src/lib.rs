@@ -16,7 +16,7 @@ mod transfer;
 use mcp_ssh_guest::files::{self, FileError, hex};
 use mcp_ssh_guest::{
     Annotations, CredentialArgs, Deserialize, JsonSchema, Output, SshError, TargetArgs, Tool,
-    Value, export_tools, json,
+    Value, export_tools, fit, json,
 };
 use sha2::{Digest, Sha256};
 
@@ -130,6 +130,18 @@ fn read_file(a: ReadArgs) -> Result<Output, FileError> {
             )));
         }
     };
+    // Text of control characters takes up to 6 times its size in JSON:
+    // a read that would not fit in an answer stops earlier, and says where
+    // to go on.
+    let (content, used) =
+        if encoding == Encoding::Text && !fit::fits(content.as_bytes(), fit::JSON_BUDGET) {
+            let end = fit::prefix_within(content.as_bytes(), fit::JSON_BUDGET);
+            let mut content = content;
+            content.truncate(end);
+            (content, end)
+        } else {
+            (content, used)
+        };
     let next = read.offset + used as u64;
     // A text read that stopped inside a character ends before it.
     let eof = read.eof && used == read.data.len();

@@ -35,6 +35,7 @@
 
 mod args;
 pub mod files;
+pub mod fit;
 
 pub use args::{CredentialArgs, RunArgs, TargetArgs};
 
@@ -205,14 +206,41 @@ pub fn seconds_to_ms(seconds: Option<f64>) -> Option<u64> {
 /// The host cuts truncated streams on UTF-8 boundaries, so valid UTF-8 stays
 /// valid; anything else is replaced with U+FFFD rather than failing.
 pub fn stream_text(s: &ssh::StreamOutput) -> String {
-    let head = decode_lossy(&s.head);
-    if !s.truncated {
+    render_stream(&s.head, &s.tail, s.truncated, s.total_bytes)
+}
+
+/// [`stream_text`], cut further in its middle so that it takes at most
+/// `budget` bytes as a JSON string ([`fit`]); and whether it was.
+pub fn stream_text_within(s: &ssh::StreamOutput, budget: usize) -> (String, bool) {
+    let whole = s.head.len().saturating_add(s.tail.len());
+    if whole.saturating_mul(6) <= budget {
+        return (stream_text(s), false);
+    }
+    let (head, tail) = (fit::json_cost(&s.head), fit::json_cost(&s.tail));
+    if head.saturating_add(tail) <= budget {
+        return (stream_text(s), false);
+    }
+    // What one end does not need, the other may use.
+    let half = budget / 2;
+    let (for_head, for_tail) = match () {
+        () if head <= half => (head, budget - head),
+        () if tail <= half => (budget - tail, tail),
+        () => (half, budget - half),
+    };
+    let head = &s.head[..fit::prefix_within(&s.head, for_head)];
+    let tail = &s.tail[fit::suffix_within(&s.tail, for_tail)..];
+    (render_stream(head, tail, true, s.total_bytes), true)
+}
+
+fn render_stream(head: &[u8], tail: &[u8], truncated: bool, total_bytes: u64) -> String {
+    let kept = (head.len() + tail.len()) as u64;
+    let head = decode_lossy(head);
+    if !truncated {
         return head.into_owned();
     }
-    let kept = (s.head.len() + s.tail.len()) as u64;
-    let omitted = s.total_bytes.saturating_sub(kept);
+    let omitted = total_bytes.saturating_sub(kept);
     let notice = format!("\n[... {omitted} bytes omitted ...]\n");
-    let tail = decode_lossy(&s.tail);
+    let tail = decode_lossy(tail);
     let mut text = String::with_capacity(head.len() + notice.len() + tail.len());
     text.push_str(&head);
     text.push_str(&notice);
@@ -364,7 +392,8 @@ pub fn __call<T: Tool>(arguments: &str) -> Result<CallResult, CallError> {
     // output is in both): sized from it, a large result is written once
     // instead of through a dozen doublings of a small buffer.
     let structured = out.structured.map(|v| {
-        let mut json = Vec::with_capacity(out.text.len() + 512);
+        // A little more than the text: field names, and its escapes.
+        let mut json = Vec::with_capacity(out.text.len() + out.text.len() / 8 + 4096);
         match serde_json::to_writer(&mut json, &v).map(|()| String::from_utf8(json)) {
             Ok(Ok(text)) => text,
             // Neither fails for a Value; if one did, the plain path decides.

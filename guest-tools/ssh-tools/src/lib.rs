@@ -5,7 +5,8 @@
 
 use mcp_ssh_guest::{
     Annotations, CredentialArgs, Deserialize, JsonSchema, NoArgs, Output, RunArgs, SshError,
-    Target, TargetArgs, Tool, Value, export_tools, json, seconds_to_ms, ssh, stream_text,
+    Target, TargetArgs, Tool, Value, export_tools, fit, json, seconds_to_ms, ssh,
+    stream_text_within,
 };
 
 #[derive(Deserialize, JsonSchema)]
@@ -103,8 +104,19 @@ fn stop_note(remote_stopped: Option<bool>) -> &'static str {
 
 fn render_exec(run: &ssh::CommandOutput) -> Output {
     let (out, remote_stopped) = (&run.output, run.remote_stopped);
-    let stdout = stream_text(&out.stdout);
-    let stderr = stream_text(&out.stderr);
+    let (stdout, stdout_cut) = stream_text_within(&out.stdout, fit::JSON_BUDGET);
+    let (stderr, stderr_cut) = stream_text_within(&out.stderr, fit::JSON_BUDGET);
+    let mut notes = run.notes.clone();
+    for (name, cut) in [("stdout", stdout_cut), ("stderr", stderr_cut)] {
+        if cut {
+            notes.push(format!(
+                "{name} was cut in its middle to {} MiB as JSON so that the answer fits (control \
+                 characters take 6 bytes each, bytes that are not UTF-8 3); lower \
+                 max_output_bytes, or write the output to a file",
+                fit::JSON_BUDGET >> 20
+            ));
+        }
+    }
     let mut text = match (out.exit_status, &out.exit_signal) {
         (Some(code), _) => format!("Exit Status: {code}\n"),
         (None, Some(sig)) => format!("Exit Status: none (killed by signal {sig})\n"),
@@ -123,7 +135,7 @@ fn render_exec(run: &ssh::CommandOutput) -> Output {
             stop_note(remote_stopped)
         ));
     }
-    for note in &run.notes {
+    for note in &notes {
         text.push_str(&format!("Note: {note}\n"));
     }
     text.push('\n');
@@ -142,8 +154,8 @@ fn render_exec(run: &ssh::CommandOutput) -> Output {
         "session": out.session,
         "exit_status": out.exit_status,
         "exit_signal": out.exit_signal,
-        "stdout_truncated": out.stdout.truncated,
-        "stderr_truncated": out.stderr.truncated,
+        "stdout_truncated": out.stdout.truncated || stdout_cut,
+        "stderr_truncated": out.stderr.truncated || stderr_cut,
         "stdout_bytes": out.stdout.total_bytes,
         "stderr_bytes": out.stderr.total_bytes,
         "duration_ms": out.duration_ms,
@@ -151,7 +163,7 @@ fn render_exec(run: &ssh::CommandOutput) -> Output {
         "cancelled": out.cancelled,
         "remote_stopped": remote_stopped,
         "cwd": run.cwd,
-        "notes": run.notes,
+        "notes": notes,
     });
     structured["stdout"] = Value::String(stdout);
     structured["stderr"] = Value::String(stderr);
