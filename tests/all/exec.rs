@@ -122,7 +122,6 @@ async fn max_output_bytes_bounds_each_stream() {
 /// about 38 MB.)
 #[test]
 fn output_that_would_swell_in_json_is_cut_to_fit_and_the_result_kept() {
-    use std::io::BufRead;
     let sshd = Sshd::start();
     for (byte, what) in [("\\001", "control characters"), ("\\377", "not UTF-8")] {
         let home = tempfile::tempdir().unwrap();

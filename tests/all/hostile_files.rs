@@ -411,7 +411,6 @@ async fn a_file_whose_size_says_zero_is_read_whole() {
 /// over SFTP and over exec. (A raw client: rmcp's drops lines past 16 MiB.)
 #[test]
 fn a_read_of_control_characters_stops_where_the_answer_fits() {
-    use std::io::BufRead;
     for (how, sshd) in crate::files::both_sshds() {
         let dir = crate::files::remote_dir();
         let path = dir.path().join("ctl.txt");
