@@ -72,10 +72,13 @@ pub(crate) fn read_regular_string(path: &Path, cap: u64) -> io::Result<String> {
 /// Whether `e` came from [`read_regular`] refusing the file itself (a
 /// device, FIFO, directory or one too large) rather than from the OS.
 pub(crate) fn is_refusal(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::InvalidInput | io::ErrorKind::FileTooLarge | io::ErrorKind::InvalidData
-    )
+    // The OS's own errors of these kinds (EINVAL reading `/proc/self/pagemap`)
+    // do not name the path.
+    e.raw_os_error().is_none()
+        && matches!(
+            e.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::FileTooLarge | io::ErrorKind::InvalidData
+        )
 }
 
 fn not_regular(path: &Path, meta: &std::fs::Metadata) -> io::Error {

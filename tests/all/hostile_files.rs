@@ -40,6 +40,8 @@ async fn key_files_that_are_devices_pipes_fifos_directories_or_huge_are_refused_
         (fifo.display().to_string(), "not a regular file"),
         (dir.path().display().to_string(), "not a regular file"),
         (sparse.display().to_string(), "larger than"),
+        // A regular file whose read fails (EINVAL): the error names it.
+        ("/proc/self/pagemap".to_string(), "cannot be read"),
     ];
     for (path, why) in cases {
         let started = Instant::now();
