@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::server::{
-    Server, bare_args, exec_args, raw_server_with, remote_running, send_raw_call, stdout,
-    structured, text, wait_until,
+    Server, bare_args, exec_args, raw_call_answer, remote_running, stdout, structured, text,
+    wait_until,
 };
 use crate::sshd::Sshd;
 
@@ -124,25 +124,11 @@ async fn max_output_bytes_bounds_each_stream() {
 fn output_that_would_swell_in_json_is_cut_to_fit_and_the_result_kept() {
     let sshd = Sshd::start();
     for (byte, what) in [("\\001", "control characters"), ("\\377", "not UTF-8")] {
-        let home = tempfile::tempdir().unwrap();
-        let mut child = raw_server_with(home.path(), &[], std::process::Stdio::null());
         let command =
             format!("head -c 16777216 /dev/zero | tr '\\000' '{byte}'; echo; echo end; exit 4");
         let mut args = exec_args(&sshd, &command);
         args["max_output_bytes"] = json!(16 << 20);
-        let params = json!({"name": "execute_command", "arguments": args});
-        let (stdin, lines) = send_raw_call(&mut child, params);
-        let mut answer = serde_json::Value::Null;
-        for line in lines {
-            let msg: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if msg["id"] == 2 {
-                answer = msg;
-                break;
-            }
-        }
-        drop(stdin);
-        let _ = child.kill();
-        let _ = child.wait();
+        let answer = raw_call_answer(json!({"name": "execute_command", "arguments": args}));
         let result = &answer["result"];
         assert_eq!(
             result["isError"],

@@ -417,26 +417,13 @@ fn a_read_of_control_characters_stops_where_the_answer_fits() {
         let dir = crate::files::remote_dir();
         let path = dir.path().join("ctl.txt");
         crate::files::put(&path, vec![1u8; 16 << 20]);
-        let home = tempfile::tempdir().unwrap();
-        let mut child =
-            crate::server::raw_server_with(home.path(), &[], std::process::Stdio::null());
         let args = crate::files::args(
             &sshd,
             serde_json::json!({"path": crate::files::at(&path), "length": 16 << 20}),
         );
-        let params = serde_json::json!({"name": "read_file", "arguments": args});
-        let (stdin, lines) = crate::server::send_raw_call(&mut child, params);
-        let mut answer = serde_json::Value::Null;
-        for line in lines {
-            let msg: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if msg["id"] == 2 {
-                answer = msg;
-                break;
-            }
-        }
-        drop(stdin);
-        let _ = child.kill();
-        let _ = child.wait();
+        let answer = crate::server::raw_call_answer(
+            serde_json::json!({"name": "read_file", "arguments": args}),
+        );
         let result = &answer["result"];
         assert_eq!(
             result["isError"],

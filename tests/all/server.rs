@@ -496,6 +496,27 @@ pub fn raw_server_with(
         .unwrap()
 }
 
+/// The answer to one `tools/call` with `params` on a raw server of its
+/// own, read whole whatever its size (rmcp's client drops lines past 16
+/// MiB).
+pub fn raw_call_answer(params: Value) -> Value {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = raw_server_with(home.path(), &[], Stdio::null());
+    let (stdin, lines) = send_raw_call(&mut child, params);
+    let mut answer = Value::Null;
+    for line in lines {
+        let msg: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if msg["id"] == 2 {
+            answer = msg;
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    answer
+}
+
 /// Starts a session on a raw server and sends one `tools/call` (id 2)
 /// with `params`; returns its stdin, still open, and its stdout's lines.
 pub fn send_raw_call(
