@@ -412,8 +412,9 @@ impl SessionManager {
     }
 
     /// A call with credentials of its own would replace the live session
-    /// for `key`, which closing stops its background jobs: refused while
-    /// any runs, rather than stopping them unasked.
+    /// for `key`, and the replaced session is closed, which stops its
+    /// background jobs: refused while any runs, rather than stopping them
+    /// unasked.
     fn jobs_in_the_way(
         &self,
         key: &SessionKey,
