@@ -6,7 +6,9 @@
 //! Written as they are, a newline in one forges a record of its own, an
 //! escape sequence drives the operator's terminal, and a 5 MiB id is a
 //! 5 MiB line. So each record is written whole, once it is formatted, with
-//! its control characters escaped (`\n`, `\u{1b}`) and cut at
+//! its control characters, Unicode line separators and bidirectional
+//! controls escaped (`\n`, `\u{1b}`, `\u{2028}`), bytes that are not UTF-8
+//! escaped (`\x85`), and cut at
 //! [`MAX_RECORD`] bytes, saying how much was dropped. Colours are off for
 //! the same reason: an escape sequence in a record can no longer be told
 //! from one the formatter wrote.
@@ -74,6 +76,18 @@ impl<W: Write> Drop for Record<W> {
     }
 }
 
+/// Whether `c` may break a line or drive a terminal or reorder what is
+/// shown: C0 and C1 controls, DEL, Unicode's line and paragraph
+/// separators, and the bidirectional controls.
+fn breaks_lines(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+                | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// `text` as one line: control characters escaped (tab kept), the
 /// formatter's final newline restored, and a note of `dropped` bytes.
 fn escape(text: &[u8], mut dropped: usize) -> Vec<u8> {
@@ -87,15 +101,24 @@ fn escape(text: &[u8], mut dropped: usize) -> Vec<u8> {
         body = &body[..e.valid_up_to()];
     }
     let mut line = Vec::with_capacity(body.len() + 64);
-    for &b in body {
-        match b {
-            b'\n' => line.extend_from_slice(b"\\n"),
-            b'\r' => line.extend_from_slice(b"\\r"),
-            b'\t' => line.push(b'\t'),
-            0..0x20 | 0x7f => {
-                let _ = write!(line, "\\u{{{b:x}}}");
+    for chunk in body.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => line.extend_from_slice(b"\\n"),
+                '\r' => line.extend_from_slice(b"\\r"),
+                '\t' => line.push(b'\t'),
+                c if breaks_lines(c) => {
+                    let _ = write!(line, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => {
+                    let mut utf8 = [0; 4];
+                    line.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
             }
-            _ => line.push(b),
+        }
+        // Bytes that are not UTF-8 (0x85 is a line break in Latin-1).
+        for b in chunk.invalid() {
+            let _ = write!(line, "\\x{b:02x}");
         }
     }
     if dropped > 0 {
@@ -131,6 +154,18 @@ mod tests {
             "WARN response error id=1\\n2026-11-30T06:00:00Z  INFO forged \\u{1b}[31mred\\r\\u{7}\tend\n"
         );
         assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn unicode_line_breaks_controls_and_stray_bytes_are_escaped() {
+        let line = written(&[
+            "a\u{85}b\u{9b}c\u{2028}d\u{2029}e\u{202e}f\n".as_bytes(),
+            b"\x85g",
+        ]);
+        assert_eq!(
+            line,
+            "a\\u{85}b\\u{9b}c\\u{2028}d\\u{2029}e\\u{202e}f\\n\\x85g\n"
+        );
     }
 
     #[test]

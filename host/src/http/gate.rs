@@ -197,9 +197,10 @@ fn in_use(activity: &Arc<Activity>, named: Option<&str>, response: Response) -> 
     let Some(id) = named.or(created) else {
         return response;
     };
-    // A session rmcp does not know (404) is not tracked: any id a request
-    // names would otherwise be kept until the next reap.
-    if response.status() == StatusCode::NOT_FOUND {
+    // Only an answer rmcp gave as the session's is tracked: a refusal
+    // (404 for an unknown session, or 405, 406, 415 before it looks) would
+    // keep any id a request names until the next reap.
+    if !response.status().is_success() {
         return response;
     }
     let guard = activity.begin(id);
@@ -348,6 +349,9 @@ mod tests {
                 Some(&named),
                 answer(StatusCode::NOT_FOUND),
             ));
+        }
+        for status in [StatusCode::NOT_ACCEPTABLE, StatusCode::METHOD_NOT_ALLOWED] {
+            drop(in_use(&activity, Some("made-up"), answer(status)));
         }
         assert_eq!(activity.tracked(), 0);
         drop(in_use(&activity, Some("real"), answer(StatusCode::OK)));

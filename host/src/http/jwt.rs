@@ -183,7 +183,7 @@ impl JwtVerifier {
         if has_crit(token) {
             // RFC 7515 section 4.1.11: extensions it names must be
             // understood, and this server understands none.
-            return Err("critical header extension not understood (crit)");
+            return Err("critical header extension not understood (crit), or a header not read");
         }
         if !matches!(
             header.alg,
@@ -274,14 +274,16 @@ impl JwtVerifier {
     }
 }
 
-/// Whether the header of `token` (already decoded once) has a `crit`.
+/// Whether the header of `token` (already decoded once) has a `crit`, or
+/// cannot be read here to tell (a lone surrogate, nesting deeper than
+/// serde_json's limit, which jsonwebtoken skips over unread).
 fn has_crit(token: &str) -> bool {
     use base64ct::{Base64UrlUnpadded, Encoding};
     let part = token.split('.').next().unwrap_or_default();
     Base64UrlUnpadded::decode_vec(part)
         .ok()
         .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
-        .is_some_and(|header| header.get("crit").is_some())
+        .is_none_or(|header| header.get("crit").is_some())
 }
 
 /// Whether `token` has a JWT's shape (three base64url parts): opaque
@@ -314,7 +316,16 @@ mod tests {
         )));
         assert!(has_crit(&token(r#"{"alg":"RS256","crit":[]}"#)));
         assert!(!has_crit(&token(r#"{"alg":"RS256","kid":"k"}"#)));
-        assert!(!has_crit("not a token"));
+        assert!(has_crit("not a token"), "unreadable: refused");
+        assert!(has_crit(&token(
+            r#"{"alg":"RS256","x":"\ud800","crit":["x"]}"#
+        )));
+        let deep = format!(
+            r#"{{"alg":"RS256","crit":["x"],"x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(has_crit(&token(&deep)));
     }
 
     #[test]
