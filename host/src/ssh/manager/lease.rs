@@ -97,13 +97,30 @@ impl SessionManager {
             conn.check_peer(target)?;
             let job_slot = match kind {
                 Use::Command => None,
-                Use::Job => Some(conn.job_slots.clone().try_acquire_owned().map_err(|_| {
-                    SshError::Limit(format!(
-                        "resource limit reached: {key} already runs {} background jobs, the \
-                         most one session may; interrupt one or wait for one to end",
-                        self.inner.config.jobs_per_connection
-                    ))
-                })?),
+                Use::Job => {
+                    let slot = conn.job_slots.clone().try_acquire_owned().map_err(|_| {
+                        SshError::Limit(format!(
+                            "resource limit reached: {key} already runs {} background jobs, \
+                             the most one session may; interrupt one or wait for one to end",
+                            self.inner.config.jobs_per_connection
+                        ))
+                    })?;
+                    // A session being replaced meanwhile (a call with other
+                    // credentials) saw no job: this one would be stopped
+                    // with it. It goes to the new session instead.
+                    if !self.is_live(key, &conn) {
+                        drop(slot);
+                        if retried {
+                            return Err(SshError::Channel(format!(
+                                "{key}: the session was replaced as the job started; nothing \
+                                 was run"
+                            )));
+                        }
+                        retried = true;
+                        continue;
+                    }
+                    Some(slot)
+                }
             };
             let slot = tokio::select! {
                 p = tokio::time::timeout_at(deadline, conn.channels.clone().acquire_owned()) => match p {

@@ -420,20 +420,12 @@ impl SessionManager {
         key: &SessionKey,
         credentials: Option<&Credentials>,
     ) -> Option<SshError> {
-        let live = self.live();
-        let old = live.get(key).filter(|c| c.alive())?;
-        if lock(&old.credentials).as_ref() == credentials {
-            return None;
-        }
-        let jobs = old.running_jobs();
-        (jobs > 0).then(|| {
-            SshError::InvalidArgument(format!(
-                "{key}: the session has {jobs} background job(s) running, started with other \
-                 credentials; these credentials would open a new session replacing it, which \
-                 stops its jobs. Call without credentials to use the session as it is, or stop \
-                 its jobs first (interrupt_command, or close_session); nothing was run"
-            ))
-        })
+        jobs_in_the_way(&self.live(), key, credentials)
+    }
+
+    /// Whether `conn` is the live session for `key` (not one replaced).
+    fn is_live(&self, key: &SessionKey, conn: &Arc<Connection>) -> bool {
+        self.live().get(key).is_some_and(|c| Arc::ptr_eq(c, conn))
     }
 
     /// Where `target` really goes, through ssh_config.
@@ -483,7 +475,19 @@ impl SessionManager {
             }
             let reserved = self.reserve(key, via)?;
             let conn = self.connect(dest, credentials, via).await?;
-            let old = self.live().insert(key.clone(), conn.clone());
+            // Checked again, with the table held: a job may have started
+            // on the old session while this one connected (a job checks,
+            // under the same lock, that its session is still the live one).
+            let old = {
+                let mut live = self.live();
+                let new_credentials = lock(&conn.credentials).clone();
+                if let Some(jobs) = jobs_in_the_way(&live, key, new_credentials.as_ref()) {
+                    drop(live);
+                    conn.close();
+                    return Err(jobs);
+                }
+                live.insert(key.clone(), conn.clone())
+            };
             drop(reserved);
             if let Some(old) = old {
                 state::hand_over(&old, &conn);
@@ -638,6 +642,27 @@ fn framed_fits(framing: &state::Framing, command: &exec::Command) -> Result<(), 
         frame.overhead() >> 10,
         launch::MAX_COMMAND_BYTES
     )))
+}
+
+/// See [`SessionManager::jobs_in_the_way`]; `live` is the session table.
+fn jobs_in_the_way(
+    live: &HashMap<SessionKey, Arc<Connection>>,
+    key: &SessionKey,
+    credentials: Option<&Credentials>,
+) -> Option<SshError> {
+    let old = live.get(key).filter(|c| c.alive())?;
+    if lock(&old.credentials).as_ref() == credentials {
+        return None;
+    }
+    let jobs = old.running_jobs();
+    (jobs > 0).then(|| {
+        SshError::InvalidArgument(format!(
+            "{key}: the session has {jobs} background job(s) running, started with other \
+             credentials; these credentials would open a new session replacing it, which \
+             stops its jobs. Call without credentials to use the session as it is, or stop \
+             its jobs first (interrupt_command, or close_session); nothing was run"
+        ))
+    })
 }
 
 #[cfg(test)]
