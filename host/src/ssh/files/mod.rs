@@ -302,9 +302,9 @@ impl SessionManager {
     /// window is one round trip.
     ///
     /// `cancel` stops the write until it commits: the temporary file is
-    /// removed and the file is left as it was. A cancel during the
-    /// rename's round trip is not heeded: whether it happened would be
-    /// unknown.
+    /// removed and the file is left as it was. A cancel during the commit
+    /// (the `if_match` check, the mode, the rename) is not heeded: whether
+    /// the rename happened would be unknown.
     pub async fn write_file(
         &self,
         target: &Target,
