@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::server::{
     Server, exec_args, password_args, remote_running, structured, text, tool_error, wait_until,
 };
-use crate::sshd::{Sshd, TEST_PASSWORD};
+use crate::sshd::{KEY_PASSPHRASE, Sshd, TEST_PASSWORD};
 
 async fn start(server: &Server, sshd: &Sshd, command: &str) -> String {
     let res = server.call("start_command", exec_args(sshd, command)).await;
@@ -309,6 +309,45 @@ async fn other_credentials_do_not_stop_a_sessions_jobs_unasked() {
     wait_done(&server, &id).await;
     let res = server
         .call("execute_command", exec_args(&sshd, "echo key"))
+        .await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+}
+
+/// A job started on a session while a call with other credentials is
+/// connecting (decrypting its key, authenticating) to replace it: the job
+/// runs on, whichever session it landed on.
+#[tokio::test]
+async fn a_job_started_while_other_credentials_connect_runs_on() {
+    let sshd = Sshd::start();
+    let server = std::sync::Arc::new(Server::start().await);
+    let opened = server
+        .call(
+            "execute_command",
+            password_args(&sshd, TEST_PASSWORD, "true"),
+        )
+        .await;
+    assert_eq!(opened.is_error, Some(false), "{}", text(&opened));
+    let mut other = exec_args(&sshd, "echo other");
+    other["key_filename"] = json!(sshd.encrypted_key());
+    other["passphrase"] = json!(KEY_PASSPHRASE);
+    let replacing = {
+        let server = server.clone();
+        tokio::spawn(async move { server.call("execute_command", other).await })
+    };
+    // The key's decryption (bcrypt, in a debug build) takes far longer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut bare = exec_args(&sshd, "sleep 30");
+    bare.as_object_mut().unwrap().remove("key_filename");
+    let res = server.call("start_command", bare).await;
+    assert_eq!(res.is_error, Some(false), "{}", text(&res));
+    let id = structured(&res)["job_id"].as_str().unwrap().to_string();
+    let other = replacing.await.unwrap();
+    eprintln!("the other credentials' call: {}", text(&other));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = status(&server, &id).await;
+    assert_eq!(s["state"], "running", "{s}");
+    let res = server
+        .call("interrupt_command", json!({"job_id": id}))
         .await;
     assert_eq!(res.is_error, Some(false), "{}", text(&res));
 }
