@@ -111,7 +111,7 @@ pub(crate) async fn check(
         );
     }
     if !(gate.clients.required() || gate.jwt.is_some()) {
-        let Ok(room) = gate.budget.admit(request.headers()).await else {
+        let Ok(room) = gate.budget.admit("local", request.headers()).await else {
             return gate.no_room(peer, None);
         };
         let response = next.run(request).await;
@@ -157,7 +157,7 @@ pub(crate) async fn check(
         );
         return plain(StatusCode::NOT_FOUND, "Not Found: Session not found");
     }
-    let Ok(room) = gate.budget.admit(request.headers()).await else {
+    let Ok(room) = gate.budget.admit(&client, request.headers()).await else {
         return gate.no_room(peer, Some(&client));
     };
     request.extensions_mut().insert(ClientName(client.clone()));
