@@ -579,6 +579,40 @@ async fn a_cancelled_write_leaves_the_file_as_it_was() {
     }
 }
 
+/// Over SFTP the commit checks `if_match` by hashing the current file,
+/// which takes long for a large one: a cancel then is still before the
+/// rename, and leaves the file as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_while_its_if_match_is_checked_leaves_the_file() {
+    let r = remote(Kind::OpensshSftp);
+    let big = vec![7u8; 256 << 20];
+    fs::write(r.local("big"), &big).unwrap();
+    std::os::unix::fs::chown(r.local("big"), Some(test_uid()), None).unwrap();
+    let request = WriteRequest {
+        path: r.path("big"),
+        data: b"small".to_vec(),
+        if_match: Some(sha(&big)),
+        ..WriteRequest::default()
+    };
+    let cancel = CancellationToken::new();
+    let fire = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fire.cancel();
+    });
+    let e = r
+        .manager
+        .write_file(&r.target, &request, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FileError::Ssh(SshError::Cancelled(_))), "{e:?}");
+    assert_eq!(
+        fs::metadata(r.local("big")).unwrap().len(),
+        big.len() as u64
+    );
+    assert!(r.leftovers().is_empty(), "{:?}", r.leftovers());
+}
+
 /// Run, in a release build, `cargo test --release -p mcp-ssh-session --test
 /// all -- files_core::measure --ignored --nocapture`: 50 MiB up and down
 /// through the core (SFTP, then exec) beside `scp` and `sftp` on the same

@@ -301,10 +301,10 @@ impl SessionManager {
     /// and the rename is lost (no remote compare-and-swap exists); the
     /// window is one round trip.
     ///
-    /// `cancel` stops the write until it commits: the temporary file is
-    /// removed and the file is left as it was. A cancel during the commit
-    /// (the `if_match` check, the mode, the rename) is not heeded: whether
-    /// the rename happened would be unknown.
+    /// `cancel` stops the write until its rename (over SFTP; over exec,
+    /// until its commit script starts): the temporary file is removed and
+    /// the file is left as it was. The rename itself is not cut off:
+    /// whether it happened would be unknown.
     pub async fn write_file(
         &self,
         target: &Target,
@@ -343,7 +343,13 @@ impl SessionManager {
                     .guard(
                         &session,
                         "write",
-                        s.commit(&staged, path, request.mode, request.if_match.as_ref(), &ctl),
+                        s.commit(
+                            &staged,
+                            path,
+                            request.mode,
+                            request.if_match.as_ref(),
+                            &staging,
+                        ),
                     )
                     .await;
                 match committed {

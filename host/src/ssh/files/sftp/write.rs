@@ -154,7 +154,8 @@ impl Sftp {
     /// Puts a staged file in place: checks `if_match` against the current
     /// content, sets the mode (given, else the current file's, else 0644),
     /// renames. Returns whether the file was created. The caller removes
-    /// the temporary file when this fails.
+    /// the temporary file when this fails. `ctl`'s cancel is heeded until
+    /// the mode and the rename (the caller's guard may bound those).
     pub(crate) async fn commit(
         &self,
         staged: &Staged,
@@ -192,6 +193,11 @@ impl Sftp {
             if &sum.sha256() != want {
                 return Err(common::conflict(s, path, false));
             }
+        }
+        // A cancel is heeded up to here; the rest is one round trip each,
+        // and a rename cut off would leave its outcome unknown.
+        if ctl.cancel.is_cancelled() {
+            return Err(common::cancelled(s, "write"));
         }
         let mode = mode.or(current.as_ref().map(|c| c.mode)).unwrap_or(0o644) & 0o7777;
         let attrs = FileAttributes {
