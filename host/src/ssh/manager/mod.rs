@@ -411,18 +411,6 @@ impl SessionManager {
         (allowed && conn.alive()).then(|| conn.clone())
     }
 
-    /// A call with credentials of its own would replace the live session
-    /// for `key`, and the replaced session is closed, which stops its
-    /// background jobs: refused while any runs, rather than stopping them
-    /// unasked.
-    fn jobs_in_the_way(
-        &self,
-        key: &SessionKey,
-        credentials: Option<&Credentials>,
-    ) -> Option<SshError> {
-        jobs_in_the_way(&self.live(), key, credentials)
-    }
-
     /// Whether `conn` is the live session for `key` (not one replaced).
     fn is_live(&self, key: &SessionKey, conn: &Arc<Connection>) -> bool {
         self.live().get(key).is_some_and(|c| Arc::ptr_eq(c, conn))
@@ -470,7 +458,7 @@ impl SessionManager {
                     .get(key)
                     .and_then(|c| lock(&c.credentials).clone()),
             };
-            if let Some(jobs) = self.jobs_in_the_way(key, credentials.as_ref()) {
+            if let Some(jobs) = jobs_in_the_way(&self.live(), key, credentials.as_ref()) {
                 return Err(jobs);
             }
             let reserved = self.reserve(key, via)?;
@@ -644,7 +632,10 @@ fn framed_fits(framing: &state::Framing, command: &exec::Command) -> Result<(), 
     )))
 }
 
-/// See [`SessionManager::jobs_in_the_way`]; `live` is the session table.
+/// A call with credentials of its own would replace the live session for
+/// `key` in `live` (the session table), and the replaced session is
+/// closed, which stops its background jobs: refused while any runs,
+/// rather than stopping them unasked.
 fn jobs_in_the_way(
     live: &HashMap<SessionKey, Arc<Connection>>,
     key: &SessionKey,
