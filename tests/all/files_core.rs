@@ -548,8 +548,10 @@ async fn a_cancelled_write_leaves_the_file_as_it_was() {
             data: vec![b'x'; 64 << 20],
             ..WriteRequest::default()
         };
-        // Cancelled before the write starts, and while its data is sent.
-        for after in [None, Some(Duration::from_millis(10))] {
+        // Cancelled before the write starts, and at every moment of its
+        // start: before and after its script says its PID.
+        let moments = (0..=24).map(|ms| Some(Duration::from_millis(ms)));
+        for after in std::iter::once(None).chain(moments) {
             let cancel = CancellationToken::new();
             match after {
                 None => cancel.cancel(),
@@ -577,6 +579,52 @@ async fn a_cancelled_write_leaves_the_file_as_it_was() {
         r.write("kept", b"new").await.unwrap();
         assert_eq!(fs::read(r.local("kept")).unwrap(), b"new", "{n}");
     }
+}
+
+/// A command cancelled while its stdin streams (the remote reading it as
+/// fast as it comes) is stopped, verified. The stop's channel shares the
+/// connection with the stdin's writer: left parked on the window, that
+/// writer held the lock the connection's reader takes for each window
+/// adjustment, so the stop was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_cancelled_while_its_stdin_streams_is_stopped_verified() {
+    use mcp_ssh_session::ssh::{Command, CommandOptions, ExecRequest};
+    let r = remote(Kind::OpensshExec);
+    r.write("warm", b"the session is up").await.unwrap();
+    let stdin = vec![b'x'; 16 << 20];
+    let mut ran = 0;
+    for ms in 0..=60 {
+        let request = ExecRequest {
+            command: Command::Line("cat >/dev/null; sleep 4751".into()),
+            options: CommandOptions {
+                stdin: Some(stdin.clone()),
+                ..CommandOptions::default()
+            },
+            ..ExecRequest::default()
+        };
+        let cancel = request.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            cancel.cancel();
+        });
+        let out = match r.manager.exec(&r.target, &request).await {
+            // Before the command was sent: nothing to stop.
+            Err(SshError::Cancelled(_)) => continue,
+            res => res.unwrap(),
+        };
+        ran += 1;
+        assert!(out.cancelled, "cancelled after {ms} ms: {out:?}");
+        assert_eq!(
+            out.remote_stopped,
+            Some(true),
+            "cancelled after {ms} ms: {:?}",
+            out.notes
+        );
+    }
+    assert!(
+        ran > 20,
+        "only {ran} of 61 commands started before their cancel"
+    );
 }
 
 /// Over SFTP the commit checks `if_match` by hashing the current file,

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::OptionFuture;
 use russh::client::{Handle, Handler, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use tokio_util::sync::CancellationToken;
@@ -404,9 +405,16 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
     };
     // Without stdin this ends at once with end-of-file, which is what
     // makes `cat` return.
-    let feed = input::feed(channel.make_writer(), launch.stdin, input.stdin, sudo_feed);
-    tokio::pin!(feed);
-    let mut fed = false;
+    // Dropped, not just left unpolled, before a stop: russh's writer,
+    // parked on the channel's window, keeps its place in the queue of the
+    // window's lock, and the connection's reader waits for that lock at
+    // the next window adjustment, stalling every channel, the stop's too.
+    let mut feed = Some(Box::pin(input::feed(
+        channel.make_writer(),
+        launch.stdin,
+        input.stdin,
+        sudo_feed,
+    )));
 
     let mut d = Driver {
         sink,
@@ -437,9 +445,9 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
                 d.ending.timed_out = true;
                 None
             }
-            r = &mut feed, if !fed => {
-                fed = true;
-                if let Err(e) = r {
+            r = OptionFuture::from(feed.as_mut()), if feed.is_some() => {
+                feed = None;
+                if let Some(Err(e)) = r {
                     tracing::debug!("stdin not fully written: {e}");
                 }
                 continue;
@@ -466,6 +474,7 @@ pub(crate) async fn drive<H: Handler + 'static, S: OutputSink>(
             Some(Some(m)) => d.take(m)?,
             Some(None) => break,
             None => {
+                drop(feed.take());
                 stop(remote, &mut channel, &mut d).await;
                 break;
             }
@@ -529,10 +538,6 @@ pub(crate) async fn run<H: Handler + 'static>(
     Ok((out, ending))
 }
 
-/// How long a stop waits for the marker of a command that has not printed
-/// it yet; it counts against the stop's bound.
-const MARKER_WAIT: Duration = Duration::from_secs(1);
-
 /// Stops the command after a timeout or a cancel, still collecting what it
 /// prints meanwhile, within [`kill::STOP_BOUND`]. Records whether the
 /// remote processes are verifiably gone.
@@ -545,7 +550,7 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
     // `start_command`) may not have printed its marker yet: give it a
     // moment, or the stop could not be verified.
     if d.sniffer.started().is_none() {
-        let wait = tokio::time::sleep(MARKER_WAIT);
+        let wait = tokio::time::sleep(kill::MARKER_WAIT);
         tokio::pin!(wait);
         while d.sniffer.started().is_none() {
             tokio::select! {

@@ -28,6 +28,9 @@ pub(crate) const GRACE: Duration = Duration::from_secs(2);
 /// A whole stop, from the request to the answer, never takes longer: it
 /// is the grace a call may run past its timeout.
 pub(crate) const STOP_BOUND: Duration = Duration::from_secs(5);
+/// How long a stop waits for the marker (and so the PID) of a command
+/// that has not printed it yet; it counts against the stop's bound.
+pub(crate) const MARKER_WAIT: Duration = Duration::from_secs(1);
 /// Channels kept for stops on each connection.
 pub(crate) const STOP_CHANNELS: usize = 2;
 /// How long the script waits after KILL before it answers "survived".

@@ -104,9 +104,9 @@ fi
 [ -d "$p" ] && die 12 'is a directory'
 case $d in /*) ;; *) d=./$d;; esac
 t=$d/$4
-(set -C; : >"$t") || exit 1
-trap 'rm -f -- "$t"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
+k=1; trap '[ -z "$k" ] || rm -f -- "$t"' EXIT
+(set -C; : >"$t") || { k=; exit 1; }
 printf '%s\0' "$t"
 cat >"$t" || exit 1
 s=$(wc -c <"$t") || exit 1

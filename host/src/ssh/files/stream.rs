@@ -7,13 +7,15 @@
 
 use std::future::Future;
 
-use russh::{ChannelMsg, Sig};
+use russh::client::{Handler, Msg};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::io::AsyncRead;
 
 use super::common::{self, Ctl, Feed};
 use super::shell::Shell;
 use super::{CHUNK, FileError};
 use crate::ssh::SshError;
+use crate::ssh::exec::Remote;
 use crate::ssh::kill::{self, Victim};
 use crate::ssh::launch::{self, Marker, Payload, Reach};
 use crate::ssh::manager::FileChannel;
@@ -116,7 +118,9 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
     wr.exec(true, launch.line.as_bytes())
         .await
         .map_err(|e| SshError::Channel(format!("{session}: {what}: could not start: {e}")))?;
-    let feeder = async {
+    // Boxed to be dropped before a stop (see `exec::drive`): left unpolled,
+    // a writer parked on the window would stall the whole connection.
+    let mut feeder = Box::pin(async {
         if let Some(words) = &launch.stdin {
             wr.data(&words[..]).await.map_err(|_| None)?;
         }
@@ -126,8 +130,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
             }
         }
         wr.eof().await.map_err(|_| None)
-    };
-    tokio::pin!(feeder);
+    });
     let mut feeding = true;
     // What the login shell's start-up files print comes before the
     // marker: not the script's answer.
@@ -188,27 +191,9 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
     if let Some(started) = marker.started() {
         let _ = remote.shell.set(started.shell.clone());
     }
+    drop(feeder);
     if let Some(e) = failure {
-        // Stop the remote side: a `cat` writing a temporary file must not
-        // live on after the call.
-        let victim = marker.started().and_then(|s| match s.reach {
-            Reach::Session => Some(Victim::Group(s.pid)),
-            Reach::Tree => Some(Victim::Tree(s.pid)),
-            Reach::Unknown => None,
-        });
-        match victim {
-            Some(v) if status.is_none() => {
-                let _ = tokio::time::timeout(
-                    kill::STOP_BOUND,
-                    remote.stopper.stop(remote.handle.clone(), v),
-                )
-                .await;
-            }
-            _ => {
-                let _ = wr.signal(Sig::KILL).await;
-            }
-        }
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), wr.close()).await;
+        stop(&remote, &mut rd, &wr, &mut marker, status).await;
         return Err(e);
     }
     let held = marker.flush();
@@ -228,4 +213,64 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
         .into());
     }
     Ok(Ended { status, stderr })
+}
+
+/// Stops the remote side of a script the call gave up on: a `cat` writing
+/// a temporary file must not live on after the call. The channel is read
+/// all along, so the messages the server still sends on it (window
+/// adjustments for the data in flight) never fill its queue and stall the
+/// connection the stop runs on.
+async fn stop<H: Handler + 'static>(
+    remote: &Remote<'_, H>,
+    rd: &mut ChannelReadHalf,
+    wr: &ChannelWriteHalf<Msg>,
+    marker: &mut Marker,
+    mut status: Option<u32>,
+) {
+    // A script stopped as soon as it was sent may not have said its PID
+    // yet: without it only its login shell could be signalled, and the
+    // script, in a session of its own, would create its temporary file
+    // after the caller removed it.
+    let mut open = true;
+    if marker.started().is_none() && status.is_none() {
+        let wait = tokio::time::sleep(kill::MARKER_WAIT);
+        tokio::pin!(wait);
+        while open && marker.started().is_none() && status.is_none() {
+            tokio::select! {
+                () = &mut wait => break,
+                m = rd.wait() => match m {
+                    Some(ChannelMsg::Data { data }) => {
+                        let _ = marker.feed(&data);
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                    Some(_) => {}
+                    None => open = false,
+                },
+            }
+        }
+    }
+    let victim = marker.started().and_then(|s| match s.reach {
+        Reach::Session => Some(Victim::Group(s.pid)),
+        Reach::Tree => Some(Victim::Tree(s.pid)),
+        Reach::Unknown => None,
+    });
+    match victim {
+        Some(v) if status.is_none() => {
+            let kill = tokio::time::timeout(
+                kill::STOP_BOUND,
+                remote.stopper.stop(remote.handle.clone(), v),
+            );
+            tokio::pin!(kill);
+            loop {
+                tokio::select! {
+                    _ = &mut kill => break,
+                    m = rd.wait(), if open => open = m.is_some(),
+                }
+            }
+        }
+        _ => {
+            let _ = wr.signal(Sig::KILL).await;
+        }
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), wr.close()).await;
 }
