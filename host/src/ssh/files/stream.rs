@@ -217,9 +217,9 @@ pub(crate) async fn run<R: AsyncRead + Unpin, S: Sink>(
 
 /// Stops the remote side of a script the call gave up on: a `cat` writing
 /// a temporary file must not live on after the call. The channel is read
-/// all along, so the messages the server still sends on it (window
-/// adjustments for the data in flight) never fill its queue and stall the
-/// connection the stop runs on.
+/// all along: russh hands it what the server still sends (output, the
+/// end) with a wait, and a full queue would stall the connection the stop
+/// runs on.
 async fn stop<H: Handler + 'static>(
     remote: &Remote<'_, H>,
     rd: &mut ChannelReadHalf,
