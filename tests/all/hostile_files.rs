@@ -1,8 +1,8 @@
 //! Paths a tool call or a config names that are not what they claim: a
 //! key file that is a device, the JSON-RPC pipe, a FIFO, a directory or a
 //! huge file, a compile cache others could have written to, and a kernel
-//! file whose size says 0; and a login shell that prints before every
-//! command. And a compile cache that would fill with other versions'
+//! file whose size says 0; a login shell that prints before every
+//! command, or starts slowly. And a compile cache that would fill with other versions'
 //! entries.
 
 use std::time::{Duration, Instant};
@@ -359,6 +359,65 @@ async fn a_login_shell_that_prints_a_banner_does_not_break_the_file_tools() {
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
+}
+
+/// A write cancelled while the login shell still reads a slow rc file
+/// (over exec, the file tools' fallback) never starts its script: no
+/// temporary file appears, then or later, and the file is as it was.
+/// Before, the stop waited for the script's PID, and the script, started
+/// meanwhile with all its input, kept its temporary file until a kill that
+/// had to wait for the rc file too.
+#[tokio::test]
+async fn a_write_cancelled_behind_a_slow_rc_file_never_starts() {
+    let (user, _) = BASHRC_USER;
+    let slow = tempfile::tempdir().unwrap();
+    let flag = slow.path().join("slow");
+    let sshd = Sshd::start_with(&format!("SetEnv MCPSSH_SLOW_RC={}", flag.display()));
+    let remote = tempfile::Builder::new()
+        .prefix("mcpssh-slowrc-")
+        .tempdir()
+        .unwrap();
+    let owned = std::process::Command::new("chown")
+        .args([user])
+        .arg(remote.path())
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let server = Server::start().await;
+    let path = remote.path().join("f").display().to_string();
+    let write = |content: &str| {
+        json!({
+            "host": "127.0.0.1", "port": sshd.port(), "username": user,
+            "password": TEST_PASSWORD, "path": path, "content": content,
+        })
+    };
+    let temps = || {
+        std::fs::read_dir(remote.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".mcp-ssh.tmp"))
+            .count()
+    };
+    // The rc file is quick while the session and its shell are learnt.
+    succeeded(&server.call("write_file", write("old")).await);
+    std::fs::write(&flag, "").unwrap();
+    let mut call = Box::pin(server.try_call("write_file", write("new")));
+    // Cancelled 0.8 s before the rc file's 5 s are over.
+    let cancel_at = Instant::now() + Duration::from_millis(4200);
+    while Instant::now() < cancel_at {
+        tokio::select! {
+            r = &mut call => panic!("answered before the cancel: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    drop(call);
+    // Watched past the moment the script would have started.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(temps(), 0, "a temporary file appeared after the cancel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"old");
 }
 
 /// A kernel file says its size is 0 and has content: read whole over SFTP

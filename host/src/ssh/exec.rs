@@ -546,6 +546,7 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
     channel: &mut Channel<Msg>,
     d: &mut Driver<'_, S>,
 ) {
+    let bound = tokio::time::Instant::now() + kill::STOP_BOUND;
     // A command stopped as soon as it was sent (an interrupt right after
     // `start_command`) may not have printed its marker yet: give it a
     // moment, or the stop could not be verified.
@@ -585,17 +586,14 @@ async fn stop<H: Handler + 'static, S: OutputSink>(
             return;
         }
     };
-    let kill = tokio::time::timeout(
-        kill::STOP_BOUND,
-        remote.stopper.stop(remote.handle.clone(), victim),
-    );
+    let kill = tokio::time::timeout_at(bound, remote.stopper.stop(remote.handle.clone(), victim));
     tokio::pin!(kill);
     let mut outcome = None;
     let mut open = true;
     // After the answer, the last output and the exit signal get this long
     // to arrive, once: a process that left the session and keeps the
     // channel's stdout open must not hold the call.
-    let settle = tokio::time::sleep(kill::STOP_BOUND);
+    let settle = tokio::time::sleep_until(bound);
     tokio::pin!(settle);
     // Read the main channel while the kill runs: the exit signal and the
     // last output arrive there.

@@ -302,7 +302,7 @@ impl SessionManager {
     /// window is one round trip.
     ///
     /// `cancel` stops the write until its rename (over SFTP; over exec,
-    /// until its commit script starts): the temporary file is removed and
+    /// until its commit script is sent): the temporary file is removed and
     /// the file is left as it was. The rename itself is not cut off:
     /// whether it happened would be unknown.
     pub async fn write_file(

@@ -227,12 +227,18 @@ async fn stop<H: Handler + 'static>(
     marker: &mut Marker,
     mut status: Option<u32>,
 ) {
+    let bound = tokio::time::Instant::now() + kill::STOP_BOUND;
     // A script stopped as soon as it was sent may not have said its PID
-    // yet: without it only its login shell could be signalled, and the
-    // script, in a session of its own, would create its temporary file
-    // after the caller removed it.
+    // yet. KILL reaches its login shell's group at once (on OpenSSH, which
+    // makes the shell lead it; Dropbear ignores the request): a script
+    // still behind a slow rc file never runs, instead of running its
+    // course while we wait. Its PID, if it comes, is still waited for: a
+    // script in a session of its own (Dropbear) is out of that KILL's
+    // reach, and would create its temporary file after the caller
+    // removed it.
     let mut open = true;
     if marker.started().is_none() && status.is_none() {
+        let _ = wr.signal(Sig::KILL).await;
         let wait = tokio::time::sleep(kill::MARKER_WAIT);
         tokio::pin!(wait);
         while open && marker.started().is_none() && status.is_none() {
@@ -256,10 +262,8 @@ async fn stop<H: Handler + 'static>(
     });
     match victim {
         Some(v) if status.is_none() => {
-            let kill = tokio::time::timeout(
-                kill::STOP_BOUND,
-                remote.stopper.stop(remote.handle.clone(), v),
-            );
+            let kill =
+                tokio::time::timeout_at(bound, remote.stopper.stop(remote.handle.clone(), v));
             tokio::pin!(kill);
             loop {
                 tokio::select! {
