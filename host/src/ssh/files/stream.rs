@@ -229,16 +229,18 @@ async fn stop<H: Handler + 'static>(
 ) {
     let bound = tokio::time::Instant::now() + kill::STOP_BOUND;
     // A script stopped as soon as it was sent may not have said its PID
-    // yet. KILL reaches its login shell's group at once (on OpenSSH, which
+    // yet. TERM reaches its login shell's group at once (on OpenSSH, which
     // makes the shell lead it; Dropbear ignores the request): a script
     // still behind a slow rc file never runs, instead of running its
-    // course while we wait. Its PID, if it comes, is still waited for: a
-    // script in a session of its own (Dropbear) is out of that KILL's
-    // reach, and would create its temporary file after the caller
-    // removed it.
+    // course while we wait, and one already running removes its temporary
+    // file on the way out (KILL would leave it for a clean-up that must
+    // sit through the rc file too). Its PID, if it comes, is still waited
+    // for: a script in a session of its own (Dropbear) is out of that
+    // signal's reach, and would create its temporary file after the
+    // caller removed it.
     let mut open = true;
     if marker.started().is_none() && status.is_none() {
-        let _ = wr.signal(Sig::KILL).await;
+        let _ = wr.signal(Sig::TERM).await;
         let wait = tokio::time::sleep(kill::MARKER_WAIT);
         tokio::pin!(wait);
         while open && marker.started().is_none() && status.is_none() {
