@@ -284,6 +284,18 @@ async fn the_compile_cache_keeps_what_starts_use_and_a_bounded_rest() {
     assert_eq!(entries(&dir).len(), 2 * (3 + 32));
 }
 
+/// A temporary directory on this machine (the remote side) owned by `user`.
+fn dir_of(user: &str, prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let owned = std::process::Command::new("chown")
+        .arg(user)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    dir
+}
+
 /// A login shell whose rc file prints (a `~/.bashrc` banner) breaks SFTP,
 /// whose protocol is sftp-server's stdout, and its banner comes before
 /// every exec script's own output: the file tools still work over exec,
@@ -295,16 +307,7 @@ async fn a_login_shell_that_prints_a_banner_does_not_break_the_file_tools() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(local.path().join("up.bin"), &data).unwrap();
     for sshd in [Sshd::start(), crate::files::sftp_sshd()] {
-        let remote = tempfile::Builder::new()
-            .prefix("mcpssh-banner-")
-            .tempdir()
-            .unwrap();
-        let owned = std::process::Command::new("chown")
-            .args([user])
-            .arg(remote.path())
-            .status()
-            .unwrap();
-        assert!(owned.success());
+        let remote = dir_of(user, "mcpssh-banner-");
         let server = crate::files::server_with_root(local.path()).await;
         let on = |name: &str| remote.path().join(name).display().to_string();
         let call = |tool: &'static str, extra: serde_json::Value| {
@@ -373,16 +376,7 @@ async fn a_write_cancelled_behind_a_slow_rc_file_never_starts() {
     let slow = tempfile::tempdir().unwrap();
     let flag = slow.path().join("slow");
     let sshd = Sshd::start_with(&format!("SetEnv MCPSSH_SLOW_RC={}", flag.display()));
-    let remote = tempfile::Builder::new()
-        .prefix("mcpssh-slowrc-")
-        .tempdir()
-        .unwrap();
-    let owned = std::process::Command::new("chown")
-        .args([user])
-        .arg(remote.path())
-        .status()
-        .unwrap();
-    assert!(owned.success());
+    let remote = dir_of(user, "mcpssh-slowrc-");
     let server = Server::start().await;
     let path = remote.path().join("f").display().to_string();
     let write = |content: &str| {
